@@ -1,0 +1,3 @@
+module github.com/roostnet/roost
+
+go 1.26
