@@ -1,0 +1,198 @@
+package api
+
+// BGPConfiguration named "default" holds cluster-wide BGP settings; one named
+// "node.<nodename>" overrides a few of them for that node.
+type BGPConfiguration struct {
+	TypeMeta
+	Metadata ObjectMeta           `json:"metadata"`
+	Spec     BGPConfigurationSpec `json:"spec"`
+}
+
+// BGPConfigurationSpec follows projectcalico.org/v3.
+type BGPConfigurationSpec struct {
+	LogSeverityScreen        string                `json:"logSeverityScreen,omitempty"`
+	NodeToNodeMeshEnabled    *bool                 `json:"nodeToNodeMeshEnabled,omitempty"`
+	ASNumber                 *ASNumber             `json:"asNumber,omitempty"`
+	ServiceLoadBalancerIPs   []ServiceIPBlock      `json:"serviceLoadBalancerIPs,omitempty"`
+	ServiceExternalIPs       []ServiceIPBlock      `json:"serviceExternalIPs,omitempty"`
+	ServiceClusterIPs        []ServiceIPBlock      `json:"serviceClusterIPs,omitempty"`
+	ListenPort               uint16                `json:"listenPort,omitempty"`
+	BindMode                 *string               `json:"bindMode,omitempty"`
+	Communities              []Community           `json:"communities,omitempty"`
+	PrefixAdvertisements     []PrefixAdvertisement `json:"prefixAdvertisements,omitempty"`
+	NodeMeshPassword         *BGPPassword          `json:"nodeMeshPassword,omitempty"`
+	NodeMeshMaxRestartTime   *Duration             `json:"nodeMeshMaxRestartTime,omitempty"`
+	IgnoredInterfaces        []string              `json:"ignoredInterfaces,omitempty"`
+	LocalWorkloadPeeringIPV4 string                `json:"localWorkloadPeeringIPV4,omitempty"`
+	LocalWorkloadPeeringIPV6 string                `json:"localWorkloadPeeringIPV6,omitempty"`
+}
+
+// Bind modes.
+const (
+	BindModeNone   = "None"
+	BindModeNodeIP = "NodeIP"
+)
+
+// ServiceIPBlock is one CIDR of serviceClusterIPs / serviceExternalIPs /
+// serviceLoadBalancerIPs.
+type ServiceIPBlock struct {
+	CIDR string `json:"cidr,omitempty"`
+}
+
+// Community names a BGP community value (standard "a:b" or large "a:b:c").
+type Community struct {
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+}
+
+// PrefixAdvertisement attaches communities (values or names from
+// Communities) to a CIDR this node advertises.
+type PrefixAdvertisement struct {
+	CIDR        string   `json:"cidr,omitempty"`
+	Communities []string `json:"communities,omitempty"`
+}
+
+// BGPPassword points at a secret holding a BGP session password.
+type BGPPassword struct {
+	SecretKeyRef *SecretKeySelector `json:"secretKeyRef,omitempty"`
+}
+
+// SecretKeySelector names a key of a secret.
+type SecretKeySelector struct {
+	Name     string `json:"name"`
+	Key      string `json:"key"`
+	Optional *bool  `json:"optional,omitempty"`
+}
+
+// BGPPeer configures BGP sessions: global (no node, no nodeSelector),
+// node-specific (node or nodeSelector), and to other nodes (peerSelector).
+type BGPPeer struct {
+	TypeMeta
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     BGPPeerSpec `json:"spec"`
+}
+
+// BGPPeerSpec follows projectcalico.org/v3.
+type BGPPeerSpec struct {
+	Node                     string       `json:"node,omitempty"`
+	PeerIP                   string       `json:"peerIP,omitempty"`
+	ASNumber                 ASNumber     `json:"asNumber,omitempty"`
+	NodeSelector             string       `json:"nodeSelector,omitempty"`
+	PeerSelector             string       `json:"peerSelector,omitempty"`
+	KeepOriginalNextHop      bool         `json:"keepOriginalNextHop,omitempty"`
+	NextHopMode              *string      `json:"nextHopMode,omitempty"`
+	Password                 *BGPPassword `json:"password,omitempty"`
+	SourceAddress            *string      `json:"sourceAddress,omitempty"`
+	MaxRestartTime           *Duration    `json:"maxRestartTime,omitempty"`
+	NumAllowedLocalASNumbers *int32       `json:"numAllowedLocalASNumbers,omitempty"`
+	TTLSecurity              *uint8       `json:"ttlSecurity,omitempty"`
+	KeepaliveTime            *Duration    `json:"keepaliveTime,omitempty"`
+	ReachableBy              string       `json:"reachableBy,omitempty"`
+	Filters                  []string     `json:"filters,omitempty"`
+	LocalASNumber            *ASNumber    `json:"localASNumber,omitempty"`
+	ReversePeering           *string      `json:"reversePeering,omitempty"`
+	LocalWorkloadSelector    string       `json:"localWorkloadSelector,omitempty"`
+}
+
+// Enum values of BGPPeerSpec.
+const (
+	NextHopAuto = "Auto"
+	NextHopSelf = "Self"
+	NextHopKeep = "Keep"
+
+	SourceAddressUseNodeIP = "UseNodeIP"
+	SourceAddressNone      = "None"
+
+	ReversePeeringAuto   = "Auto"
+	ReversePeeringManual = "Manual"
+)
+
+// BGPFilter holds ordered import/export rules per address family.
+type BGPFilter struct {
+	TypeMeta
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     BGPFilterSpec `json:"spec"`
+}
+
+// BGPFilterSpec has one ordered rule list per direction and family.
+type BGPFilterSpec struct {
+	ExportV4 []BGPFilterRule `json:"exportV4,omitempty"`
+	ImportV4 []BGPFilterRule `json:"importV4,omitempty"`
+	ExportV6 []BGPFilterRule `json:"exportV6,omitempty"`
+	ImportV6 []BGPFilterRule `json:"importV6,omitempty"`
+}
+
+// BGPFilterRule matches routes and accepts or rejects them, optionally
+// changing attributes first. Every match field set must match.
+type BGPFilterRule struct {
+	CIDR          string                 `json:"cidr,omitempty"`
+	MatchOperator string                 `json:"matchOperator,omitempty"`
+	PrefixLength  *BGPFilterPrefixLength `json:"prefixLength,omitempty"`
+	Source        string                 `json:"source,omitempty"`
+	Interface     string                 `json:"interface,omitempty"`
+	PeerType      string                 `json:"peerType,omitempty"`
+	Communities   *BGPFilterCommunities  `json:"communities,omitempty"`
+	ASPathPrefix  []ASNumber             `json:"asPathPrefix,omitempty"`
+	Priority      *int                   `json:"priority,omitempty"`
+	Action        string                 `json:"action"`
+	Operations    []BGPFilterOperation   `json:"operations,omitempty"`
+}
+
+// BGPFilterPrefixLength bounds the prefix length of matched routes.
+type BGPFilterPrefixLength struct {
+	Min *int32 `json:"min,omitempty"`
+	Max *int32 `json:"max,omitempty"`
+}
+
+// BGPFilterCommunities matches routes carrying any of the values.
+type BGPFilterCommunities struct {
+	Values []string `json:"values,omitempty"`
+}
+
+// BGPFilterOperation changes a route; exactly one field is set.
+type BGPFilterOperation struct {
+	AddCommunity  *BGPFilterAddCommunity  `json:"addCommunity,omitempty"`
+	PrependASPath *BGPFilterPrependASPath `json:"prependASPath,omitempty"`
+	SetPriority   *BGPFilterSetPriority   `json:"setPriority,omitempty"`
+}
+
+// BGPFilterAddCommunity adds one community value.
+type BGPFilterAddCommunity struct {
+	Value string `json:"value,omitempty"`
+}
+
+// BGPFilterPrependASPath prepends AS numbers to the path.
+type BGPFilterPrependASPath struct {
+	Prefix []ASNumber `json:"prefix,omitempty"`
+}
+
+// BGPFilterSetPriority sets the route's preference.
+type BGPFilterSetPriority struct {
+	Value int `json:"value"`
+}
+
+// Enum values of BGPFilterRule.
+const (
+	MatchEqual    = "Equal"
+	MatchNotEqual = "NotEqual"
+	MatchIn       = "In"
+	MatchNotIn    = "NotIn"
+
+	FilterAccept = "Accept"
+	FilterReject = "Reject"
+
+	FilterSourceRemotePeers = "RemotePeers"
+
+	PeerTypeEBGP = "eBGP"
+	PeerTypeIBGP = "iBGP"
+)
+
+func (r *BGPConfiguration) ResourceKind() string { return KindBGPConfiguration }
+func (r *BGPConfiguration) Meta() *ObjectMeta    { return &r.Metadata }
+func (r *BGPConfiguration) setTypeMeta()         { r.TypeMeta.set(KindBGPConfiguration) }
+func (r *BGPPeer) ResourceKind() string          { return KindBGPPeer }
+func (r *BGPPeer) Meta() *ObjectMeta             { return &r.Metadata }
+func (r *BGPPeer) setTypeMeta()                  { r.TypeMeta.set(KindBGPPeer) }
+func (r *BGPFilter) ResourceKind() string        { return KindBGPFilter }
+func (r *BGPFilter) Meta() *ObjectMeta           { return &r.Metadata }
+func (r *BGPFilter) setTypeMeta()                { r.TypeMeta.set(KindBGPFilter) }

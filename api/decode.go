@@ -1,0 +1,383 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Document is one resource read from a multi-document YAML or JSON stream.
+// Exactly one of Object and Err is set.
+type Document struct {
+	Source string // file name, "-" for stdin, or "" when unknown
+	Index  int    // 0-based position of the YAML document in the stream
+	Item   int    // position inside a List document, -1 when not in a list
+	Line   int    // 1-based line where the document or item starts (0 if unknown)
+	Object Resource
+	Err    error
+}
+
+// Where names the document for messages: "file.yaml:12 (document 2)".
+func (d *Document) Where() string {
+	var b strings.Builder
+	if d.Source != "" {
+		b.WriteString(d.Source)
+	} else {
+		b.WriteString("input")
+	}
+	if d.Line > 0 {
+		fmt.Fprintf(&b, ":%d", d.Line)
+	}
+	fmt.Fprintf(&b, " (document %d", d.Index+1)
+	if d.Item >= 0 {
+		fmt.Fprintf(&b, ", item %d", d.Item+1)
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// DocumentError places a decoding problem in its source.
+type DocumentError struct {
+	Where string
+	Err   error
+}
+
+func (e *DocumentError) Error() string { return e.Where + ": " + e.Err.Error() }
+func (e *DocumentError) Unwrap() error { return e.Err }
+
+// DecodeOptions tunes decoding.
+type DecodeOptions struct {
+	// AllowUnknownFields accepts fields Roost does not know (used for values
+	// other tools wrote to etcd). User input is strict: a typo is an error.
+	AllowUnknownFields bool
+	// NoDefaults skips Calico's defaults.
+	NoDefaults bool
+	// NoValidate skips semantic validation.
+	NoValidate bool
+}
+
+// Decode reads every document of a YAML (multi-document) or JSON stream
+// (one value, a sequence of values, or an array of resources) as
+// `calicoctl apply -f` takes it: kind/apiVersion/metadata/spec, and lists
+// (kind: List or <Kind>List with items). Defaults are applied and every
+// resource is validated. A document that fails carries Err and the others
+// are unaffected; a YAML syntax error ends the stream with one more
+// Document holding the error and its line.
+func Decode(data []byte, source string, opts DecodeOptions) []Document {
+	var docs []Document
+	nodes, err := parseStream(data)
+	for i, n := range nodes {
+		docs = append(docs, decodeTop(n, source, i, opts)...)
+	}
+	if err != nil {
+		d := Document{Source: source, Index: len(nodes), Item: -1, Err: err}
+		var se *syntaxError
+		if errors.As(err, &se) {
+			d.Line, d.Err = se.line, errors.New(se.msg)
+		}
+		d.Err = &DocumentError{Where: d.Where(), Err: d.Err}
+		docs = append(docs, d)
+	}
+	return docs
+}
+
+// DecodeAll is Decode for callers that need every document valid (the CLI
+// applies nothing unless all are): it returns the objects, or all errors.
+func DecodeAll(data []byte, source string, opts DecodeOptions) ([]Resource, error) {
+	var (
+		objs []Resource
+		errs []error
+	)
+	for _, d := range Decode(data, source, opts) {
+		if d.Err != nil {
+			errs = append(errs, d.Err)
+			continue
+		}
+		objs = append(objs, d.Object)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return objs, nil
+}
+
+type syntaxError struct {
+	line int
+	msg  string
+}
+
+func (e *syntaxError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// parseStream splits the input into document nodes. JSON input is parsed
+// with encoding/json (YAML parsers trip over some valid JSON, e.g. tabs).
+func parseStream(data []byte) ([]*yaml.Node, error) {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+		return parseJSONStream(trimmed)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var out []*yaml.Node
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			msg := err.Error()
+			if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				return out, &syntaxError{line: line, msg: "YAML syntax error: " + m[2]}
+			}
+			return out, &syntaxError{msg: "YAML syntax error: " + strings.TrimPrefix(msg, "yaml: ")}
+		}
+		if len(n.Content) == 0 || isNull(n.Content[0]) {
+			continue // empty document, e.g. a trailing "---"
+		}
+		out = append(out, n.Content[0])
+	}
+}
+
+func parseJSONStream(data []byte) ([]*yaml.Node, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var out []*yaml.Node
+	for {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			line := 1 + bytes.Count(data[:min(int(dec.InputOffset()), len(data))], []byte("\n"))
+			return out, &syntaxError{line: line, msg: "JSON syntax error: " + err.Error()}
+		}
+		// A top-level array of resources is a list without a wrapper.
+		if arr, ok := v.([]any); ok {
+			v = map[string]any{"kind": "List", "apiVersion": APIVersion, "items": arr}
+		}
+		var n yaml.Node
+		if err := n.Encode(v); err != nil {
+			return out, &syntaxError{msg: err.Error()}
+		}
+		out = append(out, &n)
+	}
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
+
+func decodeTop(n *yaml.Node, source string, index int, opts DecodeOptions) []Document {
+	doc := Document{Source: source, Index: index, Item: -1, Line: n.Line}
+	fail := func(err error) []Document {
+		doc.Err = &DocumentError{Where: doc.Where(), Err: err}
+		return []Document{doc}
+	}
+	if n.Kind != yaml.MappingNode {
+		return fail(errors.New("a resource must be a mapping with kind, apiVersion, metadata and spec"))
+	}
+	kind := scalarField(n, "kind")
+	if kind == "List" || (strings.HasSuffix(kind, "List") && New(strings.TrimSuffix(kind, "List")) != nil) {
+		items := field(n, "items")
+		if items == nil || (items.Kind != yaml.SequenceNode && !isNull(items)) {
+			return fail(fmt.Errorf("%s: items must be a list", kind))
+		}
+		var docs []Document
+		itemKind := strings.TrimSuffix(kind, "List")
+		for i, it := range items.Content {
+			d := Document{Source: source, Index: index, Item: i, Line: it.Line}
+			d.Object, d.Err = decodeResource(it, itemKind, opts)
+			if d.Err != nil {
+				d.Err = &DocumentError{Where: d.Where(), Err: d.Err}
+			}
+			docs = append(docs, d)
+		}
+		return docs
+	}
+	doc.Object, doc.Err = decodeResource(n, "", opts)
+	if doc.Err != nil {
+		return fail(doc.Err)
+	}
+	return []Document{doc}
+}
+
+// decodeResource decodes one resource mapping. defaultKind applies to
+// items of a typed list that omit their kind.
+func decodeResource(n *yaml.Node, defaultKind string, opts DecodeOptions) (Resource, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, errors.New("a resource must be a mapping with kind, apiVersion, metadata and spec")
+	}
+	kind := scalarField(n, "kind")
+	if kind == "" {
+		kind = defaultKind
+	}
+	if kind == "" {
+		return nil, &FieldError{Field: "kind", Msg: "missing"}
+	}
+	obj := New(kind)
+	if obj == nil {
+		return nil, &FieldError{Field: "kind", Value: kind, Msg: "unknown kind (known: " + strings.Join(Kinds, ", ") + ")"}
+	}
+	name := nameOf(n)
+	if av := scalarField(n, "apiVersion"); av != "" && av != APIVersion {
+		return nil, ErrorList{{Field: "apiVersion", Value: av, Msg: "must be " + APIVersion}}.withResource(kind, name)
+	}
+	if err := decodeNode(n, obj, opts); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// DecodeJSON decodes one resource of a known kind from JSON, as read from a
+// datastore: kind, apiVersion and metadata may be absent.
+func DecodeJSON(kind string, data []byte, opts DecodeOptions) (Resource, error) {
+	obj := New(kind)
+	if obj == nil {
+		return nil, fmt.Errorf("unknown kind %q", kind)
+	}
+	var n yaml.Node
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%s: invalid JSON: %w", kind, err)
+	}
+	if err := n.Encode(v); err != nil {
+		return nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if err := decodeNode(&n, obj, opts); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// decodeNode checks a node against obj's Go type (unknown fields, types,
+// per-field parse errors, each with its path and line), then fills obj,
+// applies defaults and validates.
+func decodeNode(n *yaml.Node, obj Resource, opts DecodeOptions) error {
+	kind := obj.ResourceKind()
+	name := nameOf(n)
+	if errs := checkNode(n, obj, !opts.AllowUnknownFields); len(errs) > 0 {
+		return errs.withResource(kind, name)
+	}
+	v, err := nodeToValue(n)
+	if err != nil {
+		return ErrorList{{Msg: err.Error()}}.withResource(kind, name)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return ErrorList{{Msg: err.Error()}}.withResource(kind, name)
+	}
+	if err := json.Unmarshal(raw, obj); err != nil {
+		// checkNode catches type problems first; this is a safety net.
+		return ErrorList{{Msg: err.Error()}}.withResource(kind, name)
+	}
+	if !opts.NoDefaults {
+		Default(obj)
+	}
+	if !opts.NoValidate {
+		if err := Validate(obj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nameOf(n *yaml.Node) string {
+	if md := field(n, "metadata"); md != nil {
+		return scalarField(md, "name")
+	}
+	return ""
+}
+
+func field(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func scalarField(n *yaml.Node, key string) string {
+	if f := field(n, key); f != nil && f.Kind == yaml.ScalarNode {
+		return f.Value
+	}
+	return ""
+}
+
+// nodeToValue converts a YAML node to JSON-ready values, keeping numbers
+// exact (json.Number) and rejecting non-string keys.
+func nodeToValue(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return nodeToValue(n.Content[0])
+	case yaml.AliasNode:
+		return nodeToValue(n.Alias)
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			v, err := nodeToValue(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			if k.Tag == "!!merge" { // "<<: *anchor": keys set here win
+				if mv, ok := v.(map[string]any); ok {
+					for mk, vv := range mv {
+						if _, set := m[mk]; !set {
+							m[mk] = vv
+						}
+					}
+				}
+				continue
+			}
+			m[k.Value] = v
+		}
+		return m, nil
+	case yaml.SequenceNode:
+		s := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := nodeToValue(c)
+			if err != nil {
+				return nil, err
+			}
+			s = append(s, v)
+		}
+		return s, nil
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil, nil
+		case "!!bool":
+			var b bool
+			if err := n.Decode(&b); err != nil {
+				return nil, err
+			}
+			return b, nil
+		case "!!int", "!!float":
+			v := n.Value
+			if i, err := strconv.ParseInt(v, 0, 64); err == nil {
+				v = strconv.FormatInt(i, 10) // normalise 0x.., 0o..
+			}
+			return json.Number(v), nil
+		default:
+			return n.Value, nil
+		}
+	}
+	return nil, fmt.Errorf("unsupported YAML node at line %d", n.Line)
+}
