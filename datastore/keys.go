@@ -128,7 +128,9 @@ type KeyInfo struct {
 
 // ParseKey classifies a key of the Calico layout.
 func ParseKey(key string) (KeyInfo, error) {
-	bad := func() (KeyInfo, error) { return KeyInfo{}, fmt.Errorf("key %q is not in the Calico v3/IPAM layout", key) }
+	bad := func() (KeyInfo, error) {
+		return KeyInfo{}, fmt.Errorf("key %q is not in the Calico v3/IPAM layout", key)
+	}
 	switch {
 	case strings.HasPrefix(key, ResourcePrefix):
 		parts := strings.Split(strings.TrimPrefix(key, ResourcePrefix), "/")

@@ -1,0 +1,248 @@
+// Package birdsock talks to the BIRD routing daemon over its control socket
+// (the one birdc uses, `bird -s PATH`) and parses the output of the commands
+// roost needs. Parsers accept both BIRD 2 and BIRD 1.6 output and can be
+// used without a socket on recorded text.
+//
+// Wire format: BIRD greets with "0001 BIRD x.y.z ready.". Each command is
+// one line. Reply lines start with a four-digit code followed by '-' (more
+// lines follow) or ' ' (last line); a line starting with a single space
+// continues the previous code; lines starting with '+' are asynchronous log
+// messages that belong to no reply.
+package birdsock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultTimeout bounds one command (sending it and reading the whole reply)
+// when the context has no earlier deadline.
+const DefaultTimeout = 10 * time.Second
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("birdsock: client closed")
+
+// Client is a connection to BIRD's control socket.
+//
+// A Client is safe for concurrent use: it keeps one connection and runs one
+// command at a time on it, in the order callers acquire it (BIRD's CLI is
+// sequential anyway). If a command fails on the connection (I/O error,
+// timeout, cancellation, protocol violation) the connection is closed, the
+// error is returned, and the next call dials again. Failed commands are not
+// retried, since a command such as configure may already have run.
+type Client struct {
+	path    string
+	timeout time.Duration
+
+	sem     chan struct{} // one slot: held while a command uses the connection
+	version atomic.Pointer[string]
+
+	mu     sync.Mutex // guards conn and closed, so Close can interrupt a command
+	conn   net.Conn
+	r      *bufio.Reader
+	closed bool
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithTimeout sets the per-command timeout (DefaultTimeout if d <= 0).
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.timeout = d
+		}
+	}
+}
+
+// Dial connects to the control socket at path and reads BIRD's hello.
+func Dial(ctx context.Context, path string, opts ...Option) (*Client, error) {
+	c := &Client{path: path, timeout: DefaultTimeout, sem: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(c)
+	}
+	conn, r, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.conn, c.r = conn, r
+	return c, nil
+}
+
+// dial opens a connection and consumes the hello, recording the version.
+func (c *Client) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("birdsock: connect to %s: %w", c.path, err)
+	}
+	stop := watchConn(ctx, conn)
+	defer stop()
+	r := bufio.NewReader(conn)
+	hello, err := readReply(r)
+	if err == nil && hello.Code != 1 {
+		err = fmt.Errorf("unexpected hello %q", hello.Text())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("birdsock: hello from %s: %w", c.path, c.ioError(ctx, err))
+	}
+	conn.SetDeadline(time.Time{})
+	v := parseHello(hello.Text())
+	c.version.Store(&v)
+	return conn, r, nil
+}
+
+// watchConn applies ctx's deadline to conn and makes cancellation interrupt
+// blocked I/O. The returned function stops watching.
+func watchConn(ctx context.Context, conn net.Conn) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+}
+
+// ioError explains an I/O error in terms of the context and timeout that
+// caused it. errors.Is(err, os.ErrDeadlineExceeded) holds for timeouts.
+func (c *Client) ioError(ctx context.Context, err error) error {
+	if cerr := context.Cause(ctx); cerr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if errors.Is(cerr, context.DeadlineExceeded) {
+			return fmt.Errorf("no complete reply within the deadline: %w", err)
+		}
+		return cerr
+	}
+	return err
+}
+
+// parseHello extracts "2.0.12" from "BIRD 2.0.12 ready.".
+func parseHello(text string) string {
+	f := strings.Fields(text)
+	if len(f) >= 2 && f[0] == "BIRD" {
+		return f[1]
+	}
+	return text
+}
+
+// Version returns BIRD's version from the most recent hello, e.g. "2.0.12".
+func (c *Client) Version() string {
+	if v := c.version.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+// Path returns the control socket path.
+func (c *Client) Path() string { return c.path }
+
+// Close closes the connection; a command in progress fails.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close()
+	c.conn, c.r = nil, nil
+	return err
+}
+
+// Exec sends one command line and reads BIRD's whole reply. It gives up when
+// ctx is done or after the Client's timeout. If BIRD terminates the reply
+// with an error code, Exec returns the reply together with a *BirdError.
+func (c *Client) Exec(ctx context.Context, cmd string) (*Reply, error) {
+	cmd = strings.TrimSpace(cmd)
+	if cmd == "" || strings.ContainsAny(cmd, "\r\n") {
+		// A line break would send two commands and desynchronise replies.
+		return nil, fmt.Errorf("birdsock: invalid command %q", cmd)
+	}
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("birdsock: %s: %w", cmd, context.Cause(ctx))
+	}
+	defer func() { <-c.sem }()
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	conn, r, err := c.connection(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := c.roundTrip(ctx, conn, r, cmd)
+	if err != nil {
+		c.drop(conn)
+		return nil, fmt.Errorf("birdsock: %s on %s: %w", cmd, c.path, c.ioError(ctx, err))
+	}
+	if rep.IsError() {
+		return rep, &BirdError{Code: rep.Code, Text: rep.Lines[len(rep.Lines)-1].Text, Command: cmd}
+	}
+	return rep, nil
+}
+
+func (c *Client) roundTrip(ctx context.Context, conn net.Conn, r *bufio.Reader, cmd string) (*Reply, error) {
+	stop := watchConn(ctx, conn)
+	defer stop()
+	if _, err := conn.Write([]byte(cmd + "\n")); err != nil {
+		return nil, err
+	}
+	rep, err := readReply(r)
+	if err != nil {
+		return nil, err
+	}
+	if !stop() {
+		// Cancelled just as the reply completed: the deadline is now in the
+		// past, so reset it rather than fail a good reply.
+	}
+	conn.SetDeadline(time.Time{})
+	return rep, nil
+}
+
+// connection returns the open connection, dialling if the last one failed.
+// The caller holds sem.
+func (c *Client) connection(ctx context.Context) (net.Conn, *bufio.Reader, error) {
+	c.mu.Lock()
+	closed, conn, r := c.closed, c.conn, c.r
+	c.mu.Unlock()
+	if closed {
+		return nil, nil, ErrClosed
+	}
+	if conn != nil {
+		return conn, r, nil
+	}
+	conn, r, err := c.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed { // Close ran while we were dialling
+		conn.Close()
+		return nil, nil, ErrClosed
+	}
+	c.conn, c.r = conn, r
+	return conn, r, nil
+}
+
+// drop closes a connection that failed so that the next call redials.
+func (c *Client) drop(conn net.Conn) {
+	conn.Close()
+	c.mu.Lock()
+	if c.conn == conn {
+		c.conn, c.r = nil, nil
+	}
+	c.mu.Unlock()
+}
