@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -133,12 +134,7 @@ func parseStream(data []byte) ([]*yaml.Node, error) {
 			return out, nil
 		}
 		if err != nil {
-			msg := err.Error()
-			if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-				line, _ := strconv.Atoi(m[1])
-				return out, &syntaxError{line: line, msg: "YAML syntax error: " + m[2]}
-			}
-			return out, &syntaxError{msg: "YAML syntax error: " + strings.TrimPrefix(msg, "yaml: ")}
+			return out, locateYAMLError(data, err)
 		}
 		if len(n.Content) == 0 || isNull(n.Content[0]) {
 			continue // empty document, e.g. a trailing "---"
@@ -165,12 +161,70 @@ func parseJSONStream(data []byte) ([]*yaml.Node, error) {
 		if arr, ok := v.([]any); ok {
 			v = map[string]any{"kind": "List", "apiVersion": APIVersion, "items": arr}
 		}
-		var n yaml.Node
-		if err := n.Encode(v); err != nil {
-			return out, &syntaxError{msg: err.Error()}
-		}
-		out = append(out, &n)
+		out = append(out, valueToNode(v))
 	}
+}
+
+// locateYAMLError turns a decoder error into one with an absolute line:
+// yaml.v3 counts lines from the start of the failing document, so find that
+// document by parsing the separated documents one by one.
+func locateYAMLError(data []byte, err error) error {
+	offset := 0 // lines before the current document
+	for _, chunk := range docSeparatorRE.Split(string(data), -1) {
+		var n yaml.Node
+		if cerr := yaml.Unmarshal([]byte(chunk), &n); cerr != nil {
+			err = cerr
+			break
+		}
+		offset += strings.Count(chunk, "\n") + 1 // +1 for the separator line
+	}
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &syntaxError{line: offset + line, msg: "YAML syntax error: " + m[2]}
+	}
+	return &syntaxError{msg: "YAML syntax error: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+var docSeparatorRE = regexp.MustCompile(`(?m)^---[ \t]*(?:#.*)?\n`)
+
+// valueToNode builds a YAML node from JSON-decoded values (json.Number kept
+// as an int or float scalar) so JSON input goes through the same checks.
+func valueToNode(v any) *yaml.Node {
+	switch x := v.(type) {
+	case map[string]any:
+		n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k}, valueToNode(x[k]))
+		}
+		return n
+	case []any:
+		n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
+		for _, e := range x {
+			n.Content = append(n.Content, valueToNode(e))
+		}
+		return n
+	case json.Number:
+		if _, err := x.Int64(); err == nil {
+			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: x.String()}
+		}
+		if _, err := strconv.ParseUint(x.String(), 10, 64); err == nil {
+			return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: x.String()}
+		}
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!float", Value: x.String()}
+	case bool:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(x)}
+	case string:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: x}
+	case nil:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
+	}
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: fmt.Sprint(v)}
 }
 
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
@@ -243,17 +297,13 @@ func DecodeJSON(kind string, data []byte, opts DecodeOptions) (Resource, error) 
 	if obj == nil {
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
-	var n yaml.Node
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %w", kind, err)
 	}
-	if err := n.Encode(v); err != nil {
-		return nil, fmt.Errorf("%s: %w", kind, err)
-	}
-	if err := decodeNode(&n, obj, opts); err != nil {
+	if err := decodeNode(valueToNode(v), obj, opts); err != nil {
 		return nil, err
 	}
 	return obj, nil

@@ -86,16 +86,19 @@ func (c *Client) dial(ctx context.Context) (net.Conn, *bufio.Reader, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("birdsock: connect to %s: %w", c.path, err)
 	}
+	start := time.Now()
 	stop := watchConn(ctx, conn)
-	defer stop()
 	r := bufio.NewReader(conn)
 	hello, err := readReply(r)
 	if err == nil && hello.Code != 1 {
 		err = fmt.Errorf("unexpected hello %q", hello.Text())
 	}
+	if !stop() && err == nil {
+		err = context.Cause(ctx) // cancelled at the last moment
+	}
 	if err != nil {
 		conn.Close()
-		return nil, nil, fmt.Errorf("birdsock: hello from %s: %w", c.path, c.ioError(ctx, err))
+		return nil, nil, fmt.Errorf("birdsock: hello from %s: %w", c.path, c.ioError(ctx, err, time.Since(start)))
 	}
 	conn.SetDeadline(time.Time{})
 	v := parseHello(hello.Text())
@@ -112,16 +115,20 @@ func watchConn(ctx context.Context, conn net.Conn) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 }
 
-// ioError explains an I/O error in terms of the context and timeout that
-// caused it. errors.Is(err, os.ErrDeadlineExceeded) holds for timeouts.
-func (c *Client) ioError(ctx context.Context, err error) error {
-	if cerr := context.Cause(ctx); cerr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		if errors.Is(cerr, context.DeadlineExceeded) {
-			return fmt.Errorf("no complete reply within the deadline: %w", err)
-		}
-		return cerr
+// ioError explains an I/O error caused by the deadline or a cancellation.
+// Timeouts match both context.DeadlineExceeded and os.ErrDeadlineExceeded;
+// cancellations match the context's cause.
+func (c *Client) ioError(ctx context.Context, err error, waited time.Duration) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
 	}
-	return err
+	// The connection's deadline is ctx's, and it may fire before ctx's own
+	// timer marks ctx done: then the cause is still nil.
+	cause := context.Cause(ctx)
+	if cause == nil || errors.Is(cause, context.DeadlineExceeded) {
+		return fmt.Errorf("no complete reply after %v: %w (%w)", waited.Round(time.Millisecond), context.DeadlineExceeded, err)
+	}
+	return cause
 }
 
 // parseHello extracts "2.0.12" from "BIRD 2.0.12 ready.".
@@ -182,10 +189,13 @@ func (c *Client) Exec(ctx context.Context, cmd string) (*Reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := c.roundTrip(ctx, conn, r, cmd)
-	if err != nil {
+	start := time.Now()
+	rep, reuse, err := c.roundTrip(ctx, conn, r, cmd)
+	if !reuse {
 		c.drop(conn)
-		return nil, fmt.Errorf("birdsock: %s on %s: %w", cmd, c.path, c.ioError(ctx, err))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("birdsock: %s on %s: %w", cmd, c.path, c.ioError(ctx, err, time.Since(start)))
 	}
 	if rep.IsError() {
 		return rep, &BirdError{Code: rep.Code, Text: rep.Lines[len(rep.Lines)-1].Text, Command: cmd}
@@ -193,22 +203,20 @@ func (c *Client) Exec(ctx context.Context, cmd string) (*Reply, error) {
 	return rep, nil
 }
 
-func (c *Client) roundTrip(ctx context.Context, conn net.Conn, r *bufio.Reader, cmd string) (*Reply, error) {
+// roundTrip sends cmd and reads its reply. reuse is false when the
+// connection's deadline may have been disturbed by a late cancellation.
+func (c *Client) roundTrip(ctx context.Context, conn net.Conn, r *bufio.Reader, cmd string) (rep *Reply, reuse bool, err error) {
 	stop := watchConn(ctx, conn)
-	defer stop()
 	if _, err := conn.Write([]byte(cmd + "\n")); err != nil {
-		return nil, err
+		stop()
+		return nil, false, err
 	}
-	rep, err := readReply(r)
-	if err != nil {
-		return nil, err
-	}
-	if !stop() {
-		// Cancelled just as the reply completed: the deadline is now in the
-		// past, so reset it rather than fail a good reply.
+	rep, err = readReply(r)
+	if !stop() || err != nil {
+		return rep, false, err
 	}
 	conn.SetDeadline(time.Time{})
-	return rep, nil
+	return rep, true, nil
 }
 
 // connection returns the open connection, dialling if the last one failed.

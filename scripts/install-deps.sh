@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages Roost's tests and demo need, only when missing.
+# Used by .ci/run and `make deps`; fresh machines have no package lists yet.
+set -euo pipefail
+
+need=()
+command -v bird >/dev/null 2>&1 || need+=(bird2)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${need[*]}; run as root or install them: apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The Debian packages enable system services; Roost starts its own
+# instances with private sockets and ports, so keep the system ones off.
+for svc in bird etcd; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
