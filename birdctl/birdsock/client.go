@@ -151,7 +151,13 @@ func (c *Client) Version() string {
 // Path returns the control socket path.
 func (c *Client) Path() string { return c.path }
 
-// Close closes the connection; a command in progress fails.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close closes the connection; a command in progress fails with ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -195,6 +201,9 @@ func (c *Client) Exec(ctx context.Context, cmd string) (*Reply, error) {
 		c.drop(conn)
 	}
 	if err != nil {
+		if c.isClosed() {
+			return nil, ErrClosed
+		}
 		return nil, fmt.Errorf("birdsock: %s on %s: %w", cmd, c.path, c.ioError(ctx, err, time.Since(start)))
 	}
 	if rep.IsError() {

@@ -147,12 +147,12 @@ func TestLongReply(t *testing.T) {
 
 func TestAsyncLines(t *testing.T) {
 	srv := startFake(t, hello2, 3, func(fc *fakeConn, cmd string) bool {
-		return fc.send("+Disabling protocol Mesh_10_0_0_2\n" +
-			"2002-Name       Proto      Table      State  Since         Info\n" +
-			"+Mesh_10_0_0_2: Missing next hop address\n" +
-			"1002-device1    Device     ---        up     05:43:41.128  \n" +
-			"+0015 numbered async\n" +
-			" static1    Static     master4    up     05:43:41.128  \n" +
+		return fc.send("+Disabling protocol Mesh_10_0_0_2\n"+
+			"2002-Name       Proto      Table      State  Since         Info\n"+
+			"+Mesh_10_0_0_2: Missing next hop address\n"+
+			"1002-device1    Device     ---        up     05:43:41.128  \n"+
+			"+0015 numbered async\n"+
+			" static1    Static     master4    up     05:43:41.128  \n"+
 			"0000 \n") == nil
 	})
 	c := dialT(t, srv.path)
@@ -293,8 +293,8 @@ func TestServerGoneBetweenCalls(t *testing.T) {
 func TestConcurrentCallers(t *testing.T) {
 	srv := startFake(t, hello2, 3, func(fc *fakeConn, cmd string) bool {
 		arg := strings.TrimPrefix(cmd, "show route for ")
-		return fc.send("1007-Table master4:\n " + arg + " blackhole [static1 05:43:41.128] * (200)\n" +
-			"+async noise\n" + "0000 \n") == nil
+		return fc.send("1007-Table master4:\n "+arg+" blackhole [static1 05:43:41.128] * (200)\n"+
+			"+async noise\n"+"0000 \n") == nil
 	})
 	c := dialT(t, srv.path)
 	var wg sync.WaitGroup
@@ -358,8 +358,8 @@ func TestCloseAndInvalidCommands(t *testing.T) {
 	c.Close()
 	select {
 	case err := <-errc:
-		if err == nil {
-			t.Error("Exec on a closed client succeeded")
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Exec interrupted by Close: %v", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not interrupt Exec")

@@ -44,7 +44,7 @@ type Bird struct {
 // Binary returns the path of the bird executable.
 func Binary() (string, error) {
 	if p := os.Getenv("BIRD"); p != "" {
-		return p, nil
+		return exec.LookPath(p)
 	}
 	if p, err := exec.LookPath("bird"); err == nil {
 		return p, nil
@@ -143,8 +143,10 @@ func (b *Bird) waitReady() error {
 	}
 }
 
-// Reconfigure replaces the configuration file with config and makes BIRD
-// load it, failing the test unless BIRD answers "0003 Reconfigured".
+// Reconfigure replaces the configuration file with config, makes BIRD load
+// it and waits until the reconfiguration has finished. BIRD answers "0003
+// Reconfigured", or "0004 Reconfiguration in progress" when protocols must
+// shut down first; anything else fails the test.
 func (b *Bird) Reconfigure(config string) {
 	b.t.Helper()
 	if err := os.WriteFile(b.ConfigPath, []byte(config), 0o644); err != nil {
@@ -154,8 +156,26 @@ func (b *Bird) Reconfigure(config string) {
 	if err != nil {
 		b.t.Fatalf("birdtest: configure: %v", err)
 	}
-	if !strings.HasPrefix(last, "0003 ") {
+	if strings.HasPrefix(last, "0003 ") {
+		return
+	}
+	if !strings.HasPrefix(last, "0004 ") {
 		b.t.Fatalf("birdtest: configure: %s", last)
+	}
+	// `show status` ends with "Reconfiguration in progress" until done.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		last, err = b.command("show status")
+		if err != nil {
+			b.t.Fatalf("birdtest: show status: %v", err)
+		}
+		if last == "0013 Daemon is up and running" {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("birdtest: reconfiguration not finished after %v: %s", startTimeout, last)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
