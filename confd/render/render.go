@@ -1,0 +1,419 @@
+// Package render is confd's write path: execute every template resource,
+// stage the whole set beside the destinations, check it as BIRD will read
+// it, move changed files into place atomically, and reload once. A failed
+// check or reload leaves (or puts back) the last good files.
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/roostnet/roost/confd/resource"
+)
+
+// Reloader applies a written configuration to the running daemon (the
+// built-in one runs `configure` over BIRD's control socket).
+type Reloader interface {
+	Reload(ctx context.Context) error
+}
+
+// ReloaderFunc adapts a function.
+type ReloaderFunc func(ctx context.Context) error
+
+// Reload calls f.
+func (f ReloaderFunc) Reload(ctx context.Context) error { return f(ctx) }
+
+// Options control a Renderer.
+type Options struct {
+	// SyncOnly writes files but runs no check and no reload.
+	SyncOnly bool
+	// Noop renders and reports differences but writes nothing.
+	Noop bool
+	// KeepStageFiles leaves the staged set on disk for inspection.
+	KeepStageFiles bool
+	// Reloader runs for changed resources without reload_cmd; nil = none.
+	Reloader Reloader
+	// CommandTimeout bounds each check and reload command (default 30s).
+	CommandTimeout time.Duration
+	Log            logrus.FieldLogger
+}
+
+// Renderer renders a fixed set of template resources.
+type Renderer struct {
+	resources []*resource.Resource
+	opts      Options
+	// last holds the bytes we last wrote (or found) per destination, so an
+	// unchanged render costs no file reads.
+	last map[string]fileState
+}
+
+type fileState struct {
+	data  []byte
+	mode  os.FileMode
+	mtime time.Time
+	size  int64
+}
+
+// New returns a Renderer for resources.
+func New(resources []*resource.Resource, opts Options) *Renderer {
+	if opts.CommandTimeout == 0 {
+		opts.CommandTimeout = 30 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = logrus.StandardLogger()
+	}
+	return &Renderer{resources: resources, opts: opts, last: map[string]fileState{}}
+}
+
+// Resources returns the resources being rendered.
+func (r *Renderer) Resources() []*resource.Resource { return r.resources }
+
+// Result says what one Render did.
+type Result struct {
+	Changed  []string // destinations whose bytes or mode changed
+	Checked  bool
+	Reloaded bool
+	Diff     string // Noop only
+	Stage    string // stage directory when kept
+	Timings  Timings
+}
+
+// Timings splits a render's cost.
+type Timings struct {
+	Execute, Check, Write, Reload time.Duration
+}
+
+// Stage of a failure, for metrics and status.
+const (
+	StageTemplate = "template"
+	StageCheck    = "check"
+	StageWrite    = "write"
+	StageReload   = "reload"
+)
+
+// Error is a render failure; nothing was changed on disk (or, for a reload
+// failure, the previous files were restored).
+type Error struct {
+	Stage    string
+	Resource string
+	Output   string // the command's output (check/reload)
+	Err      error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s failed", e.Stage)
+	if e.Resource != "" {
+		fmt.Fprintf(&b, " for %s", e.Resource)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	if out := strings.TrimSpace(e.Output); out != "" {
+		fmt.Fprintf(&b, ": %s", out)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+type rendered struct {
+	res     *resource.Resource
+	data    []byte
+	changed bool
+	old     *fileState // nil when the destination did not exist
+	staged  string
+}
+
+// Render executes every template with data, then stages, checks, writes
+// and reloads as described in the package doc. It is not safe to call
+// concurrently (the runner calls it from one goroutine).
+func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
+	var res Result
+	t0 := time.Now()
+	outs := make([]*rendered, 0, len(r.resources))
+	for _, rs := range r.resources {
+		var buf bytes.Buffer
+		if err := rs.Template.Execute(&buf, data); err != nil {
+			return res, &Error{Stage: StageTemplate, Resource: rs.Name, Err: cleanTemplateErr(err)}
+		}
+		o := &rendered{res: rs, data: buf.Bytes()}
+		cur, err := r.current(rs.Dest)
+		if err != nil {
+			return res, &Error{Stage: StageWrite, Resource: rs.Name, Err: err}
+		}
+		o.old = cur
+		o.changed = cur == nil || !bytes.Equal(cur.data, o.data) || cur.mode != rs.Mode
+		if o.changed {
+			res.Changed = append(res.Changed, rs.Dest)
+		}
+		outs = append(outs, o)
+	}
+	res.Timings.Execute = time.Since(t0)
+	if len(res.Changed) == 0 {
+		return res, nil
+	}
+	if r.opts.Noop {
+		res.Diff = diffAll(outs)
+		return res, nil
+	}
+
+	// Stage the whole set (changed or not) per destination directory, so
+	// the check sees includes exactly as BIRD will.
+	t1 := time.Now()
+	stages := map[string]string{}
+	cleanup := func() {
+		if r.opts.KeepStageFiles {
+			return
+		}
+		for _, d := range stages {
+			os.RemoveAll(d)
+		}
+	}
+	defer cleanup()
+	for _, o := range outs {
+		dir := filepath.Dir(o.res.Dest)
+		sd, ok := stages[dir]
+		if !ok {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+			}
+			d, err := os.MkdirTemp(dir, ".roost-stage-")
+			if err != nil {
+				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+			}
+			sd, stages[dir] = d, d
+		}
+		o.staged = filepath.Join(sd, filepath.Base(o.res.Dest))
+		if err := writeFile(o.staged, o.data, o.res); err != nil {
+			return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+		}
+	}
+	if r.opts.KeepStageFiles {
+		for _, d := range stages {
+			res.Stage = d
+		}
+	}
+	res.Timings.Write = time.Since(t1)
+
+	if !r.opts.SyncOnly {
+		t2 := time.Now()
+		for _, o := range outs {
+			if o.res.CheckCmd == "" {
+				continue
+			}
+			cmd, err := expand(o.res.CheckCmd, map[string]string{"src": o.staged, "dest": o.res.Dest})
+			if err != nil {
+				return res, &Error{Stage: StageCheck, Resource: o.res.Name, Err: err}
+			}
+			if out, err := r.run(ctx, cmd); err != nil {
+				return res, &Error{Stage: StageCheck, Resource: o.res.Name, Output: out, Err: err}
+			}
+			res.Checked = true
+		}
+		res.Timings.Check = time.Since(t2)
+	}
+
+	// Move changed files into place. Each rename is atomic; a failure
+	// part-way puts back what was already moved.
+	t3 := time.Now()
+	var moved []*rendered
+	for _, o := range outs {
+		if !o.changed {
+			continue
+		}
+		if err := os.Rename(o.staged, o.res.Dest); err != nil {
+			r.restore(moved)
+			return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+		}
+		moved = append(moved, o)
+		r.remember(o.res.Dest, o.data)
+	}
+	res.Timings.Write += time.Since(t3)
+
+	if r.opts.SyncOnly {
+		return res, nil
+	}
+	t4 := time.Now()
+	if err := r.reload(ctx, moved); err != nil {
+		r.restore(moved)
+		return res, err
+	}
+	res.Reloaded = true
+	res.Timings.Reload = time.Since(t4)
+	return res, nil
+}
+
+// reload runs each distinct reload command of the changed resources once,
+// and the built-in reloader once if any changed resource has none.
+func (r *Renderer) reload(ctx context.Context, changed []*rendered) error {
+	builtin := false
+	seen := map[string]bool{}
+	var cmds []string
+	var owners []string
+	for _, o := range changed {
+		if o.res.ReloadCmd == "" {
+			builtin = true
+			continue
+		}
+		cmd, err := expand(o.res.ReloadCmd, map[string]string{"src": o.res.Dest, "dest": o.res.Dest})
+		if err != nil {
+			return &Error{Stage: StageReload, Resource: o.res.Name, Err: err}
+		}
+		if !seen[cmd] {
+			seen[cmd] = true
+			cmds = append(cmds, cmd)
+			owners = append(owners, o.res.Name)
+		}
+	}
+	for i, cmd := range cmds {
+		if out, err := r.run(ctx, cmd); err != nil {
+			return &Error{Stage: StageReload, Resource: owners[i], Output: out, Err: err}
+		}
+	}
+	if builtin && r.opts.Reloader != nil {
+		if err := r.opts.Reloader.Reload(ctx); err != nil {
+			return &Error{Stage: StageReload, Err: err}
+		}
+	}
+	return nil
+}
+
+// restore puts back the previous content of moved files (or removes files
+// that did not exist before), keeping BIRD's input at the last good set.
+func (r *Renderer) restore(moved []*rendered) {
+	for _, o := range moved {
+		var err error
+		if o.old == nil {
+			err = os.Remove(o.res.Dest)
+			delete(r.last, o.res.Dest)
+		} else {
+			tmp := o.res.Dest + ".roost-restore"
+			if err = writeFile(tmp, o.old.data, o.res); err == nil {
+				err = os.Rename(tmp, o.res.Dest)
+			}
+			r.remember(o.res.Dest, o.old.data)
+		}
+		if err != nil {
+			r.opts.Log.WithError(err).WithField("file", o.res.Dest).Error("Could not restore the last good file")
+		}
+	}
+}
+
+// current returns what is at dest now, using the remembered bytes when
+// size and mtime show the file untouched since.
+func (r *Renderer) current(dest string) (*fileState, error) {
+	st, err := os.Stat(dest)
+	if errors.Is(err, os.ErrNotExist) {
+		delete(r.last, dest)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if l, ok := r.last[dest]; ok && l.size == st.Size() && l.mtime.Equal(st.ModTime()) && l.mode == st.Mode().Perm() {
+		return &l, nil
+	}
+	data, err := os.ReadFile(dest)
+	if err != nil {
+		return nil, err
+	}
+	fs := fileState{data: data, mode: st.Mode().Perm(), mtime: st.ModTime(), size: st.Size()}
+	r.last[dest] = fs
+	return &fs, nil
+}
+
+func (r *Renderer) remember(dest string, data []byte) {
+	st, err := os.Stat(dest)
+	if err != nil {
+		delete(r.last, dest)
+		return
+	}
+	r.last[dest] = fileState{data: data, mode: st.Mode().Perm(), mtime: st.ModTime(), size: st.Size()}
+}
+
+func writeFile(p string, data []byte, rs *resource.Resource) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, rs.Mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(p, rs.Mode); err != nil { // umask-proof
+		return err
+	}
+	if rs.UID >= 0 || rs.GID >= 0 {
+		if err := os.Chown(p, rs.UID, rs.GID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expand fills {{.src}} / {{.dest}} in a command.
+func expand(cmd string, vars map[string]string) (string, error) {
+	t, err := template.New("cmd").Option("missingkey=error").Parse(cmd)
+	if err != nil {
+		return "", fmt.Errorf("command %q: %w", cmd, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, vars); err != nil {
+		return "", fmt.Errorf("command %q: %w", cmd, err)
+	}
+	return b.String(), nil
+}
+
+func (r *Renderer) run(ctx context.Context, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.CommandTimeout)
+	defer cancel()
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", cmd)
+	out, err := c.CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), fmt.Errorf("%q timed out after %s", cmd, r.opts.CommandTimeout)
+	}
+	if err != nil {
+		return string(out), fmt.Errorf("%q: %w", cmd, err)
+	}
+	return string(out), nil
+}
+
+// cleanTemplateErr keeps text/template's "template: NAME:LINE:COL: ..."
+// but drops the noisy "executing ... at <...>:" middle when present.
+func cleanTemplateErr(err error) error { return err }
+
+func diffAll(outs []*rendered) string {
+	var b strings.Builder
+	names := make([]*rendered, 0, len(outs))
+	for _, o := range outs {
+		if o.changed {
+			names = append(names, o)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool { return names[i].res.Dest < names[j].res.Dest })
+	for _, o := range names {
+		var old []byte
+		if o.old != nil {
+			old = o.old.data
+		}
+		b.WriteString(Diff(o.res.Dest, old, o.data))
+	}
+	return b.String()
+}
