@@ -1,0 +1,124 @@
+// Package metrics exposes confd's Prometheus metrics and its /healthz and
+// /readyz endpoints.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roostnet/roost/confd/render"
+	"github.com/roostnet/roost/confd/runner"
+	"github.com/roostnet/roost/datastore"
+)
+
+// Metrics implements runner.Observer on a private registry.
+type Metrics struct {
+	Registry       *prometheus.Registry
+	renders        *prometheus.CounterVec
+	renderDuration prometheus.Histogram
+	filesWritten   prometheus.Counter
+	checksFailed   prometheus.Counter
+	reloads        *prometheus.CounterVec
+	inSync         prometheus.Gauge
+	events         *prometheus.CounterVec
+	lastReload     prometheus.Gauge
+}
+
+// New registers confd's metrics (roost_confd_*).
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		renders: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_renders_total",
+			Help: "Renders by result (ok, or the failing stage: template, check, write, reload)."}, []string{"result"}),
+		renderDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roost_confd_render_duration_seconds",
+			Help: "Time for one render including check and reload.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		filesWritten: prometheus.NewCounter(prometheus.CounterOpts{Name: "roost_confd_files_written_total", Help: "Files written."}),
+		checksFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roost_confd_checks_failed_total", Help: "Config checks that failed."}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_reloads_total",
+			Help: "BIRD reloads by result."}, []string{"result"}),
+		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_confd_in_sync", Help: "1 when every datastore watch is in sync."}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_datastore_events_total",
+			Help: "Datastore events by type."}, []string{"type"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_confd_last_successful_reload_timestamp_seconds",
+			Help: "Unix time of the last successful reload."}),
+	}
+	m.Registry.MustRegister(m.renders, m.renderDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// SyncState implements runner.Observer.
+func (m *Metrics) SyncState(inSync bool) {
+	if inSync {
+		m.inSync.Set(1)
+	} else {
+		m.inSync.Set(0)
+	}
+}
+
+// Event implements runner.Observer.
+func (m *Metrics) Event(t datastore.EventType) { m.events.WithLabelValues(t.String()).Inc() }
+
+// Rendered implements runner.Observer.
+func (m *Metrics) Rendered(res render.Result, err error, took time.Duration) {
+	m.renderDuration.Observe(took.Seconds())
+	if err == nil {
+		m.renders.WithLabelValues("ok").Inc()
+		m.filesWritten.Add(float64(len(res.Changed)))
+		if res.Reloaded {
+			m.reloads.WithLabelValues("ok").Inc()
+			m.lastReload.SetToCurrentTime()
+		}
+		return
+	}
+	stage := "unknown"
+	var re *render.Error
+	if errors.As(err, &re) {
+		stage = re.Stage
+	}
+	m.renders.WithLabelValues(stage).Inc()
+	switch stage {
+	case render.StageCheck:
+		m.checksFailed.Inc()
+	case render.StageReload:
+		m.reloads.WithLabelValues("failed").Inc()
+	}
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// HealthHandler serves /healthz (the process and its watches run) and
+// /readyz (in sync and the last render succeeded).
+func HealthHandler(status func() runner.Status) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		s := status()
+		if s.WatchesRunning == 0 {
+			http.Error(w, "datastore watches are not running", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		s := status()
+		switch {
+		case !s.InSync:
+			http.Error(w, "not in sync with the datastore", http.StatusServiceUnavailable)
+		case s.Renders == 0:
+			http.Error(w, "no configuration rendered yet", http.StatusServiceUnavailable)
+		case s.LastError != nil:
+			http.Error(w, "last render failed: "+s.LastError.Error(), http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	return mux
+}
