@@ -1,0 +1,71 @@
+// Package file is the file backend of datastore.Datastore: Roost's embedded
+// default for single hosts and tests.
+//
+// The store is a YAML file, or a directory of *.yaml, *.yml and *.json files
+// (not recursive, read in name order; hidden files and editor leftovers
+// such as ".foo.swp", "foo~" and "#foo#" are ignored). The documents are
+// the projectcalico.org/v3 resources `calicoctl apply -f` takes, lists
+// included, plus Roost's IPAM kinds (BlockAffinity, IPAMBlock, IPAMHandle).
+// Every object is known by its Calico etcd key (datastore.KeyFor), so users
+// see the same keys, prefixes, errors and events as with the etcd backend.
+//
+// # Reading
+//
+// An invalid document is logged (file, document, item, line and the error,
+// which names kind, name and field) and skipped; the other documents of the
+// file still load. Where the same key is defined twice, the later document
+// in file order wins and a warning names both places.
+//
+// When a document that held an object becomes invalid, the object keeps its
+// last good value (and watchers get an Error event for the key) as long as
+// the key can still be read from the broken document — kind and name, or
+// node and cidr for a BlockAffinity, cidr for an IPAMBlock — and the last
+// good value came from the same file. If the key cannot be determined the
+// object is deleted. A file that cannot be parsed to its end (a YAML or JSON
+// syntax error) or cannot be read never causes deletions: the objects it
+// held that its readable part no longer defines are kept until the file is
+// fixed. Such a file is not rewritten either: writes that would have to
+// change it fail and say why.
+//
+// # Revisions
+//
+// Revisions live in memory: the store is at revision 1 once loaded, every
+// change to an object adds one (a transaction is one revision for all its
+// operations, like etcd's), and each object carries the revision it last
+// changed at. They start again at 1 when the store is created anew, so a
+// revision must not be kept across restarts of the process; Watch treats a
+// revision it has not reached as such a stale one and relists.
+//
+// # Watching
+//
+// The directory holding the files is watched with fsnotify (for a single
+// file, its directory, so that editors that write a temporary file and
+// rename it over the original are seen). Changes are debounced (~50ms),
+// the changed files re-read and diffed against memory: an object gets an
+// Added, Modified (only when its stored encoding really changed) or Deleted
+// event, each with a new revision. The last 10,000 events are kept so that
+// Watch from a recent revision can replay them; an older revision, or a
+// watcher that falls more than 10,000 events behind, gets Resync{Relist:
+// true}, a full listing as Added events and InSync, instead of ever
+// blocking writers.
+//
+// # Writing
+//
+// Create, Update, Delete and Txn have the etcd backend's semantics: Create
+// fails if the key exists, Update and Delete with a revision > 0 only apply
+// if the object is unchanged since, a transaction applies all or nothing and
+// its error names the failing key. Values get Calico's defaults and are
+// validated first. The store rewrites the files on disk atomically (a
+// temporary file renamed over the original): an object read from a file is
+// rewritten in that file, new objects go to the file the store was opened
+// with, or to roost-state.yaml in the directory. Documents that a write does
+// not touch are kept byte for byte; a rewritten document, or a List holding
+// a rewritten item, is re-encoded and may lose its formatting and some
+// comments. A JSON file stays JSON. A transaction that changes several files
+// replaces them one after the other: it is atomic in memory and per file,
+// not across files if the machine crashes in between.
+//
+// Your own writes are not reported twice: the store records what it wrote
+// before the file system event arrives, and a re-read that finds the same
+// bytes changes nothing.
+package file
