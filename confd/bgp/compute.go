@@ -1,0 +1,890 @@
+package bgp
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/confd/birdfmt"
+)
+
+// Options select the node and the host-local settings of a Compute.
+type Options struct {
+	// NodeName is the node to compute the model for (required).
+	NodeName string
+	// RouterID is the value of CALICO_ROUTER_ID: "" (use the node's IPv4
+	// address), "hash" (derive one from the node name: needed on IPv6-only
+	// nodes) or an explicit IPv4 router id.
+	RouterID string
+	// SecretsDir holds BGP passwords: the password of secretKeyRef
+	// {name: N, key: K} is the file <SecretsDir>/N/K, trimmed of one
+	// trailing newline. Empty: passwords cannot be resolved (sessions
+	// render without one, with a warning).
+	SecretsDir string
+}
+
+// Defaults Roost uses where Calico's resources leave a value open.
+const (
+	DefaultPort           = 179
+	defaultHoldTime       = 240 // BIRD's default; keepalive must not exceed it
+	maxHoldTime           = 65535
+	defaultDeviceScanTime = 10
+	defaultKernelScanTime = 2
+)
+
+// Session priorities: a lower value wins when two sources produce a
+// session to the same ip:port.
+const (
+	prioGlobal = iota
+	prioNode
+	prioReverse
+	prioMesh
+)
+
+// candidate is a session before deduplication; options are materialized
+// only for the winners.
+type candidate struct {
+	prio    int
+	addr    netip.Addr
+	port    int
+	typ     string
+	as      uint32
+	localAS uint32 // 0: this node's AS (or the BGPPeer's localASNumber)
+	src     *peerInfo
+	node    *nodeInfo // node at the other end, or nil
+	reverse bool
+}
+
+// Compute builds the Model of opts.NodeName. The returned problems name
+// the resource and field of everything left out or degraded; a Problem
+// with Fatal set (see Fatal) means the Model must not be rendered, and the
+// Model is nil when nothing sensible can be computed (unknown node, no
+// router id). Cost is linear in the number of nodes and peers involved.
+func Compute(c *Cache, opts Options) (*Model, []error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	ps := &problems{}
+	me := c.nodes[opts.NodeName]
+	if opts.NodeName == "" {
+		ps.fatal("", "", "", "no node name given (NODENAME)")
+		return nil, ps.list
+	}
+	if me == nil {
+		ps.fatal(api.KindNode, opts.NodeName, "", "not found in the datastore; nothing to render for this node")
+		return nil, ps.list
+	}
+	global := c.global
+	if global == nil {
+		global = &api.BGPConfiguration{}
+	}
+	nodeCfg := c.nodeCfg[opts.NodeName]
+
+	m := &Model{
+		NodeName:                opts.NodeName,
+		ASNumber:                c.nodeAS(me),
+		MeshEnabled:             global.Spec.NodeToNodeMeshEnabled == nil || *global.Spec.NodeToNodeMeshEnabled,
+		RouteReflectorClusterID: me.rrID,
+		ListenPort:              c.listenPort(opts.NodeName),
+		DeviceScanTime:          defaultDeviceScanTime,
+		KernelScanTime:          defaultKernelScanTime,
+		KernelLearn:             true,
+		KernelPersist:           true,
+		KernelGracefulRestart:   true,
+		KernelMergePaths:        true,
+	}
+	if rid, src, ok := routerID(opts, me, ps); ok {
+		m.RouterID, m.RouterIDSource = rid, src
+	} else {
+		return nil, ps.list
+	}
+	m.LogLevel, m.BirdDebug = logLevel(global, nodeCfg)
+	if bm := bindMode(global, nodeCfg); bm == api.BindModeNodeIP {
+		m.BindMode = bm
+	}
+	m.DirectExcludes = directExcludes(global)
+
+	cx := &computeCtx{
+		c: c, m: m, me: me, global: global, nodeCfg: nodeCfg, ps: ps,
+		secrets:     newSecretReader(opts.SecretsDir),
+		usedFilters: map[string]*compiledFilter{},
+		warned:      map[string]bool{},
+	}
+	m.V4 = cx.family(famV4)
+	m.V6 = cx.family(famV6)
+	for _, f := range []*Family{m.V4, m.V6} {
+		if f.Enabled {
+			m.Families = append(m.Families, f)
+		}
+	}
+	for _, cf := range cx.usedFilters {
+		m.Filters = append(m.Filters, cf.model())
+	}
+	slices.SortFunc(m.Filters, func(a, b *Filter) int { return strings.Compare(a.Name, b.Name) })
+	return m, ps.list
+}
+
+type computeCtx struct {
+	c           *Cache
+	m           *Model
+	me          *nodeInfo
+	global      *api.BGPConfiguration
+	nodeCfg     *api.BGPConfiguration
+	ps          *problems
+	secrets     *secretReader
+	usedFilters map[string]*compiledFilter
+	warned      map[string]bool // one warning per BGPPeer+topic
+}
+
+func (cx *computeCtx) warnOnce(id, kind, name, field, format string, args ...any) {
+	if cx.warned[id] {
+		return
+	}
+	cx.warned[id] = true
+	cx.ps.warn(kind, name, field, format, args...)
+}
+
+// globalAS is the default BGPConfiguration's asNumber, else 64512.
+func (c *Cache) globalAS() uint32 {
+	if c.global != nil && c.global.Spec.ASNumber != nil {
+		return uint32(*c.global.Spec.ASNumber)
+	}
+	return uint32(api.DefaultASNumber)
+}
+
+// nodeAS is a node's effective AS: its own, else the global one.
+func (c *Cache) nodeAS(n *nodeInfo) uint32 {
+	if n.as != 0 {
+		return n.as
+	}
+	return c.globalAS()
+}
+
+// listenPort is a node's BGP port: node.<name> listenPort, else the global
+// one, else 179.
+func (c *Cache) listenPort(node string) int {
+	if nc := c.nodeCfg[node]; nc != nil && nc.Spec.ListenPort != 0 {
+		return int(nc.Spec.ListenPort)
+	}
+	if c.global != nil && c.global.Spec.ListenPort != 0 {
+		return int(c.global.Spec.ListenPort)
+	}
+	return DefaultPort
+}
+
+func routerID(opts Options, me *nodeInfo, ps *problems) (id, source string, ok bool) {
+	switch v := strings.TrimSpace(opts.RouterID); v {
+	case "":
+		if a := me.addrs[famV4].addr; a.IsValid() {
+			return a.String(), "ipv4", true
+		}
+		ps.fatal(api.KindNode, me.name, "spec.bgp.ipv4Address",
+			"the node has no IPv4 address, so BIRD has no router id: set CALICO_ROUTER_ID to \"hash\" or to an IPv4 router id")
+		return "", "", false
+	case "hash":
+		h := fnv.New32a()
+		h.Write([]byte(me.name))
+		s := h.Sum32()
+		if s == 0 {
+			s = 1 // 0.0.0.0 is not a valid router id
+		}
+		return netip.AddrFrom4([4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}).String(), "hash", true
+	default:
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() || a.IsUnspecified() {
+			ps.fatal("", "", "CALICO_ROUTER_ID", "%q is neither \"hash\" nor a non-zero IPv4 address", v)
+			return "", "", false
+		}
+		return a.String(), "explicit", true
+	}
+}
+
+func logLevel(global, nodeCfg *api.BGPConfiguration) (level, debug string) {
+	sev := global.Spec.LogSeverityScreen
+	if nodeCfg != nil && nodeCfg.Spec.LogSeverityScreen != "" {
+		sev = nodeCfg.Spec.LogSeverityScreen
+	}
+	switch strings.ToLower(sev) {
+	case "debug":
+		return "debug", "all"
+	case "", "info":
+		return "info", "{ states }"
+	default: // warning, error, fatal, none
+		return "none", "off"
+	}
+}
+
+func bindMode(global, nodeCfg *api.BGPConfiguration) string {
+	if nodeCfg != nil && nodeCfg.Spec.BindMode != nil {
+		return *nodeCfg.Spec.BindMode
+	}
+	if global.Spec.BindMode != nil {
+		return *global.Spec.BindMode
+	}
+	return ""
+}
+
+func directExcludes(global *api.BGPConfiguration) []string {
+	out := []string{"cali*", "kube-ipvs*"}
+	for _, i := range global.Spec.IgnoredInterfaces {
+		if !slices.Contains(out, i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (cx *computeCtx) family(fam int) *Family {
+	f := &Family{Version: 4, Channel: "ipv4", Suffix: "v4", TunnelInterfaces: []string{"tunl0", "vxlan.calico"}}
+	if fam == famV6 {
+		f.Version, f.Channel, f.Suffix, f.TunnelInterfaces = 6, "ipv6", "v6", []string{"vxlan-v6.calico"}
+	}
+	mine := cx.me.addrs[fam]
+	if !mine.addr.IsValid() {
+		cx.skippedFamily(fam)
+		return f
+	}
+	f.Enabled = true
+	f.IP, f.CIDR, f.Network = mine.str, mine.cidr, mine.network
+	f.Peers = cx.peers(fam)
+	for _, p := range f.Peers {
+		if p.ReachableBy == "" {
+			continue
+		}
+		dest := p.IP + "/32"
+		if fam == famV6 {
+			dest = p.IP + "/128"
+		}
+		if i := slices.IndexFunc(f.StaticRoutes, func(r StaticRoute) bool { return r.Dest == dest }); i >= 0 {
+			if f.StaticRoutes[i].Via != p.ReachableBy {
+				cx.ps.warn(api.KindBGPPeer, p.BGPPeer, "spec.reachableBy", "peer %s is already reachable via %s; gateway %s ignored", p.IP, f.StaticRoutes[i].Via, p.ReachableBy)
+			}
+			continue
+		}
+		f.StaticRoutes = append(f.StaticRoutes, StaticRoute{Dest: dest, Via: p.ReachableBy})
+	}
+	slices.SortFunc(f.StaticRoutes, func(a, b StaticRoute) int { return cmpPrefixStr(a.Dest, b.Dest) })
+	f.Blocks = cx.blocks(fam)
+	cx.pools(fam, f)
+	cx.services(fam, f)
+	f.Communities = cx.communities(fam)
+	return f
+}
+
+// skippedFamily warns about explicit peers of a family this node lacks.
+func (cx *computeCtx) skippedFamily(fam int) {
+	for _, pi := range cx.explicitPeers() {
+		if pi.ip.IsValid() && famOf(pi.ip) == fam {
+			cx.ps.warn(api.KindBGPPeer, pi.name, "spec.peerIP", "node %s has no IPv%d address; no session to %s", cx.me.name, 4+2*fam, pi.ip)
+		}
+	}
+}
+
+func famOf(a netip.Addr) int {
+	if a.Is4() {
+		return famV4
+	}
+	return famV6
+}
+
+// explicitPeers are the BGPPeers that apply to this node: global ones,
+// spec.node == this node, and nodeSelector matching this node. Sorted by
+// name.
+func (cx *computeCtx) explicitPeers() []*peerInfo {
+	c := cx.c
+	var out []*peerInfo
+	for _, pi := range c.globalPeers {
+		out = append(out, pi)
+	}
+	for _, pi := range c.nodePeers[cx.me.name] {
+		out = append(out, pi)
+	}
+	for _, pi := range c.nodeSelPeers {
+		if pi.nodeSel.matches[cx.me.name] != nil {
+			out = append(out, pi)
+		}
+	}
+	slices.SortFunc(out, func(a, b *peerInfo) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+type sessionKey struct {
+	addr netip.Addr
+	port int
+}
+
+func (cx *computeCtx) peers(fam int) []*Peer {
+	c, me := cx.c, cx.me
+	myAddr := me.addrs[fam].addr
+	var cands []candidate
+	index := map[sessionKey]int{}
+	add := func(cd candidate) {
+		if cd.addr == myAddr {
+			return // never peer with ourselves
+		}
+		k := sessionKey{cd.addr, cd.port}
+		if i, ok := index[k]; ok {
+			if better(cd, cands[i]) {
+				cands[i] = cd
+			}
+			return
+		}
+		index[k] = len(cands)
+		cands = append(cands, cd)
+	}
+
+	// Node-to-node mesh.
+	if cx.m.MeshEnabled && me.rrID == "" {
+		myAS := cx.m.ASNumber
+		for _, n := range c.sorted[fam] {
+			if n == me || n.rrID != "" {
+				continue
+			}
+			as := n.as
+			if as == 0 {
+				as = myAS
+			}
+			add(candidate{prio: prioMesh, addr: n.addrs[fam].addr, port: c.listenPort(n.name), typ: "mesh", as: as, node: n})
+		}
+	}
+
+	// Explicit peerings of this node.
+	for _, pi := range cx.explicitPeers() {
+		prio, typ := prioNode, "node"
+		if pi.global {
+			prio, typ = prioGlobal, "global"
+		}
+		if !cx.usable(pi) {
+			continue
+		}
+		switch {
+		case pi.ip.IsValid():
+			if famOf(pi.ip) != fam {
+				continue
+			}
+			var peerNode *nodeInfo
+			for _, n := range c.byIP[pi.ip] {
+				if n != me {
+					peerNode = n
+					break
+				}
+			}
+			port := pi.port
+			if port == 0 {
+				port = DefaultPort
+				if peerNode != nil {
+					port = c.listenPort(peerNode.name)
+				}
+			}
+			add(candidate{prio: prio, addr: pi.ip, port: port, typ: typ, as: uint32(pi.peer.Spec.ASNumber), src: pi, node: peerNode})
+		case pi.peerSel != nil:
+			for _, n := range pi.peerSel.matches {
+				if n == me || !n.addrs[fam].addr.IsValid() {
+					continue
+				}
+				add(candidate{prio: prio, addr: n.addrs[fam].addr, port: c.listenPort(n.name), typ: typ, as: c.nodeAS(n), src: pi, node: n})
+			}
+		}
+	}
+
+	// Reverse peerings: BGPPeers of other nodes that select this node
+	// (peerSelector) or name one of its addresses (peerIP).
+	reverseFrom := func(pi *peerInfo, localAS uint32) {
+		if !cx.usable(pi) {
+			return
+		}
+		each := func(n *nodeInfo) {
+			if n == me || !n.addrs[fam].addr.IsValid() {
+				return
+			}
+			as := c.nodeAS(n)
+			if l := pi.peer.Spec.LocalASNumber; l != nil {
+				as = uint32(*l)
+			}
+			add(candidate{prio: prioReverse, addr: n.addrs[fam].addr, port: c.listenPort(n.name), typ: "node", as: as, localAS: localAS, src: pi, node: n, reverse: true})
+		}
+		switch {
+		case pi.global:
+			for _, n := range c.sorted[fam] {
+				each(n)
+			}
+		case pi.peer.Spec.Node != "":
+			if n := c.nodes[pi.peer.Spec.Node]; n != nil {
+				each(n)
+			}
+		case pi.nodeSel != nil:
+			for _, n := range pi.nodeSel.matches {
+				each(n)
+			}
+		}
+	}
+	for _, pi := range c.peerSelPeers {
+		if pi.reverse && pi.peerSel.matches[me.name] != nil {
+			reverseFrom(pi, 0)
+		}
+	}
+	for _, pi := range c.peersByIP[myAddr] {
+		if pi.reverse {
+			reverseFrom(pi, uint32(pi.peer.Spec.ASNumber))
+		}
+	}
+
+	// (addr, port) is unique after deduplication, so this order is total.
+	slices.SortFunc(cands, func(a, b candidate) int {
+		return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.port, b.port))
+	})
+	out := make([]*Peer, len(cands))
+	for i := range cands {
+		out[i] = cx.materialize(fam, &cands[i])
+	}
+	return out
+}
+
+// better orders candidates for the same ip:port: lower priority value
+// first, then BGPPeer name, then peer node name (deterministic whatever
+// the map iteration order was).
+func better(a, b candidate) bool {
+	if a.prio != b.prio {
+		return a.prio < b.prio
+	}
+	an, bn := "", ""
+	if a.src != nil {
+		an = a.src.name
+	}
+	if b.src != nil {
+		bn = b.src.name
+	}
+	if an != bn {
+		return an < bn
+	}
+	ann, bnn := "", ""
+	if a.node != nil {
+		ann = a.node.name
+	}
+	if b.node != nil {
+		bnn = b.node.name
+	}
+	return ann < bnn
+}
+
+// usable reports (once) BGPPeers that cannot produce sessions.
+func (cx *computeCtx) usable(pi *peerInfo) bool {
+	switch {
+	case pi.ipErr != nil:
+		cx.warnOnce(pi.name+"/ip", api.KindBGPPeer, pi.name, "spec.peerIP", "%v; peer ignored", pi.ipErr)
+		return false
+	case pi.nodeSel != nil && pi.nodeSel.err != nil:
+		cx.warnOnce(pi.name+"/nodesel", api.KindBGPPeer, pi.name, "spec.nodeSelector", "%v; peer ignored", pi.nodeSel.err)
+		return false
+	case pi.peerSel != nil && pi.peerSel.err != nil:
+		cx.warnOnce(pi.name+"/peersel", api.KindBGPPeer, pi.name, "spec.peerSelector", "%v; peer ignored", pi.peerSel.err)
+		return false
+	case !pi.ip.IsValid() && pi.peerSel == nil:
+		cx.warnOnce(pi.name+"/none", api.KindBGPPeer, pi.name, "spec.peerIP", "neither peerIP nor peerSelector is set; peer ignored")
+		return false
+	}
+	return true
+}
+
+func seconds(d *api.Duration) int {
+	if d == nil || d.Duration <= 0 {
+		return 0
+	}
+	s := int(math.Round(d.Seconds()))
+	return max(s, 1)
+}
+
+func (cx *computeCtx) materialize(fam int, cd *candidate) *Peer {
+	me, m := cx.me, cx.m
+	mine := me.addrs[fam]
+	p := &Peer{
+		Type:       cd.typ,
+		IP:         cd.addr.String(),
+		Port:       cd.port,
+		AS:         cd.as,
+		LocalAS:    m.ASNumber,
+		ListenPort: m.ListenPort,
+		Reverse:    cd.reverse,
+	}
+	if cd.localAS != 0 {
+		p.LocalAS = cd.localAS
+	}
+	var spec *api.BGPPeerSpec
+	if cd.src != nil {
+		spec = &cd.src.peer.Spec
+		p.BGPPeer = cd.src.name
+		if spec.LocalASNumber != nil && !cd.reverse {
+			p.LocalAS = uint32(*spec.LocalASNumber)
+		}
+	}
+	p.IsEBGP = p.AS != p.LocalAS
+
+	// Name.
+	var b strings.Builder
+	switch cd.typ {
+	case "mesh":
+		b.WriteString("Mesh_")
+	case "global":
+		b.WriteString("Global_")
+	default:
+		b.WriteString("Node_")
+	}
+	if cd.node != nil && cd.node.addrs[fam].addr == cd.addr {
+		b.WriteString(cd.node.addrs[fam].nameIP)
+	} else {
+		n, _ := birdfmt.NameIP(p.IP)
+		b.WriteString(n)
+	}
+	if p.Port != DefaultPort {
+		b.WriteString("_port_")
+		b.WriteString(strconv.Itoa(p.Port))
+	}
+	p.Name = b.String()
+
+	// Other end.
+	peerRR := ""
+	if cd.node != nil {
+		p.PeerNode = cd.node.name
+		peerRR = cd.node.rrID
+		// Between two nodes the one with the lexically smaller address
+		// connects and the other waits (Calico's rule, compared as strings).
+		p.Passive = p.IP > mine.str
+	}
+	switch {
+	case cd.typ == "mesh":
+		p.Description = "Mesh to node " + cd.node.name
+	case cd.reverse:
+		p.Description = "BGPPeer " + cd.src.name + " (reverse, from node " + cd.node.name + ")"
+	default:
+		p.Description = "BGPPeer " + cd.src.name
+	}
+
+	// Local address.
+	p.SourceAddress = mine.str
+	if spec != nil && spec.SourceAddress != nil && *spec.SourceAddress == api.SourceAddressNone {
+		p.SourceAddress = ""
+	}
+	if m.BindMode == api.BindModeNodeIP {
+		p.SourceAddress, p.StrictBind = mine.str, true
+	}
+
+	// Route reflection.
+	if me.rrID != "" && !p.IsEBGP && peerRR != me.rrID {
+		p.RRClient, p.RRClusterID = true, me.rrID
+	}
+
+	// Password, restart time.
+	var pw *api.BGPPassword
+	pwField, pwKind, pwName := "spec.password", api.KindBGPPeer, p.BGPPeer
+	if cd.typ == "mesh" {
+		pw = cx.global.Spec.NodeMeshPassword
+		pwField, pwKind, pwName = "spec.nodeMeshPassword", api.KindBGPConfiguration, api.DefaultBGPConfigName
+		p.GracefulRestartTime = seconds(cx.global.Spec.NodeMeshMaxRestartTime)
+	} else {
+		pw = spec.Password
+		p.GracefulRestartTime = seconds(spec.MaxRestartTime)
+	}
+	if pw != nil && pw.SecretKeyRef != nil {
+		p.Password = cx.password(pwKind, pwName, pwField, pw.SecretKeyRef)
+	}
+	if spec == nil {
+		return p
+	}
+
+	// Per-peer options of the BGPPeer.
+	if spec.TTLSecurity != nil && *spec.TTLSecurity > 0 {
+		p.TTLSecurity, p.Multihop = true, int(*spec.TTLSecurity)
+	}
+	if k := seconds(spec.KeepaliveTime); k > 0 {
+		if k > maxHoldTime {
+			cx.warnOnce(cd.src.name+"/keepalive", api.KindBGPPeer, cd.src.name, "spec.keepaliveTime", "%ds is above BIRD's limit; using %ds", k, maxHoldTime)
+			k = maxHoldTime
+		}
+		p.KeepaliveTime = k
+		if k > defaultHoldTime/3 {
+			// BIRD requires keepalive <= hold time (default 240 s);
+			// keep the usual 1:3 ratio.
+			p.HoldTime = min(3*k, maxHoldTime)
+		}
+	}
+	switch {
+	case spec.NextHopMode != nil && *spec.NextHopMode == api.NextHopSelf:
+		p.NextHop = "self"
+	case spec.NextHopMode != nil && *spec.NextHopMode == api.NextHopKeep:
+		p.NextHop = "keep"
+	case spec.KeepOriginalNextHop && p.IsEBGP:
+		p.NextHop = "keep" // legacy field: eBGP only (iBGP keeps it anyway)
+	}
+	p.NextHopSelf, p.NextHopKeep = p.NextHop == "self", p.NextHop == "keep"
+	if spec.NumAllowedLocalASNumbers != nil {
+		p.NumAllowLocalAS = int(*spec.NumAllowedLocalASNumbers)
+	}
+	if spec.ReachableBy != "" && !cd.reverse {
+		if gw, err := netip.ParseAddr(spec.ReachableBy); err == nil && famOf(gw) == fam {
+			p.ReachableBy = gw.String()
+		} else {
+			cx.warnOnce(cd.src.name+"/reach", api.KindBGPPeer, cd.src.name, "spec.reachableBy", "%q is not an IPv%d address; no static route to the peer", spec.ReachableBy, 4+2*fam)
+		}
+	}
+	for i, name := range spec.Filters {
+		cf := cx.c.filters[name]
+		switch {
+		case cf == nil:
+			cx.warnOnce(cd.src.name+"/filter/"+name, api.KindBGPPeer, cd.src.name, fmt.Sprintf("spec.filters[%d]", i),
+				"BGPFilter %q does not exist; the sessions of this BGPPeer render without it", name)
+			continue
+		case cf.err != nil:
+			if !cx.warned["filter/"+name] {
+				cx.warned["filter/"+name] = true
+				cx.ps.fatal(api.KindBGPFilter, name, "", "%v", cf.err)
+			}
+			continue
+		}
+		cx.usedFilters[name] = cf
+		p.Filters = append(p.Filters, PeerFilter{
+			Name:   name,
+			Import: cf.call(fam, dirImport, !p.IsEBGP),
+			Export: cf.call(fam, dirExport, !p.IsEBGP),
+		})
+	}
+	return p
+}
+
+// password resolves a secret; problems are reported once per resource.
+func (cx *computeCtx) password(kind, name, field string, ref *api.SecretKeySelector) Secret {
+	v, err := cx.secrets.read(ref)
+	id := kind + "/" + name + "/pw"
+	switch {
+	case err != nil:
+		if ref.Optional == nil || !*ref.Optional {
+			cx.warnOnce(id, kind, name, field+".secretKeyRef", "%v; the session renders WITHOUT a password", err)
+		}
+		return ""
+	case v == "":
+		cx.warnOnce(id, kind, name, field+".secretKeyRef", "secret %s/%s is empty; the session renders WITHOUT a password", ref.Name, ref.Key)
+		return ""
+	}
+	if err := birdfmt.CheckString(v); err != nil {
+		if !cx.warned[id] {
+			cx.warned[id] = true
+			cx.ps.fatal(kind, name, field+".secretKeyRef", "password from secret %s/%s: %v; refusing to render", ref.Name, ref.Key, err)
+		}
+	} else if len(v) > maxMD5KeyBytes {
+		cx.warnOnce(id, kind, name, field+".secretKeyRef", "password from secret %s/%s is %d bytes; Linux TCP-MD5 keys hold at most %d", ref.Name, ref.Key, len(v), maxMD5KeyBytes)
+	}
+	return Secret(v)
+}
+
+func (cx *computeCtx) blocks(fam int) []Block {
+	var out []Block
+	type pb struct {
+		p netip.Prefix
+		b Block
+	}
+	var tmp []pb
+	for cidr, a := range cx.c.affinities[cx.me.name] {
+		if !a.Confirmed() {
+			continue
+		}
+		p, err := api.ParseCIDR(cidr)
+		if err != nil || famOf(p.Addr()) != fam {
+			continue
+		}
+		tmp = append(tmp, pb{p, Block{CIDR: p.String(), Blackhole: p.Bits() < p.Addr().BitLen()}})
+	}
+	slices.SortFunc(tmp, func(a, b pb) int { return cmpPrefix(a.p, b.p) })
+	for _, t := range tmp {
+		out = append(out, t.b)
+	}
+	return out
+}
+
+func cmpPrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
+func cmpPrefixStr(a, b string) int {
+	pa, errA := netip.ParsePrefix(a)
+	pb, errB := netip.ParsePrefix(b)
+	if errA != nil || errB != nil {
+		return strings.Compare(a, b)
+	}
+	return cmpPrefix(pa, pb)
+}
+
+func (cx *computeCtx) pools(fam int, f *Family) {
+	type pp struct {
+		p    netip.Prefix
+		pool Pool
+	}
+	var tmp []pp
+	for name, pool := range cx.c.pools {
+		p, err := api.ParseCIDR(pool.Spec.CIDR)
+		if err != nil {
+			cx.ps.warn(api.KindIPPool, name, "spec.cidr", "%q is not a CIDR; pool ignored", pool.Spec.CIDR)
+			continue
+		}
+		if famOf(p.Addr()) != fam {
+			continue
+		}
+		s := &pool.Spec
+		ipip, vxlan := cmp.Or(s.IPIPMode, api.EncapNever), cmp.Or(s.VXLANMode, api.EncapNever)
+		tmp = append(tmp, pp{p, Pool{
+			CIDR:             p.String(),
+			IPIPMode:         ipip,
+			VXLANMode:        vxlan,
+			Encapsulated:     ipip != api.EncapNever || vxlan != api.EncapNever,
+			Disabled:         s.Disabled,
+			DisableBGPExport: s.DisableBGPExport,
+			Export:           !s.Disabled && !s.DisableBGPExport,
+		}})
+	}
+	slices.SortFunc(tmp, func(a, b pp) int { return cmpPrefix(a.p, b.p) })
+	for _, t := range tmp {
+		if i := len(f.Pools); i > 0 && f.Pools[i-1].CIDR == t.pool.CIDR {
+			continue // two pools with one CIDR: keep one
+		}
+		f.Pools = append(f.Pools, t.pool)
+		if t.pool.Export {
+			f.ExportPools = append(f.ExportPools, t.pool.CIDR)
+		}
+		if t.pool.DisableBGPExport {
+			f.NoExportPools = append(f.NoExportPools, t.pool.CIDR)
+		}
+		if t.pool.Encapsulated {
+			f.EncapPools = append(f.EncapPools, t.pool.CIDR)
+		}
+	}
+}
+
+func (cx *computeCtx) services(fam int, f *Family) {
+	s := &cx.global.Spec
+	type sv struct {
+		p netip.Prefix
+		s Service
+	}
+	var tmp []sv
+	for _, set := range []struct {
+		kind, field string
+		list        []api.ServiceIPBlock
+	}{
+		{"cluster", "spec.serviceClusterIPs", s.ServiceClusterIPs},
+		{"external", "spec.serviceExternalIPs", s.ServiceExternalIPs},
+		{"loadbalancer", "spec.serviceLoadBalancerIPs", s.ServiceLoadBalancerIPs},
+	} {
+		for i, b := range set.list {
+			p, err := api.ParseCIDR(b.CIDR)
+			if err != nil {
+				cx.ps.warn(api.KindBGPConfiguration, api.DefaultBGPConfigName, fmt.Sprintf("%s[%d].cidr", set.field, i), "%q is not a CIDR; ignored", b.CIDR)
+				continue
+			}
+			if famOf(p.Addr()) == fam {
+				tmp = append(tmp, sv{p, Service{CIDR: p.String(), Kind: set.kind}})
+			}
+		}
+	}
+	slices.SortFunc(tmp, func(a, b sv) int { return cmp.Or(cmpPrefix(a.p, b.p), strings.Compare(a.s.Kind, b.s.Kind)) })
+	for _, t := range tmp {
+		if n := len(f.Services); n > 0 && f.Services[n-1] == t.s {
+			continue
+		}
+		f.Services = append(f.Services, t.s)
+		if n := len(f.ServiceCIDRs); n == 0 || f.ServiceCIDRs[n-1] != t.s.CIDR {
+			f.ServiceCIDRs = append(f.ServiceCIDRs, t.s.CIDR)
+		}
+	}
+}
+
+// communities merges prefixAdvertisements: the node.<name> configuration
+// replaces the global list when it has one. Community names resolve
+// against the node configuration's communities first, then the global ones.
+func (cx *computeCtx) communities(fam int) []PrefixCommunities {
+	src, srcName := cx.global, api.DefaultBGPConfigName
+	if cx.nodeCfg != nil && len(cx.nodeCfg.Spec.PrefixAdvertisements) > 0 {
+		src, srcName = cx.nodeCfg, cx.nodeCfg.Metadata.Name
+		if srcName == "" {
+			srcName = api.NodeBGPConfigPrefix + cx.me.name
+		}
+	}
+	names := map[string]string{}
+	for _, c := range cx.global.Spec.Communities {
+		names[c.Name] = c.Value
+	}
+	if cx.nodeCfg != nil {
+		for _, c := range cx.nodeCfg.Spec.Communities {
+			names[c.Name] = c.Value
+		}
+	}
+	byCIDR := map[netip.Prefix]*PrefixCommunities{}
+	for i, pa := range src.Spec.PrefixAdvertisements {
+		field := fmt.Sprintf("spec.prefixAdvertisements[%d]", i)
+		p, err := api.ParseCIDR(pa.CIDR)
+		if err != nil {
+			cx.ps.warn(api.KindBGPConfiguration, srcName, field+".cidr", "%q is not a CIDR; ignored", pa.CIDR)
+			continue
+		}
+		if famOf(p.Addr()) != fam {
+			continue
+		}
+		pc := byCIDR[p]
+		if pc == nil {
+			pc = &PrefixCommunities{CIDR: p.String()}
+			byCIDR[p] = pc
+		}
+		for j, v := range pa.Communities {
+			value := v
+			if nv, ok := names[v]; ok {
+				value = nv
+			}
+			c, err := birdfmt.ParseCommunity(value)
+			if err != nil {
+				cx.ps.warn(api.KindBGPConfiguration, srcName, fmt.Sprintf("%s.communities[%d]", field, j),
+					"%q is neither a community value nor a name defined in spec.communities; ignored", v)
+				continue
+			}
+			lit := c.Literal()
+			if c.Large {
+				if !slices.Contains(pc.Large, lit) {
+					pc.Large = append(pc.Large, lit)
+				}
+			} else if !slices.Contains(pc.Standard, lit) {
+				pc.Standard = append(pc.Standard, lit)
+			}
+		}
+	}
+	keys := make([]netip.Prefix, 0, len(byCIDR))
+	for k := range byCIDR {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, cmpPrefix)
+	out := make([]PrefixCommunities, 0, len(keys))
+	for _, k := range keys {
+		pc := byCIDR[k]
+		if len(pc.Standard)+len(pc.Large) == 0 {
+			continue
+		}
+		slices.SortFunc(pc.Standard, cmpLiteral)
+		slices.SortFunc(pc.Large, cmpLiteral)
+		out = append(out, *pc)
+	}
+	return out
+}
+
+// cmpLiteral orders "(a,b[,c])" literals numerically.
+func cmpLiteral(a, b string) int {
+	pa := strings.Split(strings.Trim(a, "()"), ",")
+	pb := strings.Split(strings.Trim(b, "()"), ",")
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		x, _ := strconv.ParseUint(pa[i], 10, 64)
+		y, _ := strconv.ParseUint(pb[i], 10, 64)
+		if d := cmp.Compare(x, y); d != 0 {
+			return d
+		}
+	}
+	return cmp.Compare(len(pa), len(pb))
+}
