@@ -765,8 +765,8 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 func (cx *computeCtx) services(fam int, f *Family) {
 	s := &cx.global.Spec
 	type sv struct {
-		p netip.Prefix
-		s Service
+		p    netip.Prefix
+		kind string
 	}
 	var tmp []sv
 	for _, set := range []struct {
@@ -784,19 +784,21 @@ func (cx *computeCtx) services(fam int, f *Family) {
 				continue
 			}
 			if famOf(p.Addr()) == fam {
-				tmp = append(tmp, sv{p, Service{CIDR: p.String(), Kind: set.kind}})
+				tmp = append(tmp, sv{p, set.kind})
 			}
 		}
 	}
-	slices.SortFunc(tmp, func(a, b sv) int { return cmp.Or(cmpPrefix(a.p, b.p), strings.Compare(a.s.Kind, b.s.Kind)) })
+	slices.SortFunc(tmp, func(a, b sv) int { return cmp.Or(cmpPrefix(a.p, b.p), strings.Compare(a.kind, b.kind)) })
 	for _, t := range tmp {
-		if n := len(f.Services); n > 0 && f.Services[n-1] == t.s {
+		n := len(f.Services)
+		if n > 0 && f.Services[n-1].CIDR == t.p.String() {
+			if !slices.Contains(f.Services[n-1].Kinds, t.kind) {
+				f.Services[n-1].Kinds = append(f.Services[n-1].Kinds, t.kind)
+			}
 			continue
 		}
-		f.Services = append(f.Services, t.s)
-		if n := len(f.ServiceCIDRs); n == 0 || f.ServiceCIDRs[n-1] != t.s.CIDR {
-			f.ServiceCIDRs = append(f.ServiceCIDRs, t.s.CIDR)
-		}
+		f.Services = append(f.Services, Service{CIDR: t.p.String(), Kinds: []string{t.kind}})
+		f.ServiceCIDRs = append(f.ServiceCIDRs, t.p.String())
 	}
 }
 

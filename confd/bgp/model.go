@@ -95,11 +95,11 @@ type Family struct {
 	ExportPools   []string
 	NoExportPools []string
 	EncapPools    []string
-	// Services are serviceClusterIPs/serviceExternalIPs/
-	// serviceLoadBalancerIPs of this family: blackhole statics, exported
-	// to peers, never programmed into the kernel.
-	Services []Service
-	// ServiceCIDRs are the distinct CIDRs of Services, sorted.
+	// Services are the distinct CIDRs of serviceClusterIPs/
+	// serviceExternalIPs/serviceLoadBalancerIPs of this family, sorted:
+	// blackhole statics, exported to peers, never programmed into the
+	// kernel. ServiceCIDRs lists the same CIDRs.
+	Services     []Service
 	ServiceCIDRs []string
 	// Communities are the communities attached to routes inside a CIDR
 	// (prefixAdvertisements, node override first), sorted by CIDR.
@@ -207,11 +207,11 @@ type Pool struct {
 	Export           bool // !Disabled && !DisableBGPExport
 }
 
-// Service is one service CIDR. Kind is "cluster", "external" or
-// "loadbalancer".
+// Service is one service CIDR. Kinds lists where it is configured:
+// "cluster", "external", "loadbalancer" (in that order).
 type Service struct {
-	CIDR string
-	Kind string
+	CIDR  string
+	Kinds []string
 }
 
 // PrefixCommunities attaches communities to routes inside CIDR. Standard

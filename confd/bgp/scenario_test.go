@@ -58,12 +58,12 @@ type scenarioExpect struct {
 }
 
 type expectFamily struct {
-	Blocks        []string `yaml:"blocks"`     // "cidr" or "cidr nobh"
+	Blocks        []string `yaml:"blocks"` // "cidr" or "cidr nobh"
 	ExportPools   []string `yaml:"exportPools"`
 	NoExportPools []string `yaml:"noExportPools"`
 	EncapPools    []string `yaml:"encapPools"`
 	ServiceCIDRs  []string `yaml:"serviceCIDRs"`
-	Communities   []string `yaml:"communities"` // "cidr (a,b) (a,b,c)"
+	Communities   []string `yaml:"communities"`  // "cidr (a,b) (a,b,c)"
 	StaticRoutes  []string `yaml:"staticRoutes"` // "dest via gw"
 }
 
