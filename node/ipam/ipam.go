@@ -1,0 +1,939 @@
+// Package ipam allocates workload and tunnel addresses in Calico's IPAM
+// layout (DESIGN.md §2): blocks under /calico/ipam/v2/assignment/, block
+// affinities under /calico/ipam/v2/host/<node>/ and handles under
+// /calico/ipam/v2/handle/. Every write is a compare-and-swap transaction,
+// so agents on any number of hosts (and several processes on one host)
+// can allocate at the same time without ever handing out a block or an
+// address twice.
+//
+// Claiming a block: the affinity is written "pending" first, then one
+// transaction creates the block (fails if it exists) and confirms the
+// affinity (fails if it changed). A node that loses the race drops its
+// pending affinity and tries another block. An allocation updates the
+// block and the handle in one transaction.
+package ipam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/big"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/api/selector"
+	"github.com/roostnet/roost/datastore"
+)
+
+// Errors callers may test with errors.Is.
+var (
+	// ErrNoPool: no enabled pool of the family allows the use on this node.
+	ErrNoPool = errors.New("no usable IP pool")
+	// ErrExhausted: every block of the usable pools is taken and this
+	// node's blocks are full.
+	ErrExhausted = errors.New("IP pools exhausted")
+	// ErrInUse: a requested address is held by another handle.
+	ErrInUse = errors.New("address already in use")
+	// ErrTooManyConflicts: the datastore kept changing under us.
+	ErrTooManyConflicts = errors.New("too many concurrent modifications")
+)
+
+// Secondary attribute keys and values, as Calico writes them.
+const (
+	AttrNode      = "node"
+	AttrType      = "type"
+	AttrNamespace = "namespace"
+	AttrPod       = "pod"
+	AttrTimestamp = "timestamp"
+
+	TypeIPIPTunnel  = "ipipTunnelAddress"
+	TypeVXLANTunnel = "vxlanTunnelAddress"
+)
+
+// Client allocates on behalf of one node.
+type Client struct {
+	ds       datastore.Datastore
+	node     string
+	log      logrus.FieldLogger
+	attempts int
+}
+
+// Option tunes a Client.
+type Option func(*Client)
+
+// WithLogger sets the logger.
+func WithLogger(l logrus.FieldLogger) Option { return func(c *Client) { c.log = l } }
+
+// WithAttempts bounds the retries after conflicts (default 100).
+func WithAttempts(n int) Option { return func(c *Client) { c.attempts = max(n, 1) } }
+
+// New returns a client for node.
+func New(ds datastore.Datastore, node string, opts ...Option) *Client {
+	c := &Client{ds: ds, node: node, log: logrus.StandardLogger(), attempts: 100}
+	for _, o := range opts {
+		o(c)
+	}
+	c.log = c.log.WithField("node", node)
+	return c
+}
+
+// Node is the node this client allocates for.
+func (c *Client) Node() string { return c.node }
+
+// Request describes an automatic assignment.
+type Request struct {
+	Handle     string            // required: the owner of the address
+	Attrs      map[string]string // secondary attributes stored in the block
+	Family     int               // 4 (default) or 6
+	Use        string            // api.UseWorkload (default) or api.UseTunnel
+	NodeLabels map[string]string // for the pools' nodeSelector
+	// Pools restricts the candidates (nil: every pool in the datastore).
+	Pools []*api.IPPool
+	// Filter, when set, must accept a pool too (tunnel types use it).
+	Filter func(*api.IPPool) bool
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, datastore.ErrConflict) || errors.Is(err, datastore.ErrExists) || errors.Is(err, datastore.ErrNotFound)
+}
+
+// backoff sleeps a little before retrying a lost race.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1+rand.IntN(1+min(attempt, 20))) * time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// ListPools returns every IPPool in the datastore.
+func ListPools(ctx context.Context, ds datastore.Datastore) ([]*api.IPPool, error) {
+	res, err := ds.List(ctx, datastore.KindPrefix(api.KindIPPool))
+	if err != nil {
+		return nil, err
+	}
+	var out []*api.IPPool
+	for _, kv := range res.KVs {
+		if p, ok := kv.Value.(*api.IPPool); ok {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// PoolUsable reports whether pool may give addresses of family for use to
+// a node with labels. Manual pools only serve explicit requests, so
+// automatic assignment passes manual=false.
+func PoolUsable(p *api.IPPool, family int, use string, labels map[string]string, manual bool) bool {
+	pfx, err := api.ParseCIDR(p.Spec.CIDR)
+	if err != nil || p.Spec.Disabled {
+		return false
+	}
+	if (family == 6) != pfx.Addr().Is6() {
+		return false
+	}
+	uses := p.Spec.AllowedUses
+	if len(uses) == 0 {
+		uses = []string{api.UseWorkload, api.UseTunnel}
+	}
+	if !slices.Contains(uses, use) {
+		return false
+	}
+	if !manual && p.Spec.AssignmentMode == "Manual" {
+		return false
+	}
+	sel := p.Spec.NodeSelector
+	if sel == "" {
+		sel = api.DefaultNodeSelector
+	}
+	s, err := selector.Parse(sel)
+	if err != nil {
+		return false
+	}
+	return s.Evaluate(labels)
+}
+
+func poolBlockSize(p *api.IPPool, pfx netip.Prefix) int {
+	if p.Spec.BlockSize != 0 {
+		return p.Spec.BlockSize
+	}
+	if pfx.Addr().Is6() {
+		return api.DefaultBlockSizeV6
+	}
+	return api.DefaultBlockSizeV4
+}
+
+func (r *Request) normalize() {
+	if r.Family == 0 {
+		r.Family = 4
+	}
+	if r.Use == "" {
+		r.Use = api.UseWorkload
+	}
+}
+
+// usablePools filters the candidates of r.
+func (c *Client) usablePools(ctx context.Context, r *Request, manual bool) ([]*api.IPPool, error) {
+	pools := r.Pools
+	if pools == nil {
+		var err error
+		if pools, err = ListPools(ctx, c.ds); err != nil {
+			return nil, err
+		}
+	}
+	var out []*api.IPPool
+	for _, p := range pools {
+		if PoolUsable(p, r.Family, r.Use, r.NodeLabels, manual) && (r.Filter == nil || r.Filter(p)) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Spec.CIDR < out[j].Spec.CIDR })
+	return out, nil
+}
+
+func inPools(cidr netip.Prefix, pools []*api.IPPool) *api.IPPool {
+	for _, p := range pools {
+		if pfx, err := api.ParseCIDR(p.Spec.CIDR); err == nil && pfx.Bits() <= cidr.Bits() && pfx.Contains(cidr.Addr()) {
+			return p
+		}
+	}
+	return nil
+}
+
+// blockKV is a block read from the datastore.
+type blockKV struct {
+	cidr netip.Prefix
+	b    *api.AllocationBlock
+	rev  int64
+}
+
+func (c *Client) getBlock(ctx context.Context, cidr netip.Prefix) (*blockKV, error) {
+	kv, err := c.ds.Get(ctx, datastore.BlockKey(cidr))
+	if err != nil {
+		return nil, err
+	}
+	blk, ok := kv.Value.(*api.IPAMBlock)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a block", kv.Key)
+	}
+	return &blockKV{cidr: cidr, b: &blk.Spec, rev: kv.Revision}, nil
+}
+
+func blockObj(cidr netip.Prefix, b *api.AllocationBlock) *api.IPAMBlock {
+	o := &api.IPAMBlock{Spec: *b}
+	o.Metadata.Name = cidr.String()
+	return o
+}
+
+func affinityObj(node string, cidr netip.Prefix, state string) *api.BlockAffinity {
+	a := &api.BlockAffinity{Spec: api.BlockAffinitySpec{Node: node, CIDR: cidr.String(), State: state}}
+	a.Metadata.Name = api.BlockAffinityName(node, cidr.String())
+	return a
+}
+
+// handleOps returns the operation that adds delta addresses in block cidr
+// to handle (creating or deleting the handle as needed).
+func (c *Client) handleOp(ctx context.Context, handle string, deltas map[string]int) (*datastore.Op, error) {
+	kv, err := c.ds.Get(ctx, datastore.HandleKey(handle))
+	if err != nil && !errors.Is(err, datastore.ErrNotFound) {
+		return nil, err
+	}
+	h := &api.IPAMHandle{Spec: api.IPAMHandleSpec{Block: map[string]int{}}}
+	h.Metadata.Name = handle
+	var rev int64
+	if err == nil {
+		old, ok := kv.Value.(*api.IPAMHandle)
+		if !ok {
+			return nil, fmt.Errorf("%s: not a handle", kv.Key)
+		}
+		for k, v := range old.Spec.Block {
+			h.Spec.Block[k] = v
+		}
+		rev = kv.Revision
+	}
+	for k, d := range deltas {
+		h.Spec.Block[k] += d
+		if h.Spec.Block[k] <= 0 {
+			delete(h.Spec.Block, k)
+		}
+	}
+	switch {
+	case rev == 0 && len(h.Spec.Block) == 0:
+		return nil, nil
+	case rev == 0:
+		return &datastore.Op{Type: datastore.OpCreate, Value: h}, nil
+	case len(h.Spec.Block) == 0:
+		return &datastore.Op{Type: datastore.OpDelete, Key: datastore.HandleKey(handle), Revision: rev}, nil
+	}
+	return &datastore.Op{Type: datastore.OpUpdate, Key: datastore.HandleKey(handle), Value: h, Revision: rev}, nil
+}
+
+// commit writes a changed block together with the handle change.
+func (c *Client) commit(ctx context.Context, bk *blockKV, handle string, deltas map[string]int) error {
+	ops := []datastore.Op{{Type: datastore.OpUpdate, Key: datastore.BlockKey(bk.cidr), Value: blockObj(bk.cidr, bk.b), Revision: bk.rev}}
+	hop, err := c.handleOp(ctx, handle, deltas)
+	if err != nil {
+		return err
+	}
+	if hop != nil {
+		ops = append(ops, *hop)
+	}
+	_, err = c.ds.Txn(ctx, ops...)
+	return err
+}
+
+// AffineBlocks lists the blocks this node holds a confirmed affinity for.
+func (c *Client) AffineBlocks(ctx context.Context, family int) ([]netip.Prefix, error) {
+	res, err := c.ds.List(ctx, datastore.HostAffinityPrefix(c.node))
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, kv := range res.KVs {
+		a, ok := kv.Value.(*api.BlockAffinity)
+		if !ok || !a.Confirmed() || a.Spec.Node != c.node {
+			continue
+		}
+		p, err := api.ParseCIDR(a.Spec.CIDR)
+		if err != nil || (family == 6) != p.Addr().Is6() {
+			continue
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
+	return out, nil
+}
+
+// AddrsByHandle returns the addresses handle holds, in block order.
+func (c *Client) AddrsByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
+	kv, err := c.ds.Get(ctx, datastore.HandleKey(handle))
+	if errors.Is(err, datastore.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	h, ok := kv.Value.(*api.IPAMHandle)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a handle", kv.Key)
+	}
+	var out []netip.Addr
+	for cidrS := range h.Spec.Block {
+		cidr, err := api.ParseCIDR(cidrS)
+		if err != nil {
+			continue
+		}
+		bk, err := c.getBlock(ctx, cidr)
+		if errors.Is(err, datastore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, ord := range ordinalsOfHandle(bk.b, handle) {
+			out = append(out, addrAt(cidr, ord))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out, nil
+}
+
+// AutoAssign takes one address for r.Handle: from a block affine to this
+// node when one has room, else from a newly claimed block.
+func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) {
+	r.normalize()
+	if r.Handle == "" {
+		return netip.Addr{}, errors.New("ipam: a handle is required")
+	}
+	pools, err := c.usablePools(ctx, &r, false)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if len(pools) == 0 {
+		return netip.Addr{}, fmt.Errorf("ipam: IPv%d %s address for %s: %w", r.Family, r.Use, c.node, ErrNoPool)
+	}
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return netip.Addr{}, err
+			}
+		}
+		blocks, err := c.AffineBlocks(ctx, r.Family)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		raced := false
+		for _, cidr := range blocks {
+			if inPools(cidr, pools) == nil {
+				continue
+			}
+			ip, err := c.assignInBlock(ctx, cidr, &r)
+			if err == nil && ip.IsValid() {
+				return ip, nil
+			}
+			if err != nil && !isConflict(err) {
+				return netip.Addr{}, err
+			}
+			if err != nil {
+				raced = true
+			}
+		}
+		if raced {
+			continue
+		}
+		if n, err := c.recoverPending(ctx, r.Family, pools); err != nil {
+			return netip.Addr{}, err
+		} else if n > 0 {
+			continue
+		}
+		cidr, err := c.claimBlock(ctx, pools)
+		if err != nil {
+			if isConflict(err) {
+				continue
+			}
+			return netip.Addr{}, err
+		}
+		ip, err := c.assignInBlock(ctx, cidr, &r)
+		if err == nil && ip.IsValid() {
+			return ip, nil
+		}
+		if err != nil && !isConflict(err) {
+			return netip.Addr{}, err
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("ipam: assigning for %s: %w", r.Handle, ErrTooManyConflicts)
+}
+
+// assignInBlock takes one free address of an affine block: the zero Addr
+// when the block is full or not ours, a conflict error when it changed.
+func (c *Client) assignInBlock(ctx context.Context, cidr netip.Prefix, r *Request) (netip.Addr, error) {
+	bk, err := c.getBlock(ctx, cidr)
+	if errors.Is(err, datastore.ErrNotFound) {
+		c.log.WithField("block", cidr).Warn("ipam: affinity without a block; ignoring it")
+		return netip.Addr{}, nil
+	}
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if bk.b.AffinityNode() != c.node || bk.b.Deleted {
+		return netip.Addr{}, nil
+	}
+	ords := assignFirstFree(bk.b, 1, r.Handle, r.Attrs)
+	if len(ords) == 0 {
+		return netip.Addr{}, nil
+	}
+	if err := c.commit(ctx, bk, r.Handle, map[string]int{cidr.String(): len(ords)}); err != nil {
+		return netip.Addr{}, err
+	}
+	ip := addrAt(cidr, ords[0])
+	c.log.WithFields(logrus.Fields{"ip": ip, "handle": r.Handle, "block": cidr}).Debug("ipam: assigned")
+	return ip, nil
+}
+
+// recoverPending finishes or undoes claims this node left half-done (a
+// crash between writing the pending affinity and creating the block). It
+// returns how many blocks it confirmed.
+func (c *Client) recoverPending(ctx context.Context, family int, pools []*api.IPPool) (int, error) {
+	res, err := c.ds.List(ctx, datastore.HostAffinityPrefix(c.node))
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, kv := range res.KVs {
+		a, ok := kv.Value.(*api.BlockAffinity)
+		if !ok || a.Spec.State != api.AffinityPending || a.Spec.Deleted {
+			continue
+		}
+		cidr, err := api.ParseCIDR(a.Spec.CIDR)
+		if err != nil || (family == 6) != cidr.Addr().Is6() || inPools(cidr, pools) == nil {
+			continue
+		}
+		bk, err := c.getBlock(ctx, cidr)
+		switch {
+		case errors.Is(err, datastore.ErrNotFound):
+			ok, err := c.tryClaim(ctx, cidr)
+			if err != nil && !isConflict(err) {
+				return n, err
+			}
+			if ok {
+				n++
+			}
+		case err != nil:
+			return n, err
+		case bk.b.AffinityNode() == c.node:
+			if err := c.confirmAffinity(ctx, cidr); err != nil {
+				return n, err
+			}
+			c.log.WithField("block", cidr).Info("ipam: confirmed a block claimed before a restart")
+			n++
+		default:
+			if err := c.ds.Delete(ctx, kv.Key, kv.Revision); err != nil && !isConflict(err) {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// listBlocks returns the CIDRs of every block of the family.
+func (c *Client) listBlocks(ctx context.Context, family int) (map[netip.Prefix]*api.AllocationBlock, error) {
+	dir := "ipv4/"
+	if family == 6 {
+		dir = "ipv6/"
+	}
+	res, err := c.ds.List(ctx, datastore.BlockPrefix+dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Prefix]*api.AllocationBlock, len(res.KVs))
+	for _, kv := range res.KVs {
+		if b, ok := kv.Value.(*api.IPAMBlock); ok {
+			if p, err := api.ParseCIDR(b.Spec.CIDR); err == nil {
+				out[p] = &b.Spec
+			}
+		}
+	}
+	for _, bad := range res.Invalid {
+		// An undecodable block still occupies its key: keep it out of
+		// the candidates.
+		if info, err := datastore.ParseKey(bad.Key); err == nil {
+			if p, err := api.ParseCIDR(info.CIDR); err == nil {
+				out[p] = nil
+			}
+		}
+	}
+	return out, nil
+}
+
+// claimBlock claims a free block in one of pools for this node.
+func (c *Client) claimBlock(ctx context.Context, pools []*api.IPPool) (netip.Prefix, error) {
+	family := 4
+	if pfx, _ := api.ParseCIDR(pools[0].Spec.CIDR); pfx.Addr().Is6() {
+		family = 6
+	}
+	existing, err := c.listBlocks(ctx, family)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	for _, p := range pools {
+		pfx, _ := api.ParseCIDR(p.Spec.CIDR)
+		size := poolBlockSize(p, pfx)
+		for cidr := range candidates(pfx, size, c.node) {
+			if overlapsAny(cidr, existing) {
+				continue
+			}
+			ok, err := c.tryClaim(ctx, cidr)
+			if err != nil {
+				return netip.Prefix{}, err
+			}
+			if ok {
+				return cidr, nil
+			}
+			existing[cidr] = nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("ipam: no free block for %s: %w", c.node, ErrExhausted)
+}
+
+// candidates yields the blocks of pool, starting at an offset derived from
+// the node name so that nodes starting together rarely compete.
+func candidates(pool netip.Prefix, blockBits int, node string) func(func(netip.Prefix) bool) {
+	return func(yield func(netip.Prefix) bool) {
+		shift := pool.Addr().BitLen() - blockBits
+		nbits := blockBits - pool.Bits()
+		if nbits < 0 {
+			return
+		}
+		n := new(big.Int).Lsh(big.NewInt(1), uint(nbits))
+		h := fnv.New64a()
+		h.Write([]byte(node))
+		start := new(big.Int).Mod(new(big.Int).SetUint64(h.Sum64()), n)
+		// Scan at most 2^20 candidates (enough for any IPv4 pool).
+		limit := n
+		if limit.Cmp(big.NewInt(1<<20)) > 0 {
+			limit = big.NewInt(1 << 20)
+		}
+		i := new(big.Int)
+		one := big.NewInt(1)
+		for ; i.Cmp(limit) < 0; i.Add(i, one) {
+			idx := new(big.Int).Add(start, i)
+			idx.Mod(idx, n)
+			off := idx.Lsh(idx, uint(shift))
+			cidr := netip.PrefixFrom(addOffset(pool.Masked().Addr(), off), blockBits)
+			if !yield(cidr) {
+				return
+			}
+		}
+	}
+}
+
+func overlapsAny(cidr netip.Prefix, existing map[netip.Prefix]*api.AllocationBlock) bool {
+	if _, ok := existing[cidr]; ok {
+		return true
+	}
+	for p := range existing {
+		if p.Bits() != cidr.Bits() && p.Overlaps(cidr) {
+			return true
+		}
+	}
+	return false
+}
+
+// tryClaim runs the claim protocol for one block. false: another node has
+// it (our pending affinity is removed again).
+func (c *Client) tryClaim(ctx context.Context, cidr netip.Prefix) (bool, error) {
+	log := c.log.WithField("block", cidr)
+	affKey := datastore.AffinityKey(c.node, cidr)
+	var affRev int64
+	rev, err := c.ds.Txn(ctx, datastore.Op{Type: datastore.OpCreate, Value: affinityObj(c.node, cidr, api.AffinityPending)})
+	switch {
+	case err == nil:
+		affRev = rev
+	case errors.Is(err, datastore.ErrExists):
+		// Left over from an interrupted claim of ours, or another process
+		// of this node is claiming it right now: continue with it.
+		kv, gerr := c.ds.Get(ctx, affKey)
+		if gerr != nil {
+			return false, gerr
+		}
+		affRev = kv.Revision
+	default:
+		return false, err
+	}
+	_, err = c.ds.Txn(ctx,
+		datastore.Op{Type: datastore.OpCreate, Value: blockObj(cidr, newBlock(cidr, c.node))},
+		datastore.Op{Type: datastore.OpUpdate, Key: affKey, Value: affinityObj(c.node, cidr, api.AffinityConfirmed), Revision: affRev},
+	)
+	if err == nil {
+		log.Info("ipam: claimed block")
+		return true, nil
+	}
+	if !isConflict(err) {
+		return false, err
+	}
+	// Lost a race. Whose block is it now?
+	bk, berr := c.getBlock(ctx, cidr)
+	if berr == nil && bk.b.AffinityNode() == c.node {
+		// Ours after all (another process of this node, or a claim that
+		// a Calico node finished in steps): make sure it is confirmed.
+		if err := c.confirmAffinity(ctx, cidr); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if berr != nil && !errors.Is(berr, datastore.ErrNotFound) {
+		return false, berr
+	}
+	if berr == nil {
+		// Another node's block: drop our pending affinity (only if nobody
+		// touched it since).
+		if derr := c.ds.Delete(ctx, affKey, affRev); derr != nil && !isConflict(derr) {
+			return false, derr
+		}
+		log.WithField("owner", bk.b.AffinityNode()).Debug("ipam: block taken by another node")
+		return false, nil
+	}
+	// The block does not exist and our affinity changed: let the caller
+	// start over.
+	return false, err
+}
+
+func (c *Client) confirmAffinity(ctx context.Context, cidr netip.Prefix) error {
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		kv, err := c.ds.Get(ctx, datastore.AffinityKey(c.node, cidr))
+		if errors.Is(err, datastore.ErrNotFound) {
+			_, err = c.ds.Txn(ctx, datastore.Op{Type: datastore.OpCreate, Value: affinityObj(c.node, cidr, api.AffinityConfirmed)})
+		} else if err == nil {
+			if a, ok := kv.Value.(*api.BlockAffinity); ok && a.Confirmed() {
+				return nil
+			}
+			_, err = c.ds.Txn(ctx, datastore.Op{Type: datastore.OpUpdate, Key: kv.Key, Value: affinityObj(c.node, cidr, api.AffinityConfirmed), Revision: kv.Revision})
+		}
+		if err == nil {
+			return nil
+		}
+		if !isConflict(err) {
+			return err
+		}
+	}
+	return ErrTooManyConflicts
+}
+
+// AssignIP takes the specific address ip for handle. Its block is claimed
+// for this node when nobody has it; an address in another node's block is
+// refused (its route would point at that node).
+func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
+	r.normalize()
+	if ip.Is4() {
+		r.Family = 4
+	} else {
+		r.Family = 6
+	}
+	if r.Handle == "" {
+		return errors.New("ipam: a handle is required")
+	}
+	pools, err := c.usablePools(ctx, &r, true)
+	if err != nil {
+		return err
+	}
+	var pool *api.IPPool
+	for _, p := range pools {
+		if pfx, _ := api.ParseCIDR(p.Spec.CIDR); pfx.Contains(ip) {
+			pool = p
+			break
+		}
+	}
+	if pool == nil {
+		return fmt.Errorf("ipam: %s is in no usable IP pool for %s: %w", ip, c.node, ErrNoPool)
+	}
+	pfx, _ := api.ParseCIDR(pool.Spec.CIDR)
+	cidr, _ := ip.Prefix(poolBlockSize(pool, pfx))
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return err
+			}
+		}
+		bk, err := c.getBlock(ctx, cidr)
+		if errors.Is(err, datastore.ErrNotFound) {
+			existing, lerr := c.listBlocks(ctx, r.Family)
+			if lerr != nil {
+				return lerr
+			}
+			if overlapsAny(cidr, existing) {
+				return fmt.Errorf("ipam: %s: its block %s overlaps an existing block of another size", ip, cidr)
+			}
+			if _, err := c.tryClaim(ctx, cidr); err != nil && !isConflict(err) {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if owner := bk.b.AffinityNode(); owner != c.node {
+			return fmt.Errorf("ipam: %s is in block %s, which belongs to node %q", ip, cidr, owner)
+		}
+		ord, _ := ordinalOf(cidr, ip)
+		if h, used := handleOf(bk.b, ord); used {
+			if h == r.Handle {
+				return nil
+			}
+			return fmt.Errorf("ipam: %s (handle %q): %w", ip, h, ErrInUse)
+		}
+		assignOrdinal(bk.b, ord, r.Handle, r.Attrs)
+		err = c.commit(ctx, bk, r.Handle, map[string]int{cidr.String(): 1})
+		if err == nil {
+			c.log.WithFields(logrus.Fields{"ip": ip, "handle": r.Handle}).Debug("ipam: assigned requested address")
+			return nil
+		}
+		if !isConflict(err) {
+			return err
+		}
+	}
+	return ErrTooManyConflicts
+}
+
+// ReleaseByHandle frees every address handle holds and deletes the handle.
+func (c *Client) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
+	var released []netip.Addr
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return released, err
+			}
+		}
+		kv, err := c.ds.Get(ctx, datastore.HandleKey(handle))
+		if errors.Is(err, datastore.ErrNotFound) {
+			return released, nil
+		}
+		if err != nil {
+			return released, err
+		}
+		h, ok := kv.Value.(*api.IPAMHandle)
+		if !ok {
+			return released, fmt.Errorf("%s: not a handle", kv.Key)
+		}
+		if len(h.Spec.Block) == 0 {
+			if err := c.ds.Delete(ctx, kv.Key, kv.Revision); err != nil && !isConflict(err) {
+				return released, err
+			}
+			continue
+		}
+		cidrs := make([]string, 0, len(h.Spec.Block))
+		for k := range h.Spec.Block {
+			cidrs = append(cidrs, k)
+		}
+		sort.Strings(cidrs)
+		cidrS := cidrs[0]
+		cidr, perr := api.ParseCIDR(cidrS)
+		var ops []datastore.Op
+		var freed []netip.Addr
+		nh := api.Clone(h)
+		delete(nh.Spec.Block, cidrS)
+		if perr == nil {
+			bk, err := c.getBlock(ctx, cidr)
+			switch {
+			case errors.Is(err, datastore.ErrNotFound):
+			case err != nil:
+				return released, err
+			default:
+				ords := ordinalsOfHandle(bk.b, handle)
+				if len(ords) > 0 {
+					release(bk.b, ords)
+					ops = append(ops, datastore.Op{Type: datastore.OpUpdate, Key: datastore.BlockKey(cidr), Value: blockObj(cidr, bk.b), Revision: bk.rev})
+					for _, o := range ords {
+						freed = append(freed, addrAt(cidr, o))
+					}
+				}
+			}
+		}
+		if len(nh.Spec.Block) == 0 {
+			ops = append(ops, datastore.Op{Type: datastore.OpDelete, Key: kv.Key, Revision: kv.Revision})
+		} else {
+			nh.Metadata.ResourceVersion = ""
+			ops = append(ops, datastore.Op{Type: datastore.OpUpdate, Key: kv.Key, Value: nh, Revision: kv.Revision})
+		}
+		if _, err := c.ds.Txn(ctx, ops...); err != nil {
+			if isConflict(err) {
+				continue
+			}
+			return released, err
+		}
+		released = append(released, freed...)
+		attempt = -1 // progress: start counting again for the next block
+	}
+	return released, ErrTooManyConflicts
+}
+
+// ReleaseIP frees ip if it is held by handle (any handle when handle is
+// ""). It reports whether something was freed.
+func (c *Client) ReleaseIP(ctx context.Context, ip netip.Addr, handle string) (bool, error) {
+	family := 4
+	if ip.Is6() {
+		family = 6
+	}
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		blocks, err := c.listBlocks(ctx, family)
+		if err != nil {
+			return false, err
+		}
+		var cidr netip.Prefix
+		for p := range blocks {
+			if p.Contains(ip) {
+				cidr = p
+			}
+		}
+		if !cidr.IsValid() {
+			return false, nil
+		}
+		bk, err := c.getBlock(ctx, cidr)
+		if errors.Is(err, datastore.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		ord, _ := ordinalOf(cidr, ip)
+		h, used := handleOf(bk.b, ord)
+		if !used || (handle != "" && h != handle) {
+			return false, nil
+		}
+		release(bk.b, []int{ord})
+		deltas := map[string]int{}
+		if h != "" {
+			deltas[cidr.String()] = -1
+		}
+		err = c.commit(ctx, bk, h, deltas)
+		if err == nil {
+			return true, nil
+		}
+		if !isConflict(err) {
+			return false, err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return false, err
+		}
+	}
+	return false, ErrTooManyConflicts
+}
+
+// ReleaseEmptyBlocks gives up this node's blocks that hold no address and
+// for which keep returns false (e.g. their pool was deleted). The block
+// and its affinity go in one transaction, only if neither changed.
+func (c *Client) ReleaseEmptyBlocks(ctx context.Context, keep func(netip.Prefix) bool) ([]netip.Prefix, error) {
+	res, err := c.ds.List(ctx, datastore.HostAffinityPrefix(c.node))
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, kv := range res.KVs {
+		a, ok := kv.Value.(*api.BlockAffinity)
+		if !ok {
+			continue
+		}
+		cidr, err := api.ParseCIDR(a.Spec.CIDR)
+		if err != nil || keep(cidr) {
+			continue
+		}
+		ops := []datastore.Op{{Type: datastore.OpDelete, Key: kv.Key, Revision: kv.Revision}}
+		bk, err := c.getBlock(ctx, cidr)
+		switch {
+		case errors.Is(err, datastore.ErrNotFound):
+		case err != nil:
+			return out, err
+		default:
+			if bk.b.AffinityNode() == c.node {
+				if inUse(bk.b) > 0 {
+					continue
+				}
+				ops = append(ops, datastore.Op{Type: datastore.OpDelete, Key: datastore.BlockKey(cidr), Revision: bk.rev})
+			}
+		}
+		if _, err := c.ds.Txn(ctx, ops...); err != nil {
+			if isConflict(err) {
+				continue // changed meanwhile: look again next time
+			}
+			return out, err
+		}
+		c.log.WithField("block", cidr).Info("ipam: released empty block")
+		out = append(out, cidr)
+	}
+	return out, nil
+}
+
+// Usage summarizes one block for status output.
+type Usage struct {
+	CIDR     netip.Prefix
+	Affinity string
+	InUse    int
+	Size     int
+}
+
+// BlockUsage lists every block of the family with its use.
+func (c *Client) BlockUsage(ctx context.Context, family int) ([]Usage, error) {
+	blocks, err := c.listBlocks(ctx, family)
+	if err != nil {
+		return nil, err
+	}
+	var out []Usage
+	for p, b := range blocks {
+		if b == nil {
+			continue
+		}
+		out = append(out, Usage{CIDR: p, Affinity: b.AffinityNode(), InUse: inUse(b), Size: len(b.Allocations)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CIDR.Addr().Less(out[j].CIDR.Addr()) })
+	return out, nil
+}

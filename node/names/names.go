@@ -1,0 +1,51 @@
+// Package names derives the identifiers the node agent shares between
+// its parts (and with Calico): interface names, MAC addresses and IPAM
+// handle ids.
+package names
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"net"
+)
+
+// Device names and the route protocol of routes the agent owns.
+const (
+	IPIPDevice  = "tunl0"
+	VXLANDevice = "vxlan.calico"
+	// RouteProtocol marks routes the agent programs (Calico uses 80 too;
+	// BIRD uses 12, "proto bird"). Routes with another protocol are never
+	// modified or removed.
+	RouteProtocol = 80
+	// WorkloadPrefix starts every host-side workload interface name.
+	WorkloadPrefix = "cali"
+	// HostVethMAC is the MAC of every host-side workload interface.
+	HostVethMAC = "ee:ee:ee:ee:ee:ee"
+	// WorkloadGateway is the workload's next hop, answered by proxy ARP.
+	WorkloadGateway = "169.254.1.1"
+)
+
+// WorkloadInterface is the host-side veth name of a workload: "cali" and
+// 11 hex characters of SHA-1("<namespace>.<name>"), as Calico does for
+// pods.
+func WorkloadInterface(namespace, name string) string {
+	sum := sha1.Sum([]byte(namespace + "." + name))
+	return WorkloadPrefix + hex.EncodeToString(sum[:])[:11]
+}
+
+// WorkloadHandle is the IPAM handle of a workload's addresses.
+func WorkloadHandle(namespace, name string) string {
+	return "roost-workload." + namespace + "." + name
+}
+
+// IPIPTunnelHandle and VXLANTunnelHandle are Calico's handle ids of a
+// node's tunnel addresses.
+func IPIPTunnelHandle(node string) string  { return "ipip-tunnel-addr-" + node }
+func VXLANTunnelHandle(node string) string { return "vxlan-tunnel-addr-" + node }
+
+// VXLANMAC is the vxlan.calico MAC of a node: 66: followed by the first
+// five bytes of SHA-1(node name). Locally administered, unicast.
+func VXLANMAC(node string) net.HardwareAddr {
+	sum := sha1.Sum([]byte(node))
+	return net.HardwareAddr{0x66, sum[0], sum[1], sum[2], sum[3], sum[4]}
+}
