@@ -1,0 +1,622 @@
+// Package etcd is the production datastore backend: etcd v3 in Calico's
+// key layout (see datastore/keys.go), so Roost and Calico tools can share
+// a cluster's data.
+//
+// Revisions are etcd ModRevisions. Every write is validated first and
+// conditional writes are etcd transactions. Watches survive lost
+// connections (resuming from the last delivered revision) and compaction
+// (relisting), announcing both with datastore.Resync events.
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/datastore"
+)
+
+// Defaults.
+const (
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultRequestTimeout = 30 * time.Second
+	// DefaultPageSize bounds one List round trip, so that big prefixes
+	// (thousands of workload endpoints) are read in slices at one revision.
+	DefaultPageSize = 2000
+)
+
+// Option tunes a Store.
+type Option func(*options)
+
+type options struct {
+	dialTimeout    time.Duration
+	requestTimeout time.Duration
+	pageSize       int64
+	log            *logrus.Entry
+	backoffMin     time.Duration
+	backoffMax     time.Duration
+	catchUpQuiet   time.Duration
+}
+
+// WithDialTimeout bounds connecting (and authenticating) in New.
+func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// WithRequestTimeout bounds each request whose context has no deadline
+// (0: no bound).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) { o.requestTimeout = d }
+}
+
+// WithPageSize sets how many keys one List request fetches.
+func WithPageSize(n int64) Option { return func(o *options) { o.pageSize = n } }
+
+// WithLogger sets the logger (default: logrus' standard logger).
+func WithLogger(l *logrus.Entry) Option { return func(o *options) { o.log = l } }
+
+// WithWatchBackoff sets the delays between attempts to re-establish a
+// lost watch (default 100ms doubling up to 5s).
+func WithWatchBackoff(min, max time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
+}
+
+// Store implements datastore.Datastore on etcd v3.
+type Store struct {
+	cli       *clientv3.Client
+	endpoints []string
+	opts      options
+	log       *logrus.Entry
+
+	ctx       context.Context // ends on Close; watches follow it
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ datastore.Datastore = (*Store)(nil)
+
+// New connects to the etcd cluster described by cfg (ETCD_ENDPOINTS,
+// ETCD_CA_CERT_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE, ETCD_USERNAME,
+// ETCD_PASSWORD) and checks that it answers, so that a wrong address,
+// certificate or password is reported here, naming the endpoints.
+func New(ctx context.Context, cfg datastore.Config, opts ...Option) (*Store, error) {
+	o := options{
+		dialTimeout:    DefaultDialTimeout,
+		requestTimeout: DefaultRequestTimeout,
+		pageSize:       DefaultPageSize,
+		backoffMin:     100 * time.Millisecond,
+		backoffMax:     5 * time.Second,
+		catchUpQuiet:   300 * time.Millisecond,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.log == nil {
+		o.log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	if o.pageSize <= 0 {
+		o.pageSize = DefaultPageSize
+	}
+	if o.backoffMin <= 0 {
+		o.backoffMin = 100 * time.Millisecond
+	}
+	if o.backoffMax < o.backoffMin {
+		o.backoffMax = o.backoffMin
+	}
+
+	cfg.Type = datastore.TypeEtcd
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	eps := cfg.Endpoints()
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("etcd: %s lists no endpoint", datastore.EnvEtcdEndpoints)
+	}
+	epDesc := strings.Join(eps, ",")
+	log := o.log.WithFields(logrus.Fields{"component": "datastore-etcd", "endpoints": epDesc})
+
+	tlsCfg, err := tlsConfig(cfg, eps)
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", epDesc, err)
+	}
+	if tlsCfg != nil && !anyHTTPS(eps) {
+		log.Warn("TLS files are set but no endpoint is https://; connecting without TLS")
+	}
+
+	ccfg := clientv3.Config{
+		Endpoints:            eps,
+		DialTimeout:          o.dialTimeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		TLS:                  tlsCfg,
+		Username:             cfg.EtcdUsername,
+		Password:             cfg.EtcdPassword,
+		Logger:               zap.NewNop(), // we log what matters ourselves
+		DialOptions: []grpc.DialOption{
+			// gRPC's default reconnect backoff grows to 2 minutes; a node
+			// agent must notice a restarted etcd sooner.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+				MinConnectTimeout: o.dialTimeout,
+			}),
+		},
+	}
+	if cfg.EtcdUsername != "" && cfg.EtcdPassword == "" {
+		return nil, fmt.Errorf("etcd %s: %s is set but %s is empty", epDesc, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword)
+	}
+	cli, err := clientv3.New(ccfg)
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrAuthFailed) {
+			return nil, fmt.Errorf("etcd %s: authentication as user %q failed: wrong %s or %s (%v)",
+				epDesc, cfg.EtcdUsername, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword, err)
+		}
+		return nil, fmt.Errorf("etcd %s: connecting: %w", epDesc, err)
+	}
+
+	// Probe: one cheap read proves address, TLS and credentials.
+	pctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
+	_, err = cli.Get(pctx, datastore.ResourcePrefix, clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		cli.Close()
+		switch {
+		case errors.Is(err, rpctypes.ErrPermissionDenied):
+			return nil, fmt.Errorf("etcd %s: user %q may not read %s: %w", epDesc, cfg.EtcdUsername, datastore.ResourcePrefix, err)
+		case errors.Is(err, rpctypes.ErrUserEmpty) || errors.Is(err, rpctypes.ErrInvalidAuthToken):
+			return nil, fmt.Errorf("etcd %s: authentication is enabled: set %s and %s: %w", epDesc, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword, err)
+		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("etcd %s: no answer within %s (is etcd running there, and are the TLS settings right?): %w", epDesc, o.dialTimeout, err)
+		}
+		return nil, fmt.Errorf("etcd %s: %w", epDesc, err)
+	}
+
+	sctx, scancel := context.WithCancel(context.Background())
+	s := &Store{cli: cli, endpoints: eps, opts: o, log: log, ctx: sctx, cancel: scancel}
+	log.WithFields(logrus.Fields{"tls": tlsCfg != nil, "user": cfg.EtcdUsername}).Info("connected to etcd")
+	return s, nil
+}
+
+func anyHTTPS(eps []string) bool {
+	for _, e := range eps {
+		if strings.HasPrefix(e, "https://") || strings.HasPrefix(e, "unixs://") {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsConfig builds the client TLS configuration from the Calico settings;
+// nil when neither files nor https endpoints ask for TLS.
+func tlsConfig(cfg datastore.Config, eps []string) (*tls.Config, error) {
+	if cfg.EtcdCACert == "" && cfg.EtcdCert == "" && cfg.EtcdKey == "" {
+		if anyHTTPS(eps) {
+			return &tls.Config{MinVersion: tls.VersionTLS12}, nil // system roots
+		}
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.EtcdCACert != "" {
+		pem, err := os.ReadFile(cfg.EtcdCACert)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", datastore.EnvEtcdCACert, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s=%s: no PEM certificate found", datastore.EnvEtcdCACert, cfg.EtcdCACert)
+		}
+		tc.RootCAs = pool
+	}
+	if cfg.EtcdCert != "" || cfg.EtcdKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.EtcdCert, cfg.EtcdKey)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%s / %s=%s: %w", datastore.EnvEtcdCert, cfg.EtcdCert, datastore.EnvEtcdKey, cfg.EtcdKey, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Client gives access to the underlying etcd client (for tools and tests).
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Close stops every watch and closes the connection. It may be called
+// more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			s.closeErr = fmt.Errorf("etcd %s: close: %w", strings.Join(s.endpoints, ","), err)
+		}
+	})
+	return s.closeErr
+}
+
+// reqCtx bounds a request whose context has no deadline.
+func (s *Store) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || s.opts.requestTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opts.requestTimeout)
+}
+
+// opErr names the endpoints, the operation and the key of a failed request.
+func (s *Store) opErr(op, key string, err error) error {
+	return fmt.Errorf("etcd %s: %s %s: %w", strings.Join(s.endpoints, ","), op, key, err)
+}
+
+// prepare derives the key of obj (checking it against key when given),
+// encodes it and checks that a reader will accept it: the bytes are
+// decoded back exactly as Get would, which validates the object with
+// defaults applied (api.Validate). The decoded object is returned.
+func prepare(obj api.Resource, key string) (string, []byte, api.Resource, error) {
+	if obj == nil {
+		return "", nil, nil, fmt.Errorf("etcd: no value to write at %q", key)
+	}
+	derived, err := datastore.KeyFor(obj)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if key == "" {
+		key = derived
+	} else if key != derived {
+		return "", nil, nil, fmt.Errorf("etcd: key %s does not match its value (%s %q belongs at %s)",
+			key, obj.ResourceKind(), obj.Meta().Name, derived)
+	}
+	// EncodeValue touches the object's type and resource version: work on
+	// a copy, the caller's object may be shared.
+	data, err := datastore.EncodeValue(api.Clone(obj))
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("etcd: encode %s: %w", key, err)
+	}
+	dec, err := decodeValue(key, data, 0)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return key, data, dec, nil
+}
+
+func setRevision(obj api.Resource, rev int64) {
+	obj.Meta().ResourceVersion = strconv.FormatInt(rev, 10)
+}
+
+// ours tells keys of the Calico layout Roost models from other keys
+// sharing a prefix (Felix configuration, policies, IPAM config...), which
+// are skipped silently.
+func ours(key string) bool {
+	for _, k := range api.Kinds {
+		if p := datastore.KindPrefix(k); p != "" && strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeKV(kv *mvccpb.KeyValue) (api.Resource, error) {
+	return decodeValue(string(kv.Key), kv.Value, kv.ModRevision)
+}
+
+// decodeValue is datastore.DecodeValue, except for blocks and affinities.
+//
+// Workaround: datastore.ParseKey names a block after its CIDR
+// ("192.168.166.128/26") and an IPv6 affinity "node-fd00::-122"; neither
+// is a DNS-1123 name, so api.Validate (run by DecodeValue) rejects every
+// block Calico writes. Until keys.go names them validly, blocks get
+// Calico's Kubernetes-style name ("192-168-166-128-26") here, and
+// affinities such a name when BlockAffinityName is not valid.
+func decodeValue(key string, data []byte, rev int64) (api.Resource, error) {
+	info, err := datastore.ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	var obj api.Resource
+	switch info.Kind {
+	case api.KindIPAMBlock:
+		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, ipamName(info.CIDR), data)
+		obj, err = api.DecodeJSON(api.KindIPAMBlock, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true})
+	case api.KindBlockAffinity:
+		if api.IsDNS1123Subdomain(info.Name) {
+			return datastore.DecodeValue(key, data, rev)
+		}
+		var v struct {
+			State   string `json:"state"`
+			Deleted bool   `json:"deleted"`
+		}
+		if len(strings.TrimSpace(string(data))) > 0 {
+			if err := json.Unmarshal(data, &v); err != nil {
+				return nil, fmt.Errorf("affinity: invalid JSON: %w", err)
+			}
+		}
+		a := &api.BlockAffinity{Spec: api.BlockAffinitySpec{Node: info.Node, CIDR: info.CIDR, State: v.State, Deleted: v.Deleted}}
+		a.Metadata.Name = info.Node + "-" + ipamName(info.CIDR)
+		api.Default(a)
+		obj, err = a, api.Validate(a)
+	default:
+		return datastore.DecodeValue(key, data, rev)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rev > 0 {
+		setRevision(obj, rev)
+	}
+	return obj, nil
+}
+
+// ipamName writes a CIDR as a DNS-1123 name, as Calico's Kubernetes
+// datastore does ("10.0.0.0/26" -> "10-0-0-0-26").
+func ipamName(cidr string) string {
+	return strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(cidr)
+}
+
+// Get implements datastore.Datastore.
+func (s *Store) Get(ctx context.Context, key string) (*datastore.KV, error) {
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return nil, s.opErr("get", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, &datastore.KeyError{Key: key, Err: datastore.ErrNotFound}
+	}
+	kv := resp.Kvs[0]
+	val, err := decodeKV(kv)
+	if err != nil {
+		s.log.WithFields(logrus.Fields{"key": key, "revision": kv.ModRevision}).WithError(err).Warn("invalid value in etcd")
+		return nil, &datastore.DecodeError{Key: key, Err: err}
+	}
+	return &datastore.KV{Key: key, Value: val, Revision: kv.ModRevision}, nil
+}
+
+// keyRange turns a prefix into an etcd key range ("" = everything).
+func keyRange(prefix string) (start, end string) {
+	if prefix == "" {
+		return "\x00", "\x00"
+	}
+	return prefix, clientv3.GetPrefixRangeEnd(prefix)
+}
+
+// List implements datastore.Datastore. Big prefixes are read in pages,
+// all at the revision of the first page.
+func (s *Store) List(ctx context.Context, prefix string) (*datastore.ListResult, error) {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var lr *datastore.ListResult
+		lr, err = s.list(ctx, prefix)
+		if err == nil {
+			return lr, nil
+		}
+		// Compacted between two pages: start again at a newer revision.
+		if !errors.Is(err, rpctypes.ErrCompacted) {
+			break
+		}
+	}
+	return nil, s.opErr("list", prefix, err)
+}
+
+// listPageHook, when set by tests, runs between pages.
+var listPageHook func()
+
+func (s *Store) list(ctx context.Context, prefix string) (*datastore.ListResult, error) {
+	start, end := keyRange(prefix)
+	lr := &datastore.ListResult{}
+	key := start
+	for {
+		rctx, cancel := s.reqCtx(ctx)
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(s.opts.pageSize)}
+		if lr.Revision > 0 {
+			opts = append(opts, clientv3.WithRev(lr.Revision))
+		}
+		resp, err := s.cli.Get(rctx, key, opts...)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if lr.Revision == 0 {
+			lr.Revision = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			k := string(kv.Key)
+			if !ours(k) {
+				continue
+			}
+			val, err := decodeKV(kv)
+			if err != nil {
+				s.log.WithFields(logrus.Fields{"key": k, "revision": kv.ModRevision}).WithError(err).Warn("skipping invalid value in etcd")
+				lr.Invalid = append(lr.Invalid, &datastore.DecodeError{Key: k, Err: err})
+				continue
+			}
+			lr.KVs = append(lr.KVs, datastore.KV{Key: k, Value: val, Revision: kv.ModRevision})
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return lr, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		if listPageHook != nil {
+			listPageHook()
+		}
+	}
+}
+
+// Create implements datastore.Datastore.
+func (s *Store) Create(ctx context.Context, obj api.Resource) (*datastore.KV, error) {
+	key, data, val, err := prepare(obj, "")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(data))).
+		Commit()
+	if err != nil {
+		return nil, s.opErr("create", key, err)
+	}
+	if !resp.Succeeded {
+		return nil, &datastore.KeyError{Key: key, Err: datastore.ErrExists}
+	}
+	rev := resp.Header.Revision
+	setRevision(val, rev)
+	return &datastore.KV{Key: key, Value: val, Revision: rev}, nil
+}
+
+// exists is the condition "key is present" (rev 0) or "key is unchanged
+// since rev".
+func existsCmp(key string, rev int64) clientv3.Cmp {
+	if rev > 0 {
+		return clientv3.Compare(clientv3.ModRevision(key), "=", rev)
+	}
+	return clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
+}
+
+// missingOrConflict explains a failed existsCmp from the key's state.
+func missingOrConflict(key string, kvs []*mvccpb.KeyValue) error {
+	if len(kvs) == 0 {
+		return &datastore.KeyError{Key: key, Err: datastore.ErrNotFound}
+	}
+	return &datastore.KeyError{Key: key, Err: datastore.ErrConflict}
+}
+
+// Update implements datastore.Datastore.
+func (s *Store) Update(ctx context.Context, kv *datastore.KV) (*datastore.KV, error) {
+	if kv == nil {
+		return nil, errors.New("etcd: update of a nil KV")
+	}
+	key, data, val, err := prepare(kv.Value, kv.Key)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(existsCmp(key, kv.Revision)).
+		Then(clientv3.OpPut(key, string(data))).
+		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return nil, s.opErr("update", key, err)
+	}
+	if !resp.Succeeded {
+		return nil, missingOrConflict(key, resp.Responses[0].GetResponseRange().Kvs)
+	}
+	rev := resp.Header.Revision
+	setRevision(val, rev)
+	return &datastore.KV{Key: key, Value: val, Revision: rev}, nil
+}
+
+// Delete implements datastore.Datastore.
+func (s *Store) Delete(ctx context.Context, key string, revision int64) error {
+	if key == "" {
+		return errors.New("etcd: delete needs a key")
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).
+		If(existsCmp(key, revision)).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return s.opErr("delete", key, err)
+	}
+	if !resp.Succeeded {
+		return missingOrConflict(key, resp.Responses[0].GetResponseRange().Kvs)
+	}
+	return nil
+}
+
+// Txn implements datastore.Datastore: one etcd transaction holding every
+// condition. When it fails, its else branch reads every key at that same
+// revision, which tells the first operation whose condition failed.
+func (s *Store) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
+	if len(ops) == 0 {
+		return 0, errors.New("etcd: empty transaction")
+	}
+	keys := make([]string, len(ops))
+	var cmps []clientv3.Cmp
+	var thens, elses []clientv3.Op
+	seen := map[string]int{}
+	for i, op := range ops {
+		var (
+			key  = op.Key
+			data []byte
+			err  error
+		)
+		switch op.Type {
+		case datastore.OpCreate, datastore.OpUpdate, datastore.OpPut:
+			key, data, _, err = prepare(op.Value, op.Key)
+			if err != nil {
+				return 0, fmt.Errorf("transaction op %d: %w", i+1, err)
+			}
+			thens = append(thens, clientv3.OpPut(key, string(data)))
+		case datastore.OpDelete:
+			if key == "" && op.Value != nil {
+				if key, err = datastore.KeyFor(op.Value); err != nil {
+					return 0, fmt.Errorf("transaction op %d: %w", i+1, err)
+				}
+			}
+			if key == "" {
+				return 0, fmt.Errorf("transaction op %d: delete needs a key", i+1)
+			}
+			thens = append(thens, clientv3.OpDelete(key))
+		default:
+			return 0, fmt.Errorf("transaction op %d: unknown operation type %d", i+1, op.Type)
+		}
+		if j, dup := seen[key]; dup {
+			return 0, fmt.Errorf("transaction ops %d and %d both write %s", j+1, i+1, key)
+		}
+		seen[key] = i
+		keys[i] = key
+		switch {
+		case op.Type == datastore.OpCreate:
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		case op.Type == datastore.OpPut && op.Revision == 0:
+			// unconditional
+		default:
+			cmps = append(cmps, existsCmp(key, op.Revision))
+		}
+		elses = append(elses, clientv3.OpGet(key, clientv3.WithKeysOnly()))
+	}
+	ctx, cancel := s.reqCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(thens...).Else(elses...).Commit()
+	if err != nil {
+		return 0, s.opErr("transaction on", strings.Join(keys, " "), err)
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	for i, op := range ops {
+		kvs := resp.Responses[i].GetResponseRange().Kvs
+		switch {
+		case op.Type == datastore.OpCreate:
+			if len(kvs) > 0 {
+				return 0, &datastore.KeyError{Key: keys[i], Err: datastore.ErrExists}
+			}
+		case op.Type == datastore.OpPut && op.Revision == 0:
+		case len(kvs) == 0:
+			return 0, &datastore.KeyError{Key: keys[i], Err: datastore.ErrNotFound}
+		case op.Revision > 0 && kvs[0].ModRevision != op.Revision:
+			return 0, &datastore.KeyError{Key: keys[i], Err: datastore.ErrConflict}
+		}
+	}
+	// Not reachable: the reads share the failed comparison's revision.
+	return 0, &datastore.KeyError{Key: keys[0], Err: datastore.ErrConflict}
+}
