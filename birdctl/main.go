@@ -1,18 +1,20 @@
-// Command birdctl is part of Roost; the BIRD and datastore CLI (see issue 5).
+// Command birdctl is Roost's operator tool: BIRD status and control over its
+// control socket, and the calicoctl-like datastore commands. See
+// docs/birdctl.md and package birdctl/cli.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/roostnet/roost/internal/version"
+	"github.com/roostnet/roost/birdctl/cli"
 )
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "version" || os.Args[1] == "--version") {
-		fmt.Println("birdctl", version.Version)
-		return
-	}
-	fmt.Fprintln(os.Stderr, "birdctl: not implemented yet; only `version` works")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Run(ctx, os.Args[1:], cli.OSEnv())
+	stop()
+	os.Exit(code)
 }

@@ -31,36 +31,44 @@ func quoteFile(file string) (string, error) {
 // queued). Otherwise it returns a *BirdError whose Text is BIRD's message,
 // e.g. "/etc/bird.conf:12:3 syntax error, unexpected '}'".
 func (c *Client) Configure(ctx context.Context, file string) error {
-	return c.configure(ctx, "configure", file,
-		codeReconfigured, codeReconfInProgress, codeReconfQueued, codeReconfQueueReplace)
+	_, err := c.ConfigureResult(ctx, file, false)
+	return err
 }
 
 // ConfigureCheck asks BIRD to parse file without applying it
 // (`configure check "file"`); it expects "0020 Configuration OK".
 func (c *Client) ConfigureCheck(ctx context.Context, file string) error {
-	return c.configure(ctx, "configure check", file, codeConfigOK)
+	_, err := c.ConfigureResult(ctx, file, true)
+	return err
 }
 
-func (c *Client) configure(ctx context.Context, verb, file string, ok ...int) error {
-	cmd := verb
+// ConfigureResult is Configure, or ConfigureCheck when check is set, that
+// also returns BIRD's final message on success: "Reconfigured",
+// "Reconfiguration in progress", "Configuration OK"...
+func (c *Client) ConfigureResult(ctx context.Context, file string, check bool) (string, error) {
+	cmd, ok := "configure", []int{codeReconfigured, codeReconfInProgress, codeReconfQueued, codeReconfQueueReplace}
+	if check {
+		cmd, ok = "configure check", []int{codeConfigOK}
+	}
 	if file != "" {
 		q, err := quoteFile(file)
 		if err != nil {
-			return err
+			return "", err
 		}
 		cmd += " " + q
 	}
 	rep, err := c.Exec(ctx, cmd)
 	if err != nil {
-		return err
+		return "", err
 	}
+	msg := rep.Lines[len(rep.Lines)-1].Text
 	for _, code := range ok {
 		if rep.Code == code {
-			return nil
+			return msg, nil
 		}
 	}
 	// E.g. "0006 Reconfiguration ignored, shutting down".
-	return &BirdError{Code: rep.Code, Text: rep.Lines[len(rep.Lines)-1].Text, Command: cmd}
+	return "", &BirdError{Code: rep.Code, Text: msg, Command: cmd}
 }
 
 // Status runs `show status`.

@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/datastore/connect"
+)
+
+// dsFlags are confd's datastore flags; unset ones fall back to Calico's
+// environment variables.
+type dsFlags struct {
+	typ, file                string
+	endpoints, ca, cert, key string
+	username, password       string
+}
+
+var dsFlagDefs = []struct {
+	name, env, help string
+	field           func(*dsFlags) *string
+}{
+	{"datastore-type", datastore.EnvType, "datastore backend: etcdv3 or file", func(f *dsFlags) *string { return &f.typ }},
+	{"datastore-file", datastore.EnvFile, "YAML file or directory of the file datastore (default " + datastore.DefaultFile + ")", func(f *dsFlags) *string { return &f.file }},
+	{"etcd-endpoints", datastore.EnvEtcdEndpoints, "comma-separated etcd URLs", func(f *dsFlags) *string { return &f.endpoints }},
+	{"etcd-ca-cert-file", datastore.EnvEtcdCACert, "CA certificate for etcd TLS", func(f *dsFlags) *string { return &f.ca }},
+	{"etcd-cert-file", datastore.EnvEtcdCert, "client certificate for etcd TLS", func(f *dsFlags) *string { return &f.cert }},
+	{"etcd-key-file", datastore.EnvEtcdKey, "client key for etcd TLS", func(f *dsFlags) *string { return &f.key }},
+	{"etcd-username", datastore.EnvEtcdUsername, "etcd user", func(f *dsFlags) *string { return &f.username }},
+	{"etcd-password", datastore.EnvEtcdPassword, "etcd password (prefer the environment)", func(f *dsFlags) *string { return &f.password }},
+}
+
+// addDatastoreFlags registers the datastore flags on a command.
+func (a *app) addDatastoreFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	for _, d := range dsFlagDefs {
+		fs.StringVar(d.field(&a.ds), d.name, "", fmt.Sprintf("%s [$%s]", d.help, d.env))
+	}
+	cmd.RegisterFlagCompletionFunc("datastore-type", cobra.FixedCompletions([]string{datastore.TypeEtcd, datastore.TypeFile}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// dsConfig resolves flags over environment variables.
+func (a *app) dsConfig(cmd *cobra.Command) datastore.Config {
+	env := datastore.FromEnv(a.env.Getenv)
+	envVals := map[string]string{
+		"datastore-type": env.Type, "datastore-file": env.File, "etcd-endpoints": env.EtcdEndpoints,
+		"etcd-ca-cert-file": env.EtcdCACert, "etcd-cert-file": env.EtcdCert, "etcd-key-file": env.EtcdKey,
+		"etcd-username": env.EtcdUsername, "etcd-password": env.EtcdPassword,
+	}
+	for _, d := range dsFlagDefs {
+		if !cmd.Flags().Changed(d.name) {
+			*d.field(&a.ds) = envVals[d.name]
+		}
+	}
+	return datastore.Config{
+		Type: a.ds.typ, File: a.ds.file,
+		EtcdEndpoints: a.ds.endpoints, EtcdCACert: a.ds.ca, EtcdCert: a.ds.cert, EtcdKey: a.ds.key,
+		EtcdUsername: a.ds.username, EtcdPassword: a.ds.password,
+	}
+}
+
+// openDatastore connects to the configured backend.
+func (a *app) openDatastore(ctx context.Context, cmd *cobra.Command) (datastore.Datastore, error) {
+	cfg := a.dsConfig(cmd)
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	ds, err := connect.Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open datastore (%s): %w", cfg, err)
+	}
+	return ds, nil
+}

@@ -1,0 +1,224 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"sort"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roostnet/roost/api"
+)
+
+func (a *app) ipamCmd() *cobra.Command {
+	ipam := &cobra.Command{
+		Use:     "ipam",
+		Short:   "Inspect IP address management",
+		GroupID: "ds",
+	}
+	var (
+		output     string
+		showBlocks bool
+	)
+	show := &cobra.Command{
+		Use:   "show [--show-blocks]",
+		Short: "Show IP pools and their usage, like calicoctl ipam show",
+		Long: `Show each IP pool with its number of addresses, how many are in use
+(allocated in the pool's blocks) and how many are free. --show-blocks adds a
+row per allocation block; blocks that lie in no pool come last.`,
+		Example: "  birdctl ipam show\n  birdctl ipam show --show-blocks -o yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkFormat(output, fmtTable, fmtJSON, fmtYAML); err != nil {
+				return err
+			}
+			return a.ipamShow(cmd, output, showBlocks)
+		},
+	}
+	addOutputFlag(show, &output, fmtTable, fmtJSON, fmtYAML)
+	show.Flags().BoolVar(&showBlocks, "show-blocks", false, "show each block")
+	a.addDatastoreFlags(show)
+	ipam.AddCommand(show)
+	return ipam
+}
+
+type ipamBlockOut struct {
+	CIDR     string   `json:"cidr"`
+	Affinity string   `json:"affinity,omitempty"`
+	Total    *big.Int `json:"ipsTotal"`
+	InUse    *big.Int `json:"ipsInUse"`
+	Free     *big.Int `json:"ipsFree"`
+}
+
+type ipamPoolOut struct {
+	Name   string         `json:"name"`
+	CIDR   string         `json:"cidr"`
+	Total  *big.Int       `json:"ipsTotal"`
+	InUse  *big.Int       `json:"ipsInUse"`
+	Free   *big.Int       `json:"ipsFree"`
+	Blocks []ipamBlockOut `json:"blocks,omitempty"`
+}
+
+type ipamOut struct {
+	Pools []ipamPoolOut `json:"pools"`
+	// OrphanBlocks lie in no pool (e.g. of a deleted pool).
+	OrphanBlocks []ipamBlockOut `json:"blocksOutsidePools,omitempty"`
+}
+
+func (a *app) ipamShow(cmd *cobra.Command, output string, showBlocks bool) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
+	defer cancel()
+	ds, err := a.openDatastore(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	poolObjs, err := a.list(ctx, ds, api.KindIPPool, "")
+	if err != nil {
+		return err
+	}
+	blockObjs, err := a.list(ctx, ds, api.KindIPAMBlock, "")
+	if err != nil {
+		return err
+	}
+	res := ipamUsage(poolObjs, blockObjs)
+	w := cmd.OutOrStdout()
+	if output != fmtTable {
+		if !showBlocks {
+			for i := range res.Pools {
+				res.Pools[i].Blocks = nil
+			}
+			res.OrphanBlocks = nil
+		}
+		return writeData(w, output, res)
+	}
+	var rows [][]string
+	blockRow := func(grouping string, b ipamBlockOut) []string {
+		return []string{grouping, b.CIDR, count(b.Total), usage(b.InUse, b.Total), usage(b.Free, b.Total)}
+	}
+	for _, p := range res.Pools {
+		rows = append(rows, []string{"IP Pool", p.CIDR, count(p.Total), usage(p.InUse, p.Total), usage(p.Free, p.Total)})
+		if showBlocks {
+			for _, b := range p.Blocks {
+				rows = append(rows, blockRow("Block", b))
+			}
+		}
+	}
+	if showBlocks {
+		for _, b := range res.OrphanBlocks {
+			rows = append(rows, blockRow("Block (no pool)", b))
+		}
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, "No IP pools found.")
+		return err
+	}
+	return boxTable(w, []string{"Grouping", "CIDR", "IPs total", "IPs in use", "IPs free"}, rows)
+}
+
+// ipamUsage sums block allocations per pool. Blocks marked deleted are
+// left out; a block belongs to the smallest pool containing it.
+func ipamUsage(poolObjs, blockObjs []api.Resource) ipamOut {
+	type pool struct {
+		out    ipamPoolOut
+		prefix netip.Prefix
+	}
+	var pools []*pool
+	for _, o := range poolObjs {
+		p := o.(*api.IPPool)
+		pfx, err := api.ParseCIDR(p.Spec.CIDR)
+		if err != nil {
+			continue
+		}
+		pfx = pfx.Masked()
+		total := size(pfx)
+		pools = append(pools, &pool{prefix: pfx, out: ipamPoolOut{
+			Name: p.Metadata.Name, CIDR: pfx.String(), Total: total, InUse: new(big.Int), Free: new(big.Int).Set(total),
+		}})
+	}
+	sort.SliceStable(pools, func(i, j int) bool { return cidrSortKey(pools[i].out.CIDR) < cidrSortKey(pools[j].out.CIDR) })
+	out := ipamOut{Pools: []ipamPoolOut{}}
+	for _, o := range blockObjs {
+		b := o.(*api.IPAMBlock)
+		if b.Spec.Deleted {
+			continue
+		}
+		pfx, err := api.ParseCIDR(b.Spec.CIDR)
+		if err != nil {
+			continue
+		}
+		pfx = pfx.Masked()
+		total := size(pfx)
+		used := big.NewInt(int64(blockInUse(&b.Spec)))
+		bo := ipamBlockOut{CIDR: pfx.String(), Affinity: b.Spec.AffinityNode(), Total: total, InUse: used, Free: new(big.Int).Sub(total, used)}
+		if bo.Affinity == "" && b.Spec.Affinity != nil {
+			bo.Affinity = *b.Spec.Affinity
+		}
+		var owner *pool
+		for _, p := range pools {
+			if p.prefix.Bits() <= pfx.Bits() && p.prefix.Contains(pfx.Addr()) && (owner == nil || p.prefix.Bits() > owner.prefix.Bits()) {
+				owner = p
+			}
+		}
+		if owner == nil {
+			out.OrphanBlocks = append(out.OrphanBlocks, bo)
+			continue
+		}
+		owner.out.InUse.Add(owner.out.InUse, used)
+		owner.out.Free.Sub(owner.out.Free, used)
+		owner.out.Blocks = append(owner.out.Blocks, bo)
+	}
+	for _, p := range pools {
+		sort.SliceStable(p.out.Blocks, func(i, j int) bool { return cidrSortKey(p.out.Blocks[i].CIDR) < cidrSortKey(p.out.Blocks[j].CIDR) })
+		out.Pools = append(out.Pools, p.out)
+	}
+	sort.SliceStable(out.OrphanBlocks, func(i, j int) bool {
+		return cidrSortKey(out.OrphanBlocks[i].CIDR) < cidrSortKey(out.OrphanBlocks[j].CIDR)
+	})
+	return out
+}
+
+// size is the number of addresses of a prefix.
+func size(p netip.Prefix) *big.Int {
+	return new(big.Int).Lsh(big.NewInt(1), uint(p.Addr().BitLen()-p.Bits()))
+}
+
+// maxExact is the largest count printed as an integer; larger ones (IPv6
+// pools) are printed like calicoctl does, with five significant digits.
+var maxExact = big.NewInt(1 << 53)
+
+func count(n *big.Int) string {
+	if n.CmpAbs(maxExact) <= 0 {
+		return n.String()
+	}
+	f, _ := new(big.Float).SetInt(n).Float64()
+	return fmt.Sprintf("%.5g", f)
+}
+
+// usage prints "5 (8%)" with the share of total rounded as calicoctl does.
+func usage(n, total *big.Int) string {
+	pct := 0.0
+	if total.Sign() > 0 {
+		q := new(big.Float).Quo(new(big.Float).SetInt(n), new(big.Float).SetInt(total))
+		pct, _ = q.Float64()
+		pct *= 100
+	}
+	return fmt.Sprintf("%s (%.0f%%)", count(n), pct)
+}
+
+// cidrSortKey orders CIDRs by family, address and prefix length; strings
+// that are not CIDRs sort last, by their text.
+func cidrSortKey(s string) string {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return "9" + s
+	}
+	fam := "4"
+	if p.Addr().Is6() {
+		fam = "6"
+	}
+	b := p.Addr().As16()
+	return fmt.Sprintf("%s%x/%03d", fam, b, p.Bits())
+}

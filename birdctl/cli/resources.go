@@ -1,0 +1,386 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/datastore"
+)
+
+// maxTxnOps is etcd's default limit of operations in one transaction
+// (--max-txn-ops). Larger batches are written in several transactions.
+const maxTxnOps = 128
+
+type mutation int
+
+const (
+	opApply mutation = iota
+	opCreate
+	opReplace
+	opDelete
+)
+
+var mutationInfo = map[mutation]struct{ verb, past, short, long string }{
+	opApply: {"apply", "applied", "Create or update resources from a file or stdin",
+		`Create the resources of FILE that do not exist and update those that do,
+keeping their uid and creationTimestamp. A resourceVersion in the input makes
+the update conditional on it.`},
+	opCreate: {"create", "created", "Create resources from a file or stdin; fails if one exists",
+		`Create the resources of FILE. Fails, writing nothing, if any of them exists.`},
+	opReplace: {"replace", "replaced", "Replace existing resources from a file or stdin; fails if one is missing",
+		`Replace the resources of FILE, keeping their uid and creationTimestamp.
+Fails, writing nothing, if any of them does not exist. A resourceVersion in
+the input makes the update conditional on it.`},
+	opDelete: {"delete", "deleted", "Delete resources named in a file, or by kind and name",
+		`Delete the resources named by FILE (only kind and metadata matter), or the
+resources KIND NAME... Fails, deleting nothing, if any of them does not exist,
+unless --skip-not-exists is given.`},
+}
+
+const inputHelp = `
+FILE holds one or more YAML documents ("---" separated) or JSON values, as
+calicoctl apply takes them: kind, apiVersion, metadata and spec, or a List
+with items. "-" reads stdin; a directory reads its *.yaml, *.yml and *.json
+files. Every document is checked first: if any is invalid, the errors are
+printed (file:line, kind, name, field and value) and nothing is written.
+The writes go to the datastore in one transaction (all or nothing).`
+
+func (a *app) applyCmd() *cobra.Command   { return a.mutationCmd(opApply) }
+func (a *app) createCmd() *cobra.Command  { return a.mutationCmd(opCreate) }
+func (a *app) replaceCmd() *cobra.Command { return a.mutationCmd(opReplace) }
+
+func (a *app) deleteCmd() *cobra.Command { return a.mutationCmd(opDelete) }
+
+func (a *app) mutationCmd(op mutation) *cobra.Command {
+	info := mutationInfo[op]
+	var (
+		files         []string
+		skipNotExists bool
+		namespace     string
+	)
+	use := info.verb + " -f FILE|-"
+	example := fmt.Sprintf("  birdctl %s -f pools.yaml\n  birdctl get ippools -o yaml | birdctl %s -f -", info.verb, info.verb)
+	if op == opDelete {
+		use = "delete (-f FILE|- | KIND NAME...)"
+		example = "  birdctl delete -f pools.yaml\n  birdctl delete ippool pool1\n  birdctl delete wep -n default host1-k8s-pod1-eth0"
+	}
+	cmd := &cobra.Command{
+		Use:     use,
+		Short:   info.short,
+		Long:    info.long + "\n" + inputHelp,
+		Example: example,
+		GroupID: "ds",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if op == opDelete && len(args) > 0 {
+				if len(files) > 0 {
+					return errors.New("give either -f FILE or KIND NAME..., not both")
+				}
+				if len(args) < 2 {
+					return errors.New("delete KIND NAME...: a name is needed")
+				}
+				return a.deleteByName(cmd, args[0], args[1:], namespace, skipNotExists)
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("unexpected arguments %q (the resources come from -f FILE)", args)
+			}
+			if len(files) == 0 {
+				return errors.New("-f FILE (or - for stdin) is required")
+			}
+			objs, err := a.readInputs(files)
+			if err != nil {
+				return err
+			}
+			return a.mutate(cmd, op, objs, skipNotExists)
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file or directory holding the resources, - for stdin (repeatable)")
+	cmd.MarkFlagFilename("filename", "yaml", "yml", "json")
+	if op == opDelete {
+		cmd.Flags().BoolVar(&skipNotExists, "skip-not-exists", false, "ignore resources that do not exist")
+		cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of workload endpoints deleted by name")
+		cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return kindNames(), cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+	}
+	a.addDatastoreFlags(cmd)
+	return cmd
+}
+
+// readInputs reads and decodes every file; it fails with every problem
+// found if any document is invalid.
+func (a *app) readInputs(files []string) ([]api.Resource, error) {
+	var (
+		objs []api.Resource
+		errs []error
+	)
+	for _, f := range files {
+		sources, err := expandInput(f)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, src := range sources {
+			var data []byte
+			name := src
+			if src == "-" {
+				name = "stdin"
+				data, err = io.ReadAll(a.env.Stdin)
+			} else {
+				data, err = os.ReadFile(src)
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			got, err := api.DecodeAll(data, name, api.DecodeOptions{})
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			objs = append(objs, got...)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid input, nothing was written:\n%w", indentErr(errors.Join(errs...)))
+	}
+	if len(objs) == 0 {
+		return nil, fmt.Errorf("no resources found in %s", strings.Join(files, ", "))
+	}
+	return objs, nil
+}
+
+// expandInput lists the files of a directory, or returns the path itself.
+func expandInput(path string) ([]string, error) {
+	if path == "-" {
+		return []string{path}, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		ext := strings.ToLower(filepath.Ext(n))
+		if e.IsDir() || strings.HasPrefix(n, ".") || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+			continue
+		}
+		out = append(out, filepath.Join(path, n))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no *.yaml, *.yml or *.json files", path)
+	}
+	return out, nil
+}
+
+// indentErr puts every line of err two spaces in.
+type indented struct{ err error }
+
+func (e indented) Error() string {
+	return "  " + strings.ReplaceAll(e.err.Error(), "\n", "\n  ")
+}
+func (e indented) Unwrap() error { return e.err }
+
+func indentErr(err error) error { return indented{err} }
+
+// describe names a resource for messages: `IPPool "pool1"`,
+// `WorkloadEndpoint "ns/name"`.
+func describe(obj api.Resource) string {
+	md := obj.Meta()
+	name := md.Name
+	switch o := obj.(type) {
+	case *api.BlockAffinity:
+		name = o.Spec.Node + " " + o.Spec.CIDR
+	case *api.IPAMBlock:
+		name = o.Spec.CIDR
+	}
+	if md.Namespace != "" {
+		name = md.Namespace + "/" + name
+	}
+	return fmt.Sprintf("%s %q", obj.ResourceKind(), name)
+}
+
+// item is one resource of a batch with its key and current state.
+type item struct {
+	obj     api.Resource
+	key     string
+	current *datastore.KV // nil when absent
+}
+
+// mutate writes a batch: every check first, then one transaction.
+func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipNotExists bool) error {
+	info := mutationInfo[op]
+	items := make([]item, 0, len(objs))
+	seen := map[string]bool{}
+	for _, o := range objs {
+		key, err := datastore.KeyFor(o)
+		if err != nil {
+			return fmt.Errorf("invalid input, nothing was written: %w", err)
+		}
+		if seen[key] {
+			return fmt.Errorf("invalid input, nothing was written: %s appears more than once", describe(o))
+		}
+		seen[key] = true
+		items = append(items, item{obj: o, key: key})
+	}
+
+	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
+	defer cancel()
+	ds, err := a.openDatastore(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+
+	var problems []string
+	kept := items[:0]
+	for _, it := range items {
+		kv, err := ds.Get(ctx, it.key)
+		switch {
+		case errors.Is(err, datastore.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("read %s: %w", describe(it.obj), err)
+		default:
+			it.current = kv
+		}
+		switch {
+		case op == opCreate && it.current != nil:
+			problems = append(problems, describe(it.obj)+" already exists")
+		case (op == opReplace || op == opDelete) && it.current == nil:
+			if op == opDelete && skipNotExists {
+				continue
+			}
+			problems = append(problems, describe(it.obj)+" does not exist")
+		}
+		kept = append(kept, it)
+	}
+	items = kept
+	if len(problems) > 0 {
+		return fmt.Errorf("nothing was %s:\n  %s", info.past, strings.Join(problems, "\n  "))
+	}
+
+	ops := make([]datastore.Op, 0, len(items))
+	for _, it := range items {
+		o, err := a.buildOp(op, it)
+		if err != nil {
+			return fmt.Errorf("nothing was %s: %w", info.past, err)
+		}
+		ops = append(ops, o)
+	}
+	if err := a.commit(ctx, ds, ops, items); err != nil {
+		return fmt.Errorf("nothing was %s: %w", info.past, err)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Successfully %s %s\n", info.past, countResources(items))
+	return nil
+}
+
+// buildOp turns one checked item into a transaction operation.
+func (a *app) buildOp(op mutation, it item) (datastore.Op, error) {
+	md := it.obj.Meta()
+	var rev int64
+	if rv := md.ResourceVersion; rv != "" {
+		n, err := strconv.ParseInt(rv, 10, 64)
+		if err != nil || n <= 0 {
+			return datastore.Op{}, fmt.Errorf("%s: metadata.resourceVersion=%q is not a revision", describe(it.obj), rv)
+		}
+		rev = n
+	}
+	switch {
+	case op == opDelete:
+		if rev == 0 {
+			rev = it.current.Revision
+		}
+		return datastore.Op{Type: datastore.OpDelete, Key: it.key, Revision: rev}, nil
+	case it.current == nil: // create, or apply of a new resource
+		md.ResourceVersion = ""
+		if !isIPAMKind(it.obj.ResourceKind()) {
+			if md.UID == "" {
+				md.UID = a.env.NewUID()
+			}
+			if md.CreationTimestamp == nil {
+				t := a.env.Now().UTC().Truncate(1e9)
+				md.CreationTimestamp = &t
+			}
+		}
+		return datastore.Op{Type: datastore.OpCreate, Key: it.key, Value: it.obj}, nil
+	default: // replace, or apply of an existing resource
+		if rev == 0 {
+			rev = it.current.Revision
+		}
+		old := it.current.Value.Meta()
+		if md.UID == "" {
+			md.UID = old.UID
+		}
+		if md.CreationTimestamp == nil {
+			md.CreationTimestamp = old.CreationTimestamp
+		}
+		md.ResourceVersion = ""
+		return datastore.Op{Type: datastore.OpUpdate, Key: it.key, Value: it.obj, Revision: rev}, nil
+	}
+}
+
+// commit runs the operations in one transaction, or in transactions of
+// maxTxnOps when there are more (etcd's limit), saying so.
+func (a *app) commit(ctx context.Context, ds datastore.Datastore, ops []datastore.Op, items []item) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if len(ops) > maxTxnOps {
+		fmt.Fprintf(a.env.Stderr, "birdctl: warning: %d changes are written in transactions of %d; a failure may leave the earlier ones applied\n", len(ops), maxTxnOps)
+	}
+	for start := 0; start < len(ops); start += maxTxnOps {
+		end := min(start+maxTxnOps, len(ops))
+		if _, err := ds.Txn(ctx, ops[start:end]...); err != nil {
+			err = txnError(err, items)
+			if start > 0 {
+				return fmt.Errorf("after %d of %d changes: %w", start, len(ops), err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// countResources says "2 'IPPool' resource(s)" or "5 resource(s)".
+func countResources(items []item) string {
+	kinds := map[string]bool{}
+	for _, it := range items {
+		kinds[it.obj.ResourceKind()] = true
+	}
+	if len(kinds) == 1 {
+		return fmt.Sprintf("%d '%s' resource(s)", len(items), items[0].obj.ResourceKind())
+	}
+	return fmt.Sprintf("%d resource(s)", len(items))
+}
+
+// txnError names the resource whose condition failed.
+func txnError(err error, items []item) error {
+	var ke *datastore.KeyError
+	if errors.As(err, &ke) {
+		for _, it := range items {
+			if it.key == ke.Key {
+				return fmt.Errorf("%s: %w", describe(it.obj), ke.Err)
+			}
+		}
+	}
+	return err
+}
