@@ -1,0 +1,338 @@
+// Package nstest gives the node agent's tests throwaway network
+// namespaces: unique names, loopback up, always deleted by t.Cleanup.
+// Tests need root; without it they skip, except under CI=true where a
+// missing privilege is a failure.
+package nstest
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// RequireRoot skips (or fails under CI=true) when not running as root or
+// when network namespaces cannot be created.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "needs root (network namespaces)"
+	} else if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		why = "no network namespace support: " + err.Error()
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true: %s", why)
+	}
+	t.Skip(why)
+}
+
+// NS is one named network namespace.
+type NS struct {
+	Name   string
+	Path   string
+	Handle netns.NsHandle
+	NL     *netlink.Handle
+	peers  int
+}
+
+// New creates a namespace named after the test; it is removed when the
+// test ends, whatever the outcome.
+func New(t testing.TB, role string) *NS {
+	t.Helper()
+	RequireRoot(t)
+	var rb [3]byte
+	_, _ = rand.Read(rb[:])
+	name := fmt.Sprintf("roost-%s-%s-%d-%s", short(t.Name()), role, os.Getpid()%100000, hex.EncodeToString(rb[:]))
+	ns, err := create(name)
+	if err != nil {
+		t.Fatalf("nstest: create namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	lo, err := ns.NL.LinkByName("lo")
+	if err == nil {
+		err = ns.NL.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("nstest: %s: loopback: %v", name, err)
+	}
+	return ns
+}
+
+func short(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, strings.TrimPrefix(s, "Test"))
+	if len(s) > 20 {
+		s = s[:20]
+	}
+	return strings.ToLower(s)
+}
+
+func create(name string) (*NS, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	h, err := netns.NewNamed(name)
+	if serr := netns.Set(orig); serr != nil {
+		panic("nstest: cannot return to the original namespace: " + serr.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		h.Close()
+		_ = netns.DeleteNamed(name)
+		return nil, err
+	}
+	return &NS{Name: name, Path: "/var/run/netns/" + name, Handle: h, NL: nl}, nil
+}
+
+// Close deletes the namespace.
+func (n *NS) Close() {
+	if n.NL != nil {
+		n.NL.Close()
+		n.NL = nil
+	}
+	if n.Handle.IsOpen() {
+		n.Handle.Close()
+	}
+	_ = netns.DeleteNamed(n.Name)
+}
+
+// Do runs fn on an OS thread switched into the namespace.
+func (n *NS) Do(fn func() error) error { return Do(n.Handle, fn) }
+
+// Do runs fn on an OS thread switched into ns.
+func Do(ns netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			runtime.UnlockOSThread()
+			return
+		}
+		err = fn()
+		if serr := netns.Set(orig); serr != nil {
+			// Leave the thread locked: it dies with this goroutine.
+			errc <- errors.Join(err, serr)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	return <-errc
+}
+
+// Veth connects a (name aName) and b (name bName) with a veth pair, up.
+func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
+	t.Helper()
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aName}, PeerName: bName, PeerNamespace: netlink.NsFd(int(b.Handle))}
+	if err := a.NL.LinkAdd(v); err != nil {
+		t.Fatalf("nstest: veth %s/%s: %v", aName, bName, err)
+	}
+	for _, x := range []struct {
+		ns   *NS
+		name string
+	}{{a, aName}, {b, bName}} {
+		l, err := x.ns.NL.LinkByName(x.name)
+		if err == nil {
+			err = x.ns.NL.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("nstest: up %s: %v", x.name, err)
+		}
+	}
+}
+
+// Link adds a link (dummy, bridge, ...) to the namespace and sets it up.
+func (n *NS) Link(t testing.TB, l netlink.Link) netlink.Link {
+	t.Helper()
+	if err := n.NL.LinkAdd(l); err != nil {
+		t.Fatalf("nstest: add %s: %v", l.Attrs().Name, err)
+	}
+	got, err := n.NL.LinkByName(l.Attrs().Name)
+	if err == nil {
+		err = n.NL.LinkSetUp(got)
+	}
+	if err != nil {
+		t.Fatalf("nstest: up %s: %v", l.Attrs().Name, err)
+	}
+	return got
+}
+
+// Dummy adds an interface that is up with carrier. Some kernels (this
+// one) lack the dummy driver, so it is one end of a veth pair whose other
+// end ("veth" + a number, which no autodetection method picks by default)
+// stays in the namespace, up, without addresses.
+func (n *NS) Dummy(t testing.TB, name string) netlink.Link {
+	t.Helper()
+	n.peers++
+	peer := fmt.Sprintf("vethp%d", n.peers)
+	if err := n.NL.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peer}); err != nil {
+		t.Fatalf("nstest: add %s: %v", name, err)
+	}
+	for _, x := range []string{peer, name} {
+		l, err := n.NL.LinkByName(x)
+		if err == nil {
+			err = n.NL.LinkSetUp(l)
+		}
+		if err != nil {
+			t.Fatalf("nstest: up %s: %v", x, err)
+		}
+	}
+	l, err := n.NL.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// Addr adds an address given as CIDR ("10.0.0.1/24") to link name.
+func (n *NS) Addr(t testing.TB, name, cidr string) {
+	t.Helper()
+	l, err := n.NL.LinkByName(name)
+	if err != nil {
+		t.Fatalf("nstest: %s: %v", name, err)
+	}
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.NL.AddrAdd(l, a); err != nil {
+		t.Fatalf("nstest: addr %s on %s: %v", cidr, name, err)
+	}
+}
+
+// Route adds "dst dev name [via gw]" (gw may be "").
+func (n *NS) Route(t testing.TB, dst, name, gw string) {
+	t.Helper()
+	l, err := n.NL.LinkByName(name)
+	if err != nil {
+		t.Fatalf("nstest: %s: %v", name, err)
+	}
+	_, d, err := net.ParseCIDR(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: d}
+	if gw != "" {
+		r.Gw = net.ParseIP(gw)
+	} else {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	if err := n.NL.RouteAdd(r); err != nil {
+		t.Fatalf("nstest: route %s: %v", dst, err)
+	}
+}
+
+// Sysctl writes a /proc/sys value inside the namespace.
+func (n *NS) Sysctl(t testing.TB, path, value string) {
+	t.Helper()
+	err := n.Do(func() error {
+		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(path, ".", "/"), []byte(value), 0o644)
+	})
+	if err != nil {
+		t.Fatalf("nstest: sysctl %s=%s: %v", path, value, err)
+	}
+}
+
+// Ping sends ICMP echo requests from inside the namespace to dst until one
+// is answered or the timeout passes.
+func (n *NS) Ping(dst netip.Addr, timeout time.Duration) error {
+	var fd int
+	err := n.Do(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("ping: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return err
+	}
+	id := uint16(os.Getpid())
+	to := &unix.SockaddrInet4{Addr: dst.As4()}
+	deadline := time.Now().Add(timeout)
+	var lastErr error = errors.New("no reply")
+	for seq := uint16(1); time.Now().Before(deadline); seq++ {
+		msg := make([]byte, 16)
+		msg[0] = 8 // echo request
+		binary.BigEndian.PutUint16(msg[4:], id)
+		binary.BigEndian.PutUint16(msg[6:], seq)
+		copy(msg[8:], "roost!!!")
+		binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+		if err := unix.Sendto(fd, msg, 0, to); err != nil {
+			lastErr = err
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		buf := make([]byte, 1500)
+		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+			k, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				break
+			}
+			if k < 20 {
+				continue
+			}
+			ihl := int(buf[0]&0x0f) * 4
+			if k < ihl+8 {
+				continue
+			}
+			icmp := buf[ihl:k]
+			src, _ := from.(*unix.SockaddrInet4)
+			if icmp[0] == 0 && binary.BigEndian.Uint16(icmp[4:]) == id && src != nil && src.Addr == dst.As4() {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("ping %s from %s: %w", dst, n.Name, lastErr)
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}

@@ -1,0 +1,357 @@
+// Package startup makes this host a node: its name, its IPv4/IPv6
+// addresses (given or autodetected, with their prefix lengths), its AS,
+// the Node resource that carries them, and the default IPv4 pool.
+package startup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/datastore"
+)
+
+// Config holds the startup settings (DESIGN.md §5, Calico's names).
+type Config struct {
+	NodeName  string // NODENAME
+	IP        string // IP: "", "autodetect", "none", an address or a CIDR
+	IP6       string // IP6: likewise; "" means none
+	IPMethod  string // IP_AUTODETECTION_METHOD
+	IP6Method string // IP6_AUTODETECTION_METHOD
+	AS        string // AS: plain or asdot; "" keeps the node's (or the global) AS
+	Pool      PoolConfig
+}
+
+// PoolConfig is the default IPv4 pool (CALICO_IPV4POOL_*).
+type PoolConfig struct {
+	Disabled         bool   // NO_DEFAULT_POOLS
+	CIDR             string // CALICO_IPV4POOL_CIDR (192.168.0.0/16)
+	IPIP             string // CALICO_IPV4POOL_IPIP (Always unless VXLAN is on)
+	VXLAN            string // CALICO_IPV4POOL_VXLAN (Never)
+	BlockSize        int    // CALICO_IPV4POOL_BLOCK_SIZE (26)
+	NATOutgoing      bool   // CALICO_IPV4POOL_NAT_OUTGOING (true)
+	NodeSelector     string // CALICO_IPV4POOL_NODE_SELECTOR (all())
+	DisableBGPExport bool   // CALICO_IPV4POOL_DISABLE_BGP_EXPORT
+}
+
+// DefaultPoolName is the name Calico gives the pool it creates.
+const DefaultPoolName = "default-ipv4-ippool"
+
+// NodeName returns name when set, else the host name, lower-cased.
+func NodeName(name string) (string, error) {
+	if name = strings.TrimSpace(name); name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("node name: NODENAME is unset and the host name is unknown: %w", err)
+		}
+		name = h
+	}
+	name = strings.ToLower(name)
+	if !api.IsDNS1123Subdomain(name) {
+		return "", fmt.Errorf("node name %q is not a valid resource name (lowercase letters, digits, '-' and '.'); set NODENAME", name)
+	}
+	return name, nil
+}
+
+// Addrs are the node's addresses with prefix lengths and interfaces.
+type Addrs struct {
+	V4, V6           netip.Prefix
+	V4Iface, V6Iface string
+}
+
+// Autodetecting reports whether either family is autodetected (and so
+// should be re-detected periodically).
+func (c *Config) Autodetecting() bool {
+	v4 := strings.ToLower(strings.TrimSpace(c.IP))
+	v6 := strings.ToLower(strings.TrimSpace(c.IP6))
+	return v4 == "" || v4 == "autodetect" || v6 == "autodetect"
+}
+
+// ResolveAddrs turns IP/IP6 into addresses, autodetecting as configured.
+func ResolveAddrs(cfg *Config, det *Detector) (Addrs, error) {
+	var out Addrs
+	var err error
+	out.V4, out.V4Iface, err = resolve(cfg.IP, "autodetect", cfg.IPMethod, 4, det)
+	if err != nil {
+		return out, err
+	}
+	out.V6, out.V6Iface, err = resolve(cfg.IP6, "none", cfg.IP6Method, 6, det)
+	if err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+func resolve(setting, def, method string, family int, det *Detector) (netip.Prefix, string, error) {
+	env := "IP"
+	if family == 6 {
+		env = "IP6"
+	}
+	s := strings.TrimSpace(setting)
+	if s == "" {
+		s = def
+	}
+	switch strings.ToLower(s) {
+	case "none":
+		return netip.Prefix{}, "", nil
+	case "autodetect":
+		m, err := ParseMethod(method)
+		if err != nil {
+			return netip.Prefix{}, "", fmt.Errorf("%s_AUTODETECTION_METHOD: %w", env, err)
+		}
+		d, err := det.Detect(m, family)
+		if err != nil {
+			return netip.Prefix{}, "", err
+		}
+		return d.Addr, d.Iface, nil
+	}
+	ip, pfx, err := api.ParseAddrMaybeCIDR(s)
+	if err != nil || (family == 6) != ip.Unmap().Is6() {
+		return netip.Prefix{}, "", fmt.Errorf("%s=%q: want an IPv%d address, a CIDR, \"autodetect\" or \"none\"", env, setting, family)
+	}
+	ip = ip.Unmap()
+	// Find the interface holding it; a bare address takes its prefix.
+	if det != nil && det.NL != nil {
+		if ifaces, lerr := det.interfaces(family); lerr == nil {
+			for _, ia := range ifaces {
+				for _, a := range ia.addrs {
+					if a.Addr() == ip {
+						if !pfx.IsValid() {
+							pfx = a
+						}
+						return netip.PrefixFrom(ip, pfx.Bits()), ia.name, nil
+					}
+				}
+			}
+		}
+	}
+	if !pfx.IsValid() {
+		pfx = netip.PrefixFrom(ip, ip.BitLen())
+	}
+	return netip.PrefixFrom(ip, pfx.Bits()), "", nil
+}
+
+// ErrDuplicateAddress: another Node already has the address.
+var ErrDuplicateAddress = errors.New("address already used by another node")
+
+// Register creates or updates the Node resource of name with the
+// addresses and AS (nil keeps what the Node has). It refuses when another
+// node already owns one of the addresses. Fields it does not manage
+// (labels, tunnel addresses, route reflector id...) are kept.
+func Register(ctx context.Context, ds datastore.Datastore, name string, addrs Addrs, as *api.ASNumber, log logrus.FieldLogger) (*api.Node, error) {
+	for attempt := 0; attempt < 50; attempt++ {
+		if err := checkDuplicates(ctx, ds, name, addrs); err != nil {
+			return nil, err
+		}
+		key := datastore.ResourceKey(api.KindNode, "", name)
+		kv, err := ds.Get(ctx, key)
+		var node *api.Node
+		var rev int64
+		switch {
+		case errors.Is(err, datastore.ErrNotFound):
+			node = &api.Node{}
+			node.Metadata.Name = name
+		case err != nil:
+			return nil, err
+		default:
+			var ok bool
+			if node, ok = kv.Value.(*api.Node); !ok {
+				return nil, fmt.Errorf("%s is not a Node", key)
+			}
+			rev = kv.Revision
+		}
+		node.Metadata.ResourceVersion = ""
+		before, _ := api.MarshalJSON(api.Clone(node))
+		if node.Spec.BGP == nil {
+			node.Spec.BGP = &api.NodeBGPSpec{}
+		}
+		b := node.Spec.BGP
+		b.IPv4Address = prefixString(addrs.V4)
+		b.IPv6Address = prefixString(addrs.V6)
+		if as != nil {
+			v := *as
+			b.ASNumber = &v
+		}
+		if *b == (api.NodeBGPSpec{}) {
+			node.Spec.BGP = nil
+		}
+		after, _ := api.MarshalJSON(api.Clone(node))
+		if rev != 0 && string(before) == string(after) {
+			return node, nil
+		}
+		if rev == 0 {
+			_, err = ds.Create(ctx, node)
+		} else {
+			_, err = ds.Update(ctx, &datastore.KV{Key: key, Value: node, Revision: rev})
+		}
+		if err == nil {
+			log.WithFields(logrus.Fields{"node": name, "ipv4": b.IPv4Address, "ipv6": b.IPv6Address, "created": rev == 0}).Info("startup: node registered")
+			return node, nil
+		}
+		if !errors.Is(err, datastore.ErrConflict) && !errors.Is(err, datastore.ErrExists) && !errors.Is(err, datastore.ErrNotFound) {
+			return nil, fmt.Errorf("writing Node %s: %w", name, err)
+		}
+		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("writing Node %s: too many concurrent modifications", name)
+}
+
+func prefixString(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+func checkDuplicates(ctx context.Context, ds datastore.Datastore, name string, addrs Addrs) error {
+	res, err := ds.List(ctx, datastore.KindPrefix(api.KindNode))
+	if err != nil {
+		return fmt.Errorf("listing nodes: %w", err)
+	}
+	for _, kv := range res.KVs {
+		n, ok := kv.Value.(*api.Node)
+		if !ok || n.Metadata.Name == name || n.Spec.BGP == nil {
+			continue
+		}
+		for _, pair := range []struct {
+			mine   netip.Prefix
+			theirs string
+		}{{addrs.V4, n.Spec.BGP.IPv4Address}, {addrs.V6, n.Spec.BGP.IPv6Address}} {
+			if !pair.mine.IsValid() || pair.theirs == "" {
+				continue
+			}
+			ip, _, err := api.ParseAddrMaybeCIDR(pair.theirs)
+			if err == nil && ip.Unmap() == pair.mine.Addr() {
+				return fmt.Errorf("refusing to start: %s is already the address of node %q (%w); set IP/IP6 or IP_AUTODETECTION_METHOD, or delete the stale Node", pair.mine.Addr(), n.Metadata.Name, ErrDuplicateAddress)
+			}
+		}
+	}
+	return nil
+}
+
+// PoolFromEnv reads CALICO_IPV4POOL_* and NO_DEFAULT_POOLS.
+func PoolFromEnv(getenv func(string) string) (PoolConfig, error) {
+	pc := PoolConfig{CIDR: "192.168.0.0/16", BlockSize: api.DefaultBlockSizeV4, NATOutgoing: true}
+	var err error
+	boolEnv := func(name string, def bool) bool {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return def
+		}
+		b, perr := strconv.ParseBool(v)
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("%s=%q is not a boolean", name, v))
+			return def
+		}
+		return b
+	}
+	pc.Disabled = boolEnv("NO_DEFAULT_POOLS", false)
+	pc.NATOutgoing = boolEnv("CALICO_IPV4POOL_NAT_OUTGOING", true)
+	pc.DisableBGPExport = boolEnv("CALICO_IPV4POOL_DISABLE_BGP_EXPORT", false)
+	if v := strings.TrimSpace(getenv("CALICO_IPV4POOL_CIDR")); v != "" {
+		pc.CIDR = v
+	}
+	if v := strings.TrimSpace(getenv("CALICO_IPV4POOL_BLOCK_SIZE")); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("CALICO_IPV4POOL_BLOCK_SIZE=%q is not a number", v))
+		}
+		pc.BlockSize = n
+	}
+	pc.NodeSelector = strings.TrimSpace(getenv("CALICO_IPV4POOL_NODE_SELECTOR"))
+	mode := func(name string) string {
+		v := strings.TrimSpace(getenv(name))
+		for _, m := range []string{api.EncapAlways, api.EncapCrossSubnet, api.EncapNever} {
+			if strings.EqualFold(v, m) {
+				return m
+			}
+		}
+		if strings.EqualFold(v, "off") || strings.EqualFold(v, "false") {
+			return api.EncapNever
+		}
+		if v != "" {
+			err = errors.Join(err, fmt.Errorf("%s=%q: use Always, CrossSubnet or Never", name, v))
+		}
+		return ""
+	}
+	pc.VXLAN = mode("CALICO_IPV4POOL_VXLAN")
+	pc.IPIP = mode("CALICO_IPV4POOL_IPIP")
+	if pc.VXLAN == "" {
+		pc.VXLAN = api.EncapNever
+	}
+	if pc.IPIP == "" {
+		// Calico's default: IPIP Always, unless VXLAN was asked for.
+		pc.IPIP = api.EncapAlways
+		if pc.VXLAN != api.EncapNever {
+			pc.IPIP = api.EncapNever
+		}
+	}
+	return pc, err
+}
+
+// DefaultPool builds the pool PoolConfig describes (validated).
+func (pc PoolConfig) DefaultPool() (*api.IPPool, error) {
+	p := &api.IPPool{}
+	p.Metadata.Name = DefaultPoolName
+	p.Spec = api.IPPoolSpec{
+		CIDR: pc.CIDR, IPIPMode: pc.IPIP, VXLANMode: pc.VXLAN, BlockSize: pc.BlockSize,
+		NATOutgoing: pc.NATOutgoing, NodeSelector: pc.NodeSelector, DisableBGPExport: pc.DisableBGPExport,
+	}
+	api.Default(p)
+	if err := api.Validate(p); err != nil {
+		return nil, fmt.Errorf("default pool from CALICO_IPV4POOL_*: %w", err)
+	}
+	return p, nil
+}
+
+// EnsureDefaultPool creates the default IPv4 pool when no IPv4 pool exists
+// (and NO_DEFAULT_POOLS is not set). Another node creating it at the same
+// moment is fine. It reports whether this call created it.
+func EnsureDefaultPool(ctx context.Context, ds datastore.Datastore, pc PoolConfig, log logrus.FieldLogger) (bool, error) {
+	if pc.Disabled {
+		return false, nil
+	}
+	res, err := ds.List(ctx, datastore.KindPrefix(api.KindIPPool))
+	if err != nil {
+		return false, fmt.Errorf("listing IP pools: %w", err)
+	}
+	for _, kv := range res.KVs {
+		if p, ok := kv.Value.(*api.IPPool); ok && !p.IsIPv6() {
+			return false, nil
+		}
+	}
+	pool, err := pc.DefaultPool()
+	if err != nil {
+		return false, err
+	}
+	if _, err := ds.Create(ctx, pool); err != nil {
+		if errors.Is(err, datastore.ErrExists) {
+			return false, nil
+		}
+		return false, fmt.Errorf("creating the default pool: %w", err)
+	}
+	log.WithFields(logrus.Fields{"cidr": pool.Spec.CIDR, "ipipMode": pool.Spec.IPIPMode, "vxlanMode": pool.Spec.VXLANMode,
+		"blockSize": pool.Spec.BlockSize}).Info("startup: created the default IPv4 pool")
+	return true, nil
+}
+
+// ParseAS parses the AS setting; "" gives nil (keep the node's or use the
+// global AS).
+func ParseAS(s string) (*api.ASNumber, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	as, err := api.ParseASNumber(s)
+	if err != nil {
+		return nil, fmt.Errorf("AS=%q: %w", s, err)
+	}
+	return &as, nil
+}
