@@ -150,9 +150,9 @@ func TestResolveAddrs(t *testing.T) {
 	}{
 		{ip: "", v4: "10.0.0.5/24", iface: "eth0"},
 		{ip: "autodetect", method: "interface=ens4", ip6: "autodetect", v4: "192.168.50.7/24", v6: "2001:db8::5/64", iface: "ens4"},
-		{ip: "10.0.0.5", v4: "10.0.0.5/24", iface: "eth0"},     // prefix from the interface
-		{ip: "10.0.0.5/16", v4: "10.0.0.5/16", iface: "eth0"},  // explicit prefix wins
-		{ip: "203.0.113.9", v4: "203.0.113.9/32"},              // not local: host prefix
+		{ip: "10.0.0.5", v4: "10.0.0.5/24", iface: "eth0"},    // prefix from the interface
+		{ip: "10.0.0.5/16", v4: "10.0.0.5/16", iface: "eth0"}, // explicit prefix wins
+		{ip: "203.0.113.9", v4: "203.0.113.9/32"},             // not local: host prefix
 		{ip: "none", ip6: "2001:db8:1::7", v6: "2001:db8:1::7/64"},
 		{ip: "fe80::1", bad: true},
 		{ip: "banana", bad: true},
