@@ -185,27 +185,16 @@ func lookup(ctx context.Context, ds datastore.Datastore, kind, namespace, name s
 				cidr = c
 			}
 		}
-		p, err := api.ParseCIDR(cidr)
-		if err != nil {
-			return nil, fmt.Errorf("IPAMBlock %q: the name of a block is its CIDR", name)
+		if p, err := api.ParseCIDR(cidr); err == nil {
+			return ds.Get(ctx, datastore.BlockKey(p.Masked()))
 		}
-		return ds.Get(ctx, datastore.BlockKey(p.Masked()))
+		// A name such as "10-65-0-0-26" (Calico's Kubernetes style).
+		return findByName(ctx, ds, datastore.BlockPrefix, func(r api.Resource) bool { return r.Meta().Name == name })
 	case api.KindBlockAffinity:
-		res, err := ds.List(ctx, datastore.HostPrefix)
-		if err != nil {
-			return nil, err
-		}
-		for i := range res.KVs {
-			kv := &res.KVs[i]
-			a, ok := kv.Value.(*api.BlockAffinity)
-			if !ok {
-				continue
-			}
-			if a.Metadata.Name == name || api.BlockAffinityName(a.Spec.Node, a.Spec.CIDR) == name || a.Spec.Node+"/"+a.Spec.CIDR == name {
-				return kv, nil
-			}
-		}
-		return nil, &datastore.KeyError{Key: datastore.HostPrefix + "*/" + name, Err: datastore.ErrNotFound}
+		return findByName(ctx, ds, datastore.HostPrefix, func(r api.Resource) bool {
+			a, ok := r.(*api.BlockAffinity)
+			return ok && (a.Metadata.Name == name || api.BlockAffinityName(a.Spec.Node, a.Spec.CIDR) == name || a.Spec.Node+"/"+a.Spec.CIDR == name)
+		})
 	}
 	if api.Namespaced(kind) && namespace == "" {
 		namespace = "default"
@@ -291,4 +280,18 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Successfully deleted %s\n", countResources(items))
 	return nil
+}
+
+// findByName lists prefix and returns the first object match accepts.
+func findByName(ctx context.Context, ds datastore.Datastore, prefix string, match func(api.Resource) bool) (*datastore.KV, error) {
+	res, err := ds.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	for i := range res.KVs {
+		if kv := &res.KVs[i]; kv.Value != nil && match(kv.Value) {
+			return kv, nil
+		}
+	}
+	return nil, &datastore.KeyError{Key: prefix + "...", Err: datastore.ErrNotFound}
 }
