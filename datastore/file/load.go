@@ -50,19 +50,29 @@ type item struct {
 	kept  bool  // obj is a last good value
 }
 
-// itemRef locates an item. doc is -1 for the items of fileState.tail.
+// itemRef locates an item: its file and document (nil for the items of
+// fileState.tail). Documents and items are shared between the states of a
+// file before and after a write that does not touch them, so references
+// stay valid across such writes.
 type itemRef struct {
-	fs   *fileState
-	doc  int
-	item int
+	path string
+	d    *doc
+	it   *item
 }
 
-func (r itemRef) get() *item {
-	if r.doc < 0 {
-		return r.fs.tail[r.item]
+// winnerOf returns the definition that counts: the last one holding an
+// object.
+func winnerOf(refs []itemRef) (itemRef, bool) {
+	for i := len(refs) - 1; i >= 0; i-- {
+		if refs[i].it.obj != nil {
+			return refs[i], true
+		}
 	}
-	return r.fs.docs[r.doc].items[r.item]
+	return itemRef{}, false
 }
+
+// winner is winnerOf for a key of the current state. ioMu is held.
+func (s *Store) winner(key string) (itemRef, bool) { return winnerOf(s.defs[key]) }
 
 // keyErr is an invalid document with a known key, for Error events.
 type keyErr struct {
@@ -111,17 +121,40 @@ func looksJSON(raw []byte) bool {
 func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr) {
 	nfs := &fileState{path: path, raw: raw, exists: true}
 	nfs.json = looksJSON(raw) || (len(bytes.TrimSpace(raw)) == 0 && isJSONName(path))
+	var kerrs []keyErr
+	nfs.docs, nfs.broken, kerrs = s.decodeDocs(path, raw, quiet)
+	if nfs.broken != nil {
+		defined := map[string]bool{}
+		for _, d := range nfs.docs {
+			for _, it := range d.items {
+				if it.obj != nil {
+					defined[it.key] = true
+				}
+			}
+		}
+		nfs.tail = s.keptTail(path, defined)
+		if !quiet && len(nfs.tail) > 0 {
+			s.log.WithFields(logrus.Fields{"file": path, "objects": len(nfs.tail)}).
+				Warn("the file has a syntax error: objects it held are kept until it is fixed")
+		}
+	} else if !nfs.json {
+		nfs.chunks = splitChunks(raw, len(nfs.docs))
+	}
+	return nfs, kerrs
+}
 
+// decodeDocs decodes the documents of raw, the whole of path or a part of
+// it. broken is set when raw cannot be parsed to its end.
+func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, broken error, kerrs []keyErr) {
 	var (
 		nodes  []*yaml.Node
 		parsed bool
-		kerrs  []keyErr
 	)
 	for _, d := range api.Decode(raw, path, api.DecodeOptions{}) {
-		for len(nfs.docs) <= d.Index {
-			nfs.docs = append(nfs.docs, &doc{})
+		for len(docs) <= d.Index {
+			docs = append(docs, &doc{})
 		}
-		dd := nfs.docs[d.Index]
+		dd := docs[d.Index]
 		it := &item{pos: d.Item, line: d.Line, where: d.Where()}
 		if d.Item >= 0 {
 			dd.list = true
@@ -149,12 +182,12 @@ func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr
 			nodes, perr = parseNodes(raw)
 			parsed = true
 			if perr != nil {
-				nfs.broken = fmt.Errorf("%s: %w", path, perr)
+				broken = fmt.Errorf("%s: %w", path, perr)
 			}
 		}
 		it.key = guessKey(nodes, d.Index, d.Item)
 		if it.key != "" {
-			if ref, ok := s.win[it.key]; ok && ref.fs.path == path {
+			if ref, ok := s.winner(it.key); ok && ref.path == path {
 				if e := s.objs[it.key]; e != nil {
 					it.obj, it.enc, it.kept = e.obj, e.enc, true
 				}
@@ -176,33 +209,16 @@ func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr
 			s.log.WithFields(f).Warn(msg)
 		}
 	}
-
-	if nfs.broken != nil {
-		defined := map[string]bool{}
-		for _, d := range nfs.docs {
-			for _, it := range d.items {
-				if it.obj != nil {
-					defined[it.key] = true
-				}
-			}
-		}
-		nfs.tail = s.keptTail(path, defined)
-		if !quiet && len(nfs.tail) > 0 {
-			s.log.WithFields(logrus.Fields{"file": path, "objects": len(nfs.tail)}).
-				Warn("the file has a syntax error: objects it held are kept until it is fixed")
-		}
-	} else if !nfs.json {
-		nfs.chunks = splitChunks(raw, len(nfs.docs))
-	}
-	return nfs, kerrs
+	return docs, broken, kerrs
 }
 
 // keptTail lists the objects whose winning definition is in path and that
 // defined does not hold, as kept items, sorted by key.
 func (s *Store) keptTail(path string, defined map[string]bool) []*item {
 	var out []*item
-	for k, ref := range s.win {
-		if ref.fs.path != path || defined[k] {
+	for k, refs := range s.defs {
+		ref, ok := winnerOf(refs)
+		if !ok || ref.path != path || defined[k] {
 			continue
 		}
 		if e := s.objs[k]; e != nil {

@@ -12,9 +12,8 @@ import (
 
 // rebuilt is the store's content as the files define it.
 type rebuilt struct {
-	items   map[string]*item // the winning definition of each key
-	win     map[string]itemRef
-	defs    map[string][]itemRef
+	items   map[string]*item     // the winning definition of each key
+	defs    map[string][]itemRef // every item with a key, in file order
 	invalid map[string][]*datastore.DecodeError
 }
 
@@ -23,40 +22,51 @@ type rebuilt struct {
 func (s *Store) rebuild(files []*fileState, warnFor map[string]bool) rebuilt {
 	r := rebuilt{
 		items:   make(map[string]*item, len(s.objs)),
-		win:     make(map[string]itemRef, len(s.objs)),
 		defs:    make(map[string][]itemRef, len(s.objs)),
 		invalid: map[string][]*datastore.DecodeError{},
 	}
-	add := func(ref itemRef, it *item) {
-		if prev, ok := r.win[it.key]; ok && (warnFor[prev.fs.path] || warnFor[ref.fs.path]) {
+	winPath := make(map[string]string, len(s.objs))
+	add := func(path string, d *doc, it *item) {
+		r.defs[it.key] = append(r.defs[it.key], itemRef{path, d, it})
+		if it.err != nil {
+			r.invalid[it.key] = append(r.invalid[it.key], &datastore.DecodeError{Key: it.key, Err: it.err})
+		}
+		if it.obj == nil {
+			return
+		}
+		if prev, ok := r.items[it.key]; ok && (warnFor[winPath[it.key]] || warnFor[path]) {
 			s.log.WithFields(logrus.Fields{
 				"key":    it.key,
-				"first":  prev.get().where,
+				"first":  prev.where,
 				"second": it.where,
 			}).Warn("object defined twice: the later definition wins")
 		}
-		r.items[it.key], r.win[it.key] = it, ref
-		r.defs[it.key] = append(r.defs[it.key], ref)
+		r.items[it.key], winPath[it.key] = it, path
 	}
 	for _, fs := range files {
-		for di, d := range fs.docs {
-			for ii, it := range d.items {
-				if it.key == "" {
-					continue
-				}
-				if it.err != nil {
-					r.invalid[it.key] = append(r.invalid[it.key], &datastore.DecodeError{Key: it.key, Err: it.err})
-				}
-				if it.obj != nil {
-					add(itemRef{fs, di, ii}, it)
+		for _, d := range fs.docs {
+			for _, it := range d.items {
+				if it.key != "" {
+					add(fs.path, d, it)
 				}
 			}
 		}
-		for i, it := range fs.tail {
-			add(itemRef{fs, -1, i}, it)
+		for _, it := range fs.tail {
+			add(fs.path, nil, it)
 		}
 	}
 	return r
+}
+
+// invalidOf lists the decoding errors among a key's definitions.
+func invalidOf(refs []itemRef) []*datastore.DecodeError {
+	var out []*datastore.DecodeError
+	for _, ref := range refs {
+		if ref.it.err != nil {
+			out = append(out, &datastore.DecodeError{Key: ref.it.key, Err: ref.it.err})
+		}
+	}
+	return out
 }
 
 // change is one object changing in the published state.
@@ -66,23 +76,35 @@ type change struct {
 	it  *item // nil for Deleted
 }
 
-// diff compares r with the published state; keys in forced change even
-// when their value did not (an API write always makes a new revision).
-// ioMu is held.
-func (s *Store) diff(r rebuilt, forced map[string]bool) []change {
+// diff compares the winning items with the published state: every key
+// when keys is nil, else only those. Keys in forced change even when their
+// value did not (an API write always makes a new revision). ioMu is held.
+func (s *Store) diff(items map[string]*item, keys, forced map[string]bool) []change {
 	var out []change
-	for k, it := range r.items {
-		e := s.objs[k]
+	one := func(k string) {
+		it, e := items[k], s.objs[k]
 		switch {
+		case it == nil && e != nil:
+			out = append(out, change{datastore.Deleted, k, nil})
+		case it == nil:
 		case e == nil:
 			out = append(out, change{datastore.Added, k, it})
 		case forced[k] || !bytes.Equal(e.enc, it.enc):
 			out = append(out, change{datastore.Modified, k, it})
 		}
 	}
-	for k := range s.objs {
-		if _, ok := r.items[k]; !ok {
-			out = append(out, change{datastore.Deleted, k, nil})
+	if keys != nil {
+		for k := range keys {
+			one(k)
+		}
+	} else {
+		for k := range items {
+			one(k)
+		}
+		for k := range s.objs {
+			if _, ok := items[k]; !ok {
+				one(k)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
@@ -99,11 +121,13 @@ type histEvent struct {
 
 // publish applies changes to the published state and tells watchers. With
 // shared, all changes get one new revision (a transaction); otherwise each
-// its own. ioMu is held.
-func (s *Store) publish(r rebuilt, changes []change, shared bool) {
+// its own. update, if set, runs first under the same lock. ioMu is held.
+func (s *Store) publish(changes []change, shared bool, update func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.win, s.defs, s.invalid = r.win, r.defs, r.invalid
+	if update != nil {
+		update()
+	}
 	if len(changes) == 0 {
 		return
 	}

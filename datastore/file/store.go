@@ -68,8 +68,7 @@ type Store struct {
 	ioMu  sync.Mutex
 	files map[string]*fileState // by path
 	order []string              // paths of files, in read order
-	win   map[string]itemRef    // where each object's winning definition is
-	defs  map[string][]itemRef  // every definition of a key (valid or kept)
+	defs  map[string][]itemRef  // every item with a key, in file order; the last with an object wins
 
 	// mu guards the published state, read by Get, List and Watch. It is
 	// only taken for writing with ioMu held.
@@ -125,7 +124,6 @@ func New(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		histMax:    DefaultHistory,
 		maxPending: DefaultMaxPending,
 		files:      map[string]*fileState{},
-		win:        map[string]itemRef{},
 		defs:       map[string][]itemRef{},
 		objs:       map[string]*entry{},
 		invalid:    map[string][]*datastore.DecodeError{},
@@ -196,7 +194,7 @@ func (s *Store) load() error {
 		all[p] = true
 	}
 	r := s.rebuild(s.fileList(), all)
-	s.win, s.defs = r.win, r.defs
+	s.defs = r.defs
 	s.rev, s.compacted = 1, 1
 	s.invalid = r.invalid
 	for k, it := range r.items {

@@ -278,6 +278,8 @@ func (s *Store) reloadLocked() {
 	}
 	s.files, s.order = files, paths
 	r := s.rebuild(s.fileList(), changed)
-	s.publish(r, s.diff(r, nil), false)
+	changes := s.diff(r.items, nil, nil)
+	s.defs = r.defs
+	s.publish(changes, false, func() { s.invalid = r.invalid })
 	s.broadcastErrors(kerrs)
 }

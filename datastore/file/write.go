@@ -98,19 +98,15 @@ func prepare(op datastore.Op) (prepared, error) {
 // edit is what a write changes in one file.
 type edit struct {
 	fs      *fileState
-	replace map[[2]int]api.Resource // (doc, item) -> new value
-	remove  map[[2]int]bool
+	replace map[*item]api.Resource
+	remove  map[*item]bool
+	touched map[*doc]bool
 	add     []api.Resource
 }
 
-func (e *edit) touches(doc int) bool {
-	for k := range e.replace {
-		if k[0] == doc {
-			return true
-		}
-	}
-	for k := range e.remove {
-		if k[0] == doc {
+func (e *edit) touches(docs []*doc) bool {
+	for _, d := range docs {
+		if e.touched[d] {
 			return true
 		}
 	}
@@ -118,7 +114,9 @@ func (e *edit) touches(doc int) bool {
 }
 
 // apply runs a transaction: check every condition, rewrite the files
-// involved, then publish under one new revision.
+// involved, then publish under one new revision. Only the keys defined in
+// the documents it rewrites are looked at again, so its cost does not grow
+// with the number of objects beyond copying the bytes of the files.
 func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datastore.KV, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
@@ -156,37 +154,67 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 		return 0, nil, err
 	}
 
-	// Build the new files and read them back as a reload would.
-	newFiles := make(map[string]*fileState, len(edits))
+	// Build the new files.
 	var paths []string
+	newFiles := make(map[string]*fileState, len(edits))
+	removed := map[*doc]bool{}
+	added := map[string][]*doc{}
 	for p, e := range edits {
-		raw, err := render(e)
+		nfs, rem, add, err := s.rewrite(e)
 		if err != nil {
 			return 0, nil, fmt.Errorf("file datastore: rewriting %s: %w", p, err)
 		}
-		nfs, _ := s.parse(p, raw, true)
-		newFiles[p] = nfs
+		newFiles[p], added[p] = nfs, add
+		for _, d := range rem {
+			removed[d] = true
+		}
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	all := make([]*fileState, 0, len(s.order))
-	for _, p := range s.order {
-		if nfs, ok := newFiles[p]; ok {
-			all = append(all, nfs)
-		} else {
-			all = append(all, s.files[p])
+
+	// The definitions of the keys those documents held, before and after.
+	affected := map[string]bool{}
+	for d := range removed {
+		for _, it := range d.items {
+			if it.key != "" {
+				affected[it.key] = true
+			}
 		}
 	}
-	r := s.rebuild(all, nil)
+	defs := map[string][]itemRef{}
+	for k := range affected {
+		for _, ref := range s.defs[k] {
+			if ref.d == nil || !removed[ref.d] {
+				defs[k] = append(defs[k], ref)
+			}
+		}
+	}
+	for _, p := range paths {
+		for _, d := range added[p] {
+			for _, it := range d.items {
+				if it.key != "" {
+					affected[it.key] = true
+					defs[it.key] = append(defs[it.key], itemRef{p, d, it})
+				}
+			}
+		}
+	}
+	s.orderDefs(defs, newFiles)
+	items := make(map[string]*item, len(affected))
+	for k := range affected {
+		if ref, ok := winnerOf(defs[k]); ok {
+			items[k] = ref.it
+		}
+	}
 	forced := map[string]bool{}
 	for _, p := range preps {
 		forced[p.key] = true
-		it, ok := r.items[p.key]
+		it := items[p.key]
 		switch {
-		case p.obj == nil && ok:
+		case p.obj == nil && it != nil:
 			return 0, nil, &datastore.KeyError{Key: p.key, Err: errors.New("internal error: still defined after deleting it")}
-		case p.obj != nil && (!ok || it.err != nil):
-			return 0, nil, &datastore.KeyError{Key: p.key, Err: readBackError(newFiles, p.key)}
+		case p.obj != nil && (it == nil || it.err != nil):
+			return 0, nil, &datastore.KeyError{Key: p.key, Err: readBackError(added, p.key)}
 		}
 	}
 
@@ -197,9 +225,27 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 			}
 			return 0, nil, fmt.Errorf("file datastore: %w", err)
 		}
+	}
+	for _, p := range paths {
 		s.files[p] = newFiles[p]
 	}
-	s.publish(r, s.diff(r, forced), true)
+	changes := s.diff(items, affected, forced)
+	for k := range affected {
+		if len(defs[k]) == 0 {
+			delete(s.defs, k)
+		} else {
+			s.defs[k] = defs[k]
+		}
+	}
+	s.publish(changes, true, func() {
+		for k := range affected {
+			if inv := invalidOf(defs[k]); len(inv) > 0 {
+				s.invalid[k] = inv
+			} else {
+				delete(s.invalid, k)
+			}
+		}
+	})
 
 	var kvs []*datastore.KV
 	s.mu.RLock()
@@ -213,9 +259,70 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 	return rev, kvs, nil
 }
 
-func readBackError(files map[string]*fileState, key string) error {
-	for _, fs := range files {
-		for _, d := range fs.docs {
+// orderDefs sorts the definitions of each key that has several into file
+// order. files holds the new states of rewritten files. ioMu is held.
+func (s *Store) orderDefs(defs map[string][]itemRef, files map[string]*fileState) {
+	var (
+		fileIdx map[string]int
+		docIdx  = map[string]map[*doc]int{}
+	)
+	pos := func(ref itemRef) [3]int {
+		if fileIdx == nil {
+			fileIdx = make(map[string]int, len(s.order))
+			for i, p := range s.order {
+				fileIdx[p] = i
+			}
+		}
+		fs := files[ref.path]
+		if fs == nil {
+			fs = s.files[ref.path]
+		}
+		if ref.d == nil {
+			for i, it := range fs.tail {
+				if it == ref.it {
+					return [3]int{fileIdx[ref.path], len(fs.docs) + i, 0}
+				}
+			}
+		}
+		m := docIdx[ref.path]
+		if m == nil {
+			m = make(map[*doc]int, len(fs.docs))
+			for i, d := range fs.docs {
+				m[d] = i
+			}
+			docIdx[ref.path] = m
+		}
+		ii := 0
+		for i, it := range ref.d.items {
+			if it == ref.it {
+				ii = i
+			}
+		}
+		return [3]int{fileIdx[ref.path], m[ref.d], ii}
+	}
+	for _, refs := range defs {
+		if len(refs) < 2 {
+			continue
+		}
+		ps := make(map[*item][3]int, len(refs))
+		for _, r := range refs {
+			ps[r.it] = pos(r)
+		}
+		sort.SliceStable(refs, func(i, j int) bool {
+			a, b := ps[refs[i].it], ps[refs[j].it]
+			for x := range a {
+				if a[x] != b[x] {
+					return a[x] < b[x]
+				}
+			}
+			return false
+		})
+	}
+}
+
+func readBackError(added map[string][]*doc, key string) error {
+	for _, docs := range added {
+		for _, d := range docs {
 			for _, it := range d.items {
 				if it.key == key && it.err != nil {
 					return fmt.Errorf("internal error: the value written does not read back: %w", it.err)
@@ -232,7 +339,7 @@ func (s *Store) staleLocked(preps []prepared) bool {
 	paths := map[string]bool{s.statePath: true}
 	for _, p := range preps {
 		for _, ref := range s.defs[p.key] {
-			paths[ref.fs.path] = true
+			paths[ref.path] = true
 		}
 	}
 	for p := range paths {
@@ -258,19 +365,17 @@ func (s *Store) staleLocked(preps []prepared) bool {
 // change how. ioMu is held.
 func (s *Store) plan(preps []prepared) (map[string]*edit, error) {
 	edits := map[string]*edit{}
-	editFor := func(fs *fileState) *edit {
-		e := edits[fs.path]
-		if e == nil {
-			e = &edit{fs: fs, replace: map[[2]int]api.Resource{}, remove: map[[2]int]bool{}}
-			edits[fs.path] = e
+	editFor := func(key, path string) (*edit, error) {
+		if e := edits[path]; e != nil {
+			return e, nil
 		}
-		return e
-	}
-	writable := func(key string, fs *fileState) error {
+		fs := s.files[path]
 		if fs.broken != nil {
-			return &datastore.KeyError{Key: key, Err: fmt.Errorf("%s must be fixed before it can be rewritten: %w", fs.path, fs.broken)}
+			return nil, &datastore.KeyError{Key: key, Err: fmt.Errorf("%s must be fixed before it can be rewritten: %w", fs.path, fs.broken)}
 		}
-		return nil
+		e := &edit{fs: fs, replace: map[*item]api.Resource{}, remove: map[*item]bool{}, touched: map[*doc]bool{}}
+		edits[path] = e
+		return e, nil
 	}
 	for _, p := range preps {
 		e := s.objs[p.key]
@@ -292,90 +397,220 @@ func (s *Store) plan(preps []prepared) (map[string]*edit, error) {
 			}
 		}
 		switch {
-		case p.obj == nil: // delete every definition
+		case p.obj == nil: // delete every definition that holds an object
 			for _, ref := range s.defs[p.key] {
-				if err := writable(p.key, ref.fs); err != nil {
+				if ref.it.obj == nil {
+					continue
+				}
+				ed, err := editFor(p.key, ref.path)
+				if err != nil {
 					return nil, err
 				}
-				editFor(ref.fs).remove[[2]int{ref.doc, ref.item}] = true
+				ed.remove[ref.it], ed.touched[ref.d] = true, true
 			}
 		case e == nil: // new
-			fs := s.files[s.statePath]
-			if err := writable(p.key, fs); err != nil {
+			ed, err := editFor(p.key, s.statePath)
+			if err != nil {
 				return nil, err
 			}
-			ed := editFor(fs)
 			ed.add = append(ed.add, p.obj)
 		default: // rewrite the winning definition
-			ref := s.win[p.key]
-			if err := writable(p.key, ref.fs); err != nil {
+			ref, _ := s.winner(p.key)
+			ed, err := editFor(p.key, ref.path)
+			if err != nil {
 				return nil, err
 			}
-			editFor(ref.fs).replace[[2]int{ref.doc, ref.item}] = p.obj
+			ed.replace[ref.it], ed.touched[ref.d] = p.obj, true
 		}
 	}
 	return edits, nil
 }
 
-// render produces a file's new bytes. Documents the edit does not touch
-// are copied byte for byte where the file could be split into documents.
-func render(e *edit) ([]byte, error) {
-	if e.fs.json {
-		return renderJSON(e)
-	}
-	fs := e.fs
-	chunks, whole := fs.chunks, false
-	if chunks == nil {
-		chunks, whole = []chunk{{text: fs.raw, first: 0, n: len(fs.docs)}}, true
-	}
-	var out bytes.Buffer
-	for ci, c := range chunks {
-		touched := false
-		for d := c.first; d < c.first+c.n; d++ {
-			touched = touched || e.touches(d)
+// debugCheckIncremental makes every incremental rewrite compare itself
+// with a full read of the bytes it produced (tests turn it on).
+var debugCheckIncremental = false
+
+// rewrite builds the new state of an edited file. Where the file is split
+// into documents, only the touched documents are re-encoded and decoded
+// again: a write costs the size of the file in bytes copied, not a new
+// parse of it. JSON files and YAML files that cannot be split are
+// re-encoded and parsed whole.
+// It returns the new state, the documents of the old state that are gone
+// and those of the new state that are new.
+func (s *Store) rewrite(e *edit) (nfs *fileState, removed, added []*doc, err error) {
+	path := e.fs.path
+	if e.fs.json || e.fs.chunks == nil {
+		var raw []byte
+		if e.fs.json {
+			raw, err = renderJSON(e)
+		} else {
+			raw, err = renderYAMLWhole(e)
 		}
-		if !touched {
-			out.Write(c.text)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		nfs, _ := s.parse(path, raw, true)
+		if nfs.broken != nil {
+			return nil, nil, nil, nfs.broken
+		}
+		return nfs, e.fs.docs, nfs.docs, nil
+	}
+
+	nfs = &fileState{path: path, exists: true}
+	nfs.chunks = make([]chunk, 0, len(e.fs.chunks)+len(e.add))
+	nfs.docs = make([]*doc, 0, len(e.fs.docs)+len(e.add))
+	spans := make([][2]int, 0, len(e.fs.chunks)+len(e.add))
+	var out bytes.Buffer
+	out.Grow(len(e.fs.raw) + 512*len(e.add))
+	content := false
+	add := func(text []byte, docs []*doc) {
+		if len(text) == 0 {
+			return
+		}
+		if out.Len() > 0 && out.Bytes()[out.Len()-1] != '\n' {
+			out.WriteByte('\n')
+			spans[len(spans)-1][1]++
+		}
+		st := out.Len()
+		out.Write(text)
+		spans = append(spans, [2]int{st, out.Len()})
+		nfs.chunks = append(nfs.chunks, chunk{first: len(nfs.docs), n: len(docs)})
+		nfs.docs = append(nfs.docs, docs...)
+		content = content || len(docs) > 0 || hasContent(text)
+	}
+	decode := func(text []byte) ([]*doc, error) {
+		docs, broken, _ := s.decodeDocs(path, text, true)
+		if broken != nil {
+			return nil, broken
+		}
+		if len(docs) == 0 && hasContent(text) {
+			docs = []*doc{{}} // an empty list: a document without items
+		}
+		return docs, nil
+	}
+	for ci, c := range e.fs.chunks {
+		docs := e.fs.docs[c.first : c.first+c.n]
+		if !e.touches(docs) {
+			add(c.text, docs)
 			continue
 		}
-		nodes, err := parseYAMLDocs(c.text)
+		removed = append(removed, docs...)
+		text, err := renderChunk(e, c.text, docs, false, ci > 0 || isMarker(c.text, "---"))
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
-		if !whole && len(nodes) != c.n || len(nodes) < c.n {
-			return nil, fmt.Errorf("cannot match the documents of the file to what was read (%d vs %d)", len(nodes), c.n)
+		nd, err := decode(text)
+		if err != nil {
+			return nil, nil, nil, err
 		}
-		first := true
-		for j, n := range nodes {
-			keep, err := e.applyDoc(c.first+j, n.Content[0], func(nb *yaml.Node) { n.Content[0] = nb }, yamlNode)
-			if err != nil {
-				return nil, err
-			}
-			if !keep {
-				continue
-			}
-			b, err := encodeYAML(n)
-			if err != nil {
-				return nil, err
-			}
-			ensureNL(&out)
-			if !first || ci > 0 || isMarker(c.text, "---") {
-				out.WriteString("---\n")
-			}
-			first = false
-			out.Write(b)
+		added = append(added, nd...)
+		add(text, nd)
+	}
+	for _, obj := range e.add {
+		y, err := api.MarshalYAML(obj)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if content {
+			y = append([]byte("---\n"), y...)
+		}
+		nd, err := decode(y)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		added = append(added, nd...)
+		add(y, nd)
+	}
+	nfs.raw = out.Bytes()
+	if nfs.raw == nil {
+		nfs.raw = []byte{}
+	}
+	for i := range nfs.chunks {
+		nfs.chunks[i].text = nfs.raw[spans[i][0]:spans[i][1]]
+	}
+	if debugCheckIncremental {
+		full, _ := s.parse(path, nfs.raw, true)
+		if err := sameItems(nfs, full); err != nil {
+			return nil, nil, nil, fmt.Errorf("internal error: the incremental rewrite of %s differs from a full read: %w", path, err)
 		}
 	}
+	return nfs, removed, added, nil
+}
+
+func sameItems(a, b *fileState) error {
+	flat := func(fs *fileState) []*item {
+		var out []*item
+		for _, d := range fs.docs {
+			out = append(out, d.items...)
+		}
+		return out
+	}
+	ia, ib := flat(a), flat(b)
+	if len(ia) != len(ib) {
+		return fmt.Errorf("%d items vs %d", len(ia), len(ib))
+	}
+	for i := range ia {
+		x, y := ia[i], ib[i]
+		if x.key != y.key || !bytes.Equal(x.enc, y.enc) || (x.err == nil) != (y.err == nil) || x.pos != y.pos {
+			return fmt.Errorf("item %d: %s %s vs %s %s", i, x.key, x.enc, y.key, y.enc)
+		}
+	}
+	return nil
+}
+
+// renderYAMLWhole re-encodes a whole YAML file that could not be split.
+func renderYAMLWhole(e *edit) ([]byte, error) {
+	out, err := renderChunk(e, e.fs.raw, e.fs.docs, true, false)
+	if err != nil {
+		return nil, err
+	}
+	b := bytes.NewBuffer(out)
 	for _, obj := range e.add {
 		y, err := api.MarshalYAML(obj)
 		if err != nil {
 			return nil, err
 		}
-		ensureNL(&out)
-		if hasContent(out.Bytes()) {
+		ensureNL(b)
+		if hasContent(b.Bytes()) {
+			b.WriteString("---\n")
+		}
+		b.Write(y)
+	}
+	return b.Bytes(), nil
+}
+
+// renderChunk re-encodes the documents of text, read as docs, with the
+// edit applied; sep puts "---" before the first. whole allows text to hold
+// more documents than were decoded (empty lists at the end of a file).
+func renderChunk(e *edit, text []byte, docs []*doc, whole, sep bool) ([]byte, error) {
+	nodes, err := parseYAMLDocs(text)
+	if err != nil {
+		return nil, err
+	}
+	if !whole && len(nodes) != len(docs) || len(nodes) < len(docs) {
+		return nil, fmt.Errorf("cannot match the documents of the file to what was read (%d vs %d)", len(nodes), len(docs))
+	}
+	var out bytes.Buffer
+	for j, nd := range nodes {
+		var d *doc
+		if j < len(docs) {
+			d = docs[j]
+		}
+		keep, err := e.applyDoc(d, nd.Content[0], func(nb *yaml.Node) { nd.Content[0] = nb }, yamlNode)
+		if err != nil {
+			return nil, err
+		}
+		if !keep {
+			continue
+		}
+		b, err := encodeYAML(nd)
+		if err != nil {
+			return nil, err
+		}
+		if sep || out.Len() > 0 {
 			out.WriteString("---\n")
 		}
-		out.Write(y)
+		out.Write(b)
 	}
 	return out.Bytes(), nil
 }
@@ -386,18 +621,18 @@ func ensureNL(b *bytes.Buffer) {
 	}
 }
 
-// applyDoc applies the edit to document di, whose body is n; set replaces
+// applyDoc applies the edit to document d, whose body is n; set replaces
 // the body. It reports whether the document stays.
-func (e *edit) applyDoc(di int, n *yaml.Node, set func(*yaml.Node), mk func(api.Resource) (*yaml.Node, error)) (bool, error) {
-	if di >= len(e.fs.docs) || !e.touches(di) {
+func (e *edit) applyDoc(d *doc, n *yaml.Node, set func(*yaml.Node), mk func(api.Resource) (*yaml.Node, error)) (bool, error) {
+	if d == nil || !e.touched[d] {
 		return true, nil
 	}
-	d := e.fs.docs[di]
 	if !d.list {
-		if e.remove[[2]int{di, 0}] {
+		it := d.items[0]
+		if e.remove[it] {
 			return false, nil
 		}
-		if v, ok := e.replace[[2]int{di, 0}]; ok {
+		if v, ok := e.replace[it]; ok {
 			nn, err := mk(v)
 			if err != nil {
 				return false, err
@@ -410,19 +645,19 @@ func (e *edit) applyDoc(di int, n *yaml.Node, set func(*yaml.Node), mk func(api.
 	if items == nil {
 		return false, errors.New("list document without items")
 	}
-	byPos := map[int]int{}
-	for ii, it := range d.items {
-		byPos[it.pos] = ii
+	byPos := map[int]*item{}
+	for _, it := range d.items {
+		byPos[it.pos] = it
 	}
-	var content []*yaml.Node
+	content := []*yaml.Node{}
 	for pos, in := range items.Content {
-		ii, ok := byPos[pos]
+		it := byPos[pos]
 		switch {
-		case !ok:
+		case it == nil:
 			content = append(content, in)
-		case e.remove[[2]int{di, ii}]:
+		case e.remove[it]:
 		default:
-			if v, ok := e.replace[[2]int{di, ii}]; ok {
+			if v, ok := e.replace[it]; ok {
 				nn, err := mk(v)
 				if err != nil {
 					return false, err
@@ -433,9 +668,6 @@ func (e *edit) applyDoc(di int, n *yaml.Node, set func(*yaml.Node), mk func(api.
 		}
 	}
 	items.Content = content
-	if items.Content == nil {
-		items.Content = []*yaml.Node{}
-	}
 	return true, nil
 }
 
@@ -488,7 +720,11 @@ func renderJSON(e *edit) ([]byte, error) {
 	var vals []*yaml.Node
 	for di, n := range nodes {
 		cur := n
-		keep, err := e.applyDoc(di, n, func(nb *yaml.Node) { cur = nb }, jsonNode)
+		var d *doc
+		if di < len(e.fs.docs) {
+			d = e.fs.docs[di]
+		}
+		keep, err := e.applyDoc(d, n, func(nb *yaml.Node) { cur = nb }, jsonNode)
 		if err != nil {
 			return nil, err
 		}
