@@ -550,3 +550,45 @@ func TestTunnelAddressLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// TestClaimRace makes another node win the block a claim is about to
+// create: the loser must drop its pending affinity and take another block.
+func TestClaimRace(t *testing.T) {
+	ctx := ctxT(t)
+	ds := memstore.New()
+	mkPool(t, ds, "p1", "10.80.0.0/29", 30, api.EncapNever, api.EncapNever)
+	var stolen netip.Prefix
+	ds.BeforeTxn = func(ops []datastore.Op) {
+		if stolen.IsValid() || len(ops) != 2 || ops[0].Type != datastore.OpCreate {
+			return
+		}
+		b, ok := ops[0].Value.(*api.IPAMBlock)
+		if !ok {
+			return
+		}
+		// n2 gets there first, the way Calico claims: affinity then block.
+		stolen = netip.MustParsePrefix(b.Spec.CIDR)
+		if _, err := ds.Create(ctx, affinityObj("n2", stolen, api.AffinityConfirmed)); err != nil {
+			t.Error(err)
+		}
+		if _, err := ds.Create(ctx, blockObj(stolen, newBlock(stolen, "n2"))); err != nil {
+			t.Error(err)
+		}
+	}
+	c := New(ds, "n1", WithLogger(quietLog()))
+	ip, err := c.AutoAssign(ctx, wreq("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stolen.IsValid() || stolen.Contains(ip) {
+		t.Fatalf("got %s, stolen block %s", ip, stolen)
+	}
+	if ds.Raw(datastore.AffinityKey("n1", stolen)) != nil {
+		t.Fatal("n1's pending affinity for the lost block was not removed")
+	}
+	blocks, _ := c.AffineBlocks(ctx, 4)
+	if len(blocks) != 1 || !blocks[0].Contains(ip) {
+		t.Fatalf("n1 blocks %v", blocks)
+	}
+	checkConsistent(t, ds)
+}

@@ -7,6 +7,7 @@ package memstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -27,9 +28,9 @@ type Store struct {
 	rev      int64
 	objs     map[string]entry
 	watchers map[*watcher]struct{}
-	// TxnHook, when set, runs before every transaction is applied (tests
-	// use it to inject conflicts). Returning an error fails the Txn.
-	TxnHook func(ops []datastore.Op) error
+	// BeforeTxn, when set, runs before every transaction, outside the
+	// store's lock: tests use it to let "another node" write first.
+	BeforeTxn func(ops []datastore.Op)
 }
 
 type watcher struct {
@@ -189,13 +190,13 @@ func (s *Store) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
 		}
 		writes = append(writes, write{key: key, data: data, del: op.Type == datastore.OpDelete})
 	}
+	if hook := s.BeforeTxn; hook != nil {
+		s.BeforeTxn = nil // no recursion from writes the hook makes
+		hook(ops)
+		s.BeforeTxn = hook
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.TxnHook != nil {
-		if err := s.TxnHook(ops); err != nil {
-			return 0, err
-		}
-	}
 	for i, op := range ops {
 		key := writes[i].key
 		e, exists := s.objs[key]
@@ -321,31 +322,51 @@ func (s *Store) Watch(ctx context.Context, prefix string, revision int64) <-chan
 // Close implements datastore.Datastore.
 func (s *Store) Close() error { return nil }
 
-// decodeValue is datastore.DecodeValue, except that it tolerates the one
-// problem of the current api package with blocks: DecodeValue names a
-// block after its CIDR ("10.0.0.0/26"), which metadata.name validation
-// then rejects, so no block can be read or written. Until that is fixed
-// the block is decoded with a valid name and checked again.
+// decodeValue is datastore.DecodeValue, except that, like the etcd
+// backend, it works around the api package naming blocks after their CIDR
+// ("10.0.0.0/26") and IPv6 affinities "node-fd00::-122": neither passes
+// metadata.name validation, so such records get Calico's Kubernetes-style
+// names ("10-0-0-0-26") instead.
 func decodeValue(key string, data []byte, rev int64) (api.Resource, error) {
 	v, err := datastore.DecodeValue(key, data, rev)
-	if err == nil || !strings.HasPrefix(key, datastore.BlockPrefix) {
-		return v, err
+	if err == nil {
+		return v, nil
 	}
 	info, perr := datastore.ParseKey(key)
 	if perr != nil {
 		return nil, err
 	}
-	wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, api.CIDRToKey(info.CIDR), data)
-	obj, derr := api.DecodeJSON(api.KindIPAMBlock, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true, NoValidate: true})
-	if derr != nil {
+	var obj api.Resource
+	switch info.Kind {
+	case api.KindIPAMBlock:
+		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, ipamName(info.CIDR), data)
+		obj, err = api.DecodeJSON(api.KindIPAMBlock, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true})
+	case api.KindBlockAffinity:
+		var av struct {
+			State   string `json:"state"`
+			Deleted bool   `json:"deleted"`
+		}
+		if len(strings.TrimSpace(string(data))) > 0 {
+			if jerr := json.Unmarshal(data, &av); jerr != nil {
+				return nil, err
+			}
+		}
+		a := &api.BlockAffinity{Spec: api.BlockAffinitySpec{Node: info.Node, CIDR: info.CIDR, State: av.State, Deleted: av.Deleted}}
+		a.Metadata.Name = info.Node + "-" + ipamName(info.CIDR)
+		api.Default(a)
+		obj, err = a, api.Validate(a)
+	default:
 		return nil, err
 	}
-	if verr := api.Validate(obj); verr != nil {
-		return nil, verr
+	if err != nil {
+		return nil, err
 	}
-	obj.Meta().Name = info.CIDR
 	if rev > 0 {
 		obj.Meta().ResourceVersion = fmt.Sprint(rev)
 	}
 	return obj, nil
+}
+
+func ipamName(cidr string) string {
+	return strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(cidr)
 }
