@@ -166,7 +166,12 @@ func peerFromProtocol(ctx context.Context, c *birdsock.Client, p birdsock.Protoc
 		(!strings.EqualFold(p.State, "up") && (ps.LastError == "" || ps.BGPState == ""))
 	if needDetail {
 		d, err := c.ProtocolDetail(ctx, p.Name)
-		if err != nil {
+		var be *birdsock.BirdError
+		switch {
+		case errors.As(err, &be):
+			// E.g. the protocol went away meanwhile: show the summary.
+			d = &birdsock.ProtocolDetail{}
+		case err != nil:
 			return ps, false, err
 		}
 		if !name.Addr.IsValid() {

@@ -101,6 +101,7 @@ type app struct {
 	socket  string
 	timeout time.Duration
 	ds      dsFlags
+	dsType  string // the backend opened, once known
 }
 
 // Run executes birdctl with args (without the program name) and returns

@@ -67,6 +67,7 @@ func (a *app) openDatastore(ctx context.Context, cmd *cobra.Command) (datastore.
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
+	a.dsType = cfg.Type
 	ds, err := connect.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open datastore (%s): %w", cfg, err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -419,6 +420,62 @@ spec:
 			if raw := b.raw(t, "/calico/ipam/v2/assignment/ipv4/block/192.168.10.0-26"); raw != "" {
 				t.Errorf("block still stored: %s", raw)
 			}
+		}
+	})
+}
+
+// TestEtcdTLSAndAuth: the TLS and credential flags, and their Calico
+// environment variables, reach etcd.
+func TestEtcdTLSAndAuth(t *testing.T) {
+	certs := etcdtest.GenerateCerts(t)
+	e := etcdtest.StartWithOptions(t, certs.Options(true))
+	e.Ctl(t, "user", "add", "root:r00t-secret")
+	e.Ctl(t, "auth", "enable")
+	e.SetAuth("root", "r00t-secret")
+
+	flags := []string{"--datastore-type", "etcdv3", "--etcd-endpoints", e.Endpoint(),
+		"--etcd-ca-cert-file", certs.CAFile, "--etcd-cert-file", certs.ClientCert, "--etcd-key-file", certs.ClientKey,
+		"--etcd-username", "root", "--etcd-password", "r00t-secret"}
+	rn := &runner{}
+	rn.mustRun(t, append([]string{"apply", "-f", "testdata/resources.yaml"}, flags...)...)
+	if out := rn.mustRun(t, append([]string{"get", "nodes"}, flags...)...); !strings.Contains(out, "node2") {
+		t.Errorf("get nodes over TLS: %q", out)
+	}
+	envRunner := &runner{env: map[string]string{
+		"ETCD_ENDPOINTS": e.Endpoint(), "ETCD_CA_CERT_FILE": certs.CAFile,
+		"ETCD_CERT_FILE": certs.ClientCert, "ETCD_KEY_FILE": certs.ClientKey,
+		"ETCD_USERNAME": "root", "ETCD_PASSWORD": "r00t-secret",
+	}}
+	if out := envRunner.mustRun(t, "get", "ippools"); !strings.Contains(out, "default-ipv4-ippool") {
+		t.Errorf("get ippools with the environment: %q", out)
+	}
+	// A wrong password fails and is not printed.
+	stderr := rn.mustFail(t, append([]string{"get", "nodes"}, append(flags[:len(flags)-1:len(flags)-1], "wrong-secret")...)...)
+	if strings.Contains(stderr, "wrong-secret") {
+		t.Errorf("error shows the password: %q", stderr)
+	}
+}
+
+// TestLargeBatch: more resources than etcd takes in one transaction.
+func TestLargeBatch(t *testing.T) {
+	var b strings.Builder
+	for i := range 130 {
+		fmt.Fprintf(&b, "---\nkind: IPPool\napiVersion: projectcalico.org/v3\nmetadata: {name: pool-%03d}\nspec: {cidr: 10.%d.%d.0/24}\n", i, 100+i/256, i%256)
+	}
+	file := writeFile(t, "many.yaml", b.String())
+	forEachBackend(t, func(t *testing.T, be *backend) {
+		rn := &runner{}
+		r := rn.run(t, be.args("apply", "-f", file)...)
+		warned := strings.Contains(r.stderr, "transactions of 128")
+		if r.code != 0 || r.stdout != "Successfully applied 130 'IPPool' resource(s)\n" || warned != (be.name == "etcd") {
+			t.Fatalf("apply 130 pools: %v", r)
+		}
+		if out := rn.mustRun(t, be.args("get", "ippools")...); strings.Count(out, "\n") != 131 {
+			t.Errorf("get ippools: %d lines", strings.Count(out, "\n"))
+		}
+		rn.mustRun(t, be.args("delete", "-f", file)...)
+		if out := rn.mustRun(t, be.args("get", "ippools")...); strings.Count(out, "\n") != 1 {
+			t.Errorf("after delete:\n%s", out)
 		}
 	})
 }

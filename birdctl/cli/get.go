@@ -271,8 +271,8 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	if len(problems) > 0 {
 		return fmt.Errorf("nothing was deleted:\n  %s", strings.Join(problems, "\n  "))
 	}
-	if err := a.commit(ctx, ds, ops, items); err != nil {
-		return fmt.Errorf("nothing was deleted: %w", err)
+	if err := a.commit(ctx, ds, ops, items, "deleted"); err != nil {
+		return err
 	}
 	if len(items) == 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "Successfully deleted 0 '%s' resource(s)\n", kind)

@@ -286,8 +286,8 @@ func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipN
 		}
 		ops = append(ops, o)
 	}
-	if err := a.commit(ctx, ds, ops, items); err != nil {
-		return fmt.Errorf("nothing was %s: %w", info.past, err)
+	if err := a.commit(ctx, ds, ops, items, info.past); err != nil {
+		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Successfully %s %s\n", info.past, countResources(items))
 	return nil
@@ -339,22 +339,24 @@ func (a *app) buildOp(op mutation, it item) (datastore.Op, error) {
 }
 
 // commit runs the operations in one transaction, or in transactions of
-// maxTxnOps when there are more (etcd's limit), saying so.
-func (a *app) commit(ctx context.Context, ds datastore.Datastore, ops []datastore.Op, items []item) error {
-	if len(ops) == 0 {
-		return nil
+// maxTxnOps when etcd gets more (its default limit), saying so. what is the
+// past participle for messages ("applied").
+func (a *app) commit(ctx context.Context, ds datastore.Datastore, ops []datastore.Op, items []item, what string) error {
+	limit := len(ops)
+	if a.dsType == datastore.TypeEtcd {
+		limit = maxTxnOps
 	}
-	if len(ops) > maxTxnOps {
-		fmt.Fprintf(a.env.Stderr, "birdctl: warning: %d changes are written in transactions of %d; a failure may leave the earlier ones applied\n", len(ops), maxTxnOps)
+	if len(ops) > limit {
+		fmt.Fprintf(a.env.Stderr, "birdctl: warning: %d changes are written in transactions of %d; a failure leaves the earlier ones written\n", len(ops), maxTxnOps)
 	}
-	for start := 0; start < len(ops); start += maxTxnOps {
-		end := min(start+maxTxnOps, len(ops))
+	for start := 0; start < len(ops); start += limit {
+		end := min(start+limit, len(ops))
 		if _, err := ds.Txn(ctx, ops[start:end]...); err != nil {
 			err = txnError(err, items)
 			if start > 0 {
-				return fmt.Errorf("after %d of %d changes: %w", start, len(ops), err)
+				return fmt.Errorf("only the first %d of %d resources were %s: %w", start, len(ops), what, err)
 			}
-			return err
+			return fmt.Errorf("nothing was %s: %w", what, err)
 		}
 	}
 	return nil
