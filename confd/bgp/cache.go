@@ -66,6 +66,8 @@ type nodeInfo struct {
 	as     uint32 // 0: not set on the node
 	rrID   string
 	addrs  [2]nodeAddr
+	// meshDesc is the description of mesh sessions to the node.
+	meshDesc string
 }
 
 type nodeAddr struct {
@@ -74,6 +76,8 @@ type nodeAddr struct {
 	cidr    string     // "10.0.0.1/24" (or the bare address)
 	network string     // "10.0.0.0/24" or ""
 	nameIP  string     // "10_0_0_1"
+	// Session names to this address (default port), built once.
+	meshName, nodeName string
 }
 
 type selEntry struct {
@@ -252,7 +256,7 @@ func (c *Cache) setAffinity(node, cidr string, a *api.BlockAffinity) {
 // --- nodes ---
 
 func newNodeInfo(name string, n *api.Node) *nodeInfo {
-	ni := &nodeInfo{name: name, labels: n.Metadata.Labels}
+	ni := &nodeInfo{name: name, labels: n.Metadata.Labels, meshDesc: "Mesh to node " + name}
 	if b := n.Spec.BGP; b != nil {
 		if b.ASNumber != nil {
 			ni.as = uint32(*b.ASNumber)
@@ -278,6 +282,7 @@ func parseNodeAddr(s string, want6 bool) nodeAddr {
 		na.network = p.Masked().String()
 	}
 	na.nameIP, _ = birdfmt.NameIP(na.str)
+	na.meshName, na.nodeName = "Mesh_"+na.nameIP, "Node_"+na.nameIP
 	return na
 }
 

@@ -251,7 +251,7 @@ func (cx *computeCtx) family(fam int) *Family {
 	}
 	f.Enabled = true
 	f.IP, f.CIDR, f.Network = mine.str, mine.cidr, mine.network
-	f.Peers = cx.peers(fam)
+	f.Peers, f.Templates = cx.peers(fam)
 	for _, p := range f.Peers {
 		if p.ReachableBy == "" {
 			continue
@@ -318,7 +318,7 @@ type sessionKey struct {
 	port int
 }
 
-func (cx *computeCtx) peers(fam int) []*Peer {
+func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 	c, me := cx.c, cx.me
 	myAddr := me.addrs[fam].addr
 	var cands []candidate
@@ -336,21 +336,6 @@ func (cx *computeCtx) peers(fam int) []*Peer {
 		}
 		index[k] = len(cands)
 		cands = append(cands, cd)
-	}
-
-	// Node-to-node mesh.
-	if cx.m.MeshEnabled && me.rrID == "" {
-		myAS := cx.m.ASNumber
-		for _, n := range c.sorted[fam] {
-			if n == me || n.rrID != "" {
-				continue
-			}
-			as := n.as
-			if as == 0 {
-				as = myAS
-			}
-			add(candidate{prio: prioMesh, addr: n.addrs[fam].addr, port: c.listenPort(n.name), typ: "mesh", as: as, node: n})
-		}
 	}
 
 	// Explicit peerings of this node.
@@ -435,14 +420,54 @@ func (cx *computeCtx) peers(fam int) []*Peer {
 	}
 
 	// (addr, port) is unique after deduplication, so this order is total.
-	slices.SortFunc(cands, func(a, b candidate) int {
+	cmpCand := func(a, b candidate) int {
 		return cmp.Or(a.addr.Compare(b.addr), cmp.Compare(a.port, b.port))
-	})
+	}
+	slices.SortFunc(cands, cmpCand)
+
+	// Node-to-node mesh: the lowest priority, so a mesh session is only
+	// added where no other session to that ip:port exists. The node list
+	// is sorted by address, so the result is merged in order.
+	if cx.m.MeshEnabled && me.rrID == "" {
+		myAS := cx.m.ASNumber
+		merged := make([]candidate, 0, len(cands)+len(c.sorted[fam]))
+		i := 0
+		var last candidate
+		for _, n := range c.sorted[fam] {
+			if n == me || n.rrID != "" {
+				continue
+			}
+			cd := candidate{prio: prioMesh, addr: n.addrs[fam].addr, port: c.listenPort(n.name), typ: "mesh", as: n.as, node: n}
+			if cd.as == 0 {
+				cd.as = myAS
+			}
+			if cd.addr == myAddr {
+				continue
+			}
+			if _, taken := index[sessionKey{cd.addr, cd.port}]; taken {
+				continue
+			}
+			if last.node != nil && last.addr == cd.addr && last.port == cd.port {
+				continue // two nodes claim one address: one session
+			}
+			last = cd
+			for i < len(cands) && cmpCand(cands[i], cd) < 0 {
+				merged = append(merged, cands[i])
+				i++
+			}
+			merged = append(merged, cd)
+		}
+		cands = append(merged, cands[i:]...)
+	}
+
+	fs := &famState{fam: fam, byOpts: map[optsKey]*SessionTemplate{}, byContent: map[tmplKey]*SessionTemplate{}, origins: map[*SessionTemplate][]string{}}
+	store := make([]Peer, len(cands))
 	out := make([]*Peer, len(cands))
 	for i := range cands {
-		out[i] = cx.materialize(fam, &cands[i])
+		cx.materialize(fs, &cands[i], &store[i])
+		out[i] = &store[i]
 	}
-	return out
+	return out, fs.templates
 }
 
 // better orders candidates for the same ip:port: lower priority value
@@ -499,160 +524,252 @@ func seconds(d *api.Duration) int {
 	return max(s, 1)
 }
 
-func (cx *computeCtx) materialize(fam int, cd *candidate) *Peer {
-	me, m := cx.me, cx.m
-	mine := me.addrs[fam]
-	p := &Peer{
-		Type:       cd.typ,
-		IP:         cd.addr.String(),
-		Port:       cd.port,
-		AS:         cd.as,
-		LocalAS:    m.ASNumber,
-		ListenPort: m.ListenPort,
-		Reverse:    cd.reverse,
+// optsKey identifies the inputs SessionOptions are derived from, so that
+// the options of sessions sharing them are built once per Compute.
+type optsKey struct {
+	src      *peerInfo // nil: mesh
+	ebgp     bool
+	rrClient bool
+	localAS  uint32
+	reverse  bool
+}
+
+// tmplKey is the content of SessionOptions in comparable form; sessions
+// with equal keys share one SessionTemplate.
+type tmplKey struct {
+	localAS                  uint32
+	ebgp                     bool
+	source                   string
+	listenPort               int
+	strictBind, rr           bool
+	rrID                     string
+	password                 Secret
+	ttl                      bool
+	multihop, gr, keep, hold int
+	nextHop                  string
+	allowLocal               int
+	filters                  string
+}
+
+func keyOf(o *SessionOptions) tmplKey {
+	k := tmplKey{
+		localAS: o.LocalAS, ebgp: o.IsEBGP, source: o.SourceAddress, listenPort: o.ListenPort,
+		strictBind: o.StrictBind, rr: o.RRClient, rrID: o.RRClusterID, password: o.Password,
+		ttl: o.TTLSecurity, multihop: o.Multihop, gr: o.GracefulRestartTime, keep: o.KeepaliveTime,
+		hold: o.HoldTime, nextHop: o.NextHop, allowLocal: o.NumAllowLocalAS,
 	}
-	if cd.localAS != 0 {
-		p.LocalAS = cd.localAS
-	}
-	var spec *api.BGPPeerSpec
-	if cd.src != nil {
-		spec = &cd.src.peer.Spec
-		p.BGPPeer = cd.src.name
-		if spec.LocalASNumber != nil && !cd.reverse {
-			p.LocalAS = uint32(*spec.LocalASNumber)
+	if len(o.Filters) > 0 {
+		var b strings.Builder
+		for _, f := range o.Filters {
+			b.WriteString(f.Name)
+			b.WriteByte(0)
 		}
+		k.filters = b.String()
 	}
-	p.IsEBGP = p.AS != p.LocalAS
+	return k
+}
+
+// famState is the per-family memo of a Compute.
+type famState struct {
+	fam       int
+	byOpts    map[optsKey]*SessionTemplate
+	byContent map[tmplKey]*SessionTemplate
+	templates []*SessionTemplate
+	origins   map[*SessionTemplate][]string
+}
+
+func (cx *computeCtx) materialize(fs *famState, cd *candidate, p *Peer) {
+	fam := fs.fam
+	me, m := cx.me, cx.m
+	mine := &me.addrs[fam]
+	*p = Peer{Type: cd.typ, Port: cd.port, PortSet: cd.port != DefaultPort, AS: cd.as, Reverse: cd.reverse}
+	var na *nodeAddr
+	if cd.node != nil && cd.node.addrs[fam].addr == cd.addr {
+		na = &cd.node.addrs[fam]
+		p.IP = na.str
+	} else {
+		p.IP = cd.addr.String()
+	}
 
 	// Name.
-	var b strings.Builder
-	switch cd.typ {
-	case "mesh":
-		b.WriteString("Mesh_")
-	case "global":
-		b.WriteString("Global_")
+	var base string
+	switch {
+	case na != nil && cd.typ == "mesh":
+		base = na.meshName
+	case na != nil && cd.typ == "node":
+		base = na.nodeName
 	default:
-		b.WriteString("Node_")
-	}
-	if cd.node != nil && cd.node.addrs[fam].addr == cd.addr {
-		b.WriteString(cd.node.addrs[fam].nameIP)
-	} else {
+		prefix := "Node_"
+		switch cd.typ {
+		case "mesh":
+			prefix = "Mesh_"
+		case "global":
+			prefix = "Global_"
+		}
 		n, _ := birdfmt.NameIP(p.IP)
-		b.WriteString(n)
+		base = prefix + n
 	}
 	if p.Port != DefaultPort {
-		b.WriteString("_port_")
-		b.WriteString(strconv.Itoa(p.Port))
+		base += "_port_" + strconv.Itoa(p.Port)
 	}
-	p.Name = b.String()
+	p.Name = base
 
 	// Other end.
 	peerRR := ""
 	if cd.node != nil {
 		p.PeerNode = cd.node.name
 		peerRR = cd.node.rrID
-		// Between two nodes the one with the lexically smaller address
-		// connects and the other waits (Calico's rule, compared as strings).
+		// Calico's rule: the node whose address is greater as a string
+		// (lexically, not numerically) connects; the other waits.
 		p.Passive = p.IP > mine.str
 	}
 	switch {
 	case cd.typ == "mesh":
-		p.Description = "Mesh to node " + cd.node.name
+		p.Description = cd.node.meshDesc
 	case cd.reverse:
 		p.Description = "BGPPeer " + cd.src.name + " (reverse, from node " + cd.node.name + ")"
 	default:
 		p.Description = "BGPPeer " + cd.src.name
 	}
+	if cd.src != nil {
+		p.BGPPeer = cd.src.name
+		spec := &cd.src.peer.Spec
+		if spec.ReachableBy != "" && !cd.reverse {
+			if gw, err := netip.ParseAddr(spec.ReachableBy); err == nil && famOf(gw) == fam {
+				p.ReachableBy = gw.String()
+			} else {
+				cx.warnOnce(cd.src.name+"/reach", api.KindBGPPeer, cd.src.name, "spec.reachableBy", "%q is not an IPv%d address; no static route to the peer", spec.ReachableBy, 4+2*fam)
+			}
+		}
+	}
 
-	// Local address.
-	p.SourceAddress = mine.str
-	if spec != nil && spec.SourceAddress != nil && *spec.SourceAddress == api.SourceAddressNone {
-		p.SourceAddress = ""
+	// Options, shared by every session with the same inputs.
+	localAS := m.ASNumber
+	if cd.localAS != 0 {
+		localAS = cd.localAS
+	} else if cd.src != nil && cd.src.peer.Spec.LocalASNumber != nil && !cd.reverse {
+		localAS = uint32(*cd.src.peer.Spec.LocalASNumber)
+	}
+	ebgp := p.AS != localAS
+	k := optsKey{src: cd.src, ebgp: ebgp, localAS: localAS, reverse: cd.reverse,
+		rrClient: me.rrID != "" && !ebgp && peerRR != me.rrID}
+	t := fs.byOpts[k]
+	if t == nil {
+		t = cx.template(fs, k)
+		fs.byOpts[k] = t
+	}
+	origin := "node-to-node mesh"
+	if cd.src != nil {
+		origin = "BGPPeer " + cd.src.name
+		if cd.reverse {
+			origin += " (reverse)"
+		}
+	}
+	if !slices.Contains(fs.origins[t], origin) {
+		fs.origins[t] = append(fs.origins[t], origin)
+		if t.Description != "" {
+			t.Description += ", "
+		}
+		t.Description += origin
+	}
+	p.Template = t.Name
+	p.SessionOptions = &t.SessionOptions
+}
+
+// template builds the options for k and returns the template holding
+// them (an existing one when the content is equal).
+func (cx *computeCtx) template(fs *famState, k optsKey) *SessionTemplate {
+	fam, me, m := fs.fam, cx.me, cx.m
+	o := SessionOptions{
+		LocalAS:       k.localAS,
+		IsEBGP:        k.ebgp,
+		ListenPort:    m.ListenPort,
+		SourceAddress: me.addrs[fam].str,
+	}
+	if k.rrClient {
+		o.RRClient, o.RRClusterID = true, me.rrID
+	}
+	var spec *api.BGPPeerSpec
+	var pw *api.BGPPassword
+	if k.src == nil {
+		pw = cx.global.Spec.NodeMeshPassword
+		o.GracefulRestartTime = seconds(cx.global.Spec.NodeMeshMaxRestartTime)
+		if pw != nil && pw.SecretKeyRef != nil {
+			o.Password = cx.password(api.KindBGPConfiguration, api.DefaultBGPConfigName, "spec.nodeMeshPassword", pw.SecretKeyRef)
+		}
+	} else {
+		spec = &k.src.peer.Spec
+		name := k.src.name
+		if spec.SourceAddress != nil && *spec.SourceAddress == api.SourceAddressNone {
+			o.SourceAddress = ""
+		}
+		o.GracefulRestartTime = seconds(spec.MaxRestartTime)
+		if pw = spec.Password; pw != nil && pw.SecretKeyRef != nil {
+			o.Password = cx.password(api.KindBGPPeer, name, "spec.password", pw.SecretKeyRef)
+		}
+		if spec.TTLSecurity != nil && *spec.TTLSecurity > 0 {
+			o.TTLSecurity, o.Multihop = true, int(*spec.TTLSecurity)
+		}
+		if ka := seconds(spec.KeepaliveTime); ka > 0 {
+			if ka > maxHoldTime {
+				cx.warnOnce(name+"/keepalive", api.KindBGPPeer, name, "spec.keepaliveTime", "%ds is above BIRD's limit; using %ds", ka, maxHoldTime)
+				ka = maxHoldTime
+			}
+			o.KeepaliveTime = ka
+			if ka > defaultHoldTime/3 {
+				// BIRD requires keepalive <= hold time (default 240 s);
+				// keep the usual 1:3 ratio.
+				o.HoldTime = min(3*ka, maxHoldTime)
+			}
+		}
+		switch {
+		case spec.NextHopMode != nil && *spec.NextHopMode == api.NextHopSelf:
+			o.NextHop = "self"
+		case spec.NextHopMode != nil && *spec.NextHopMode == api.NextHopKeep:
+			o.NextHop = "keep"
+		case spec.KeepOriginalNextHop && k.ebgp:
+			o.NextHop = "keep" // legacy field: eBGP only (iBGP keeps it anyway)
+		}
+		o.NextHopSelf, o.NextHopKeep = o.NextHop == "self", o.NextHop == "keep"
+		if spec.NumAllowedLocalASNumbers != nil {
+			o.NumAllowLocalAS = int(*spec.NumAllowedLocalASNumbers)
+		}
+		for i, fname := range spec.Filters {
+			cf := cx.c.filters[fname]
+			switch {
+			case cf == nil:
+				cx.warnOnce(name+"/filter/"+fname, api.KindBGPPeer, name, fmt.Sprintf("spec.filters[%d]", i),
+					"BGPFilter %q does not exist; the sessions of this BGPPeer render without it", fname)
+				continue
+			case cf.err != nil:
+				if !cx.warned["filter/"+fname] {
+					cx.warned["filter/"+fname] = true
+					cx.ps.fatal(api.KindBGPFilter, fname, "", "%v", cf.err)
+				}
+				continue
+			}
+			cx.usedFilters[fname] = cf
+			o.Filters = append(o.Filters, PeerFilter{
+				Name:   fname,
+				Import: cf.call(fam, dirImport, !k.ebgp),
+				Export: cf.call(fam, dirExport, !k.ebgp),
+			})
+		}
 	}
 	if m.BindMode == api.BindModeNodeIP {
-		p.SourceAddress, p.StrictBind = mine.str, true
+		o.SourceAddress, o.StrictBind = me.addrs[fam].str, true
 	}
-
-	// Route reflection.
-	if me.rrID != "" && !p.IsEBGP && peerRR != me.rrID {
-		p.RRClient, p.RRClusterID = true, me.rrID
+	ck := keyOf(&o)
+	if t := fs.byContent[ck]; t != nil {
+		return t
 	}
-
-	// Password, restart time.
-	var pw *api.BGPPassword
-	pwField, pwKind, pwName := "spec.password", api.KindBGPPeer, p.BGPPeer
-	if cd.typ == "mesh" {
-		pw = cx.global.Spec.NodeMeshPassword
-		pwField, pwKind, pwName = "spec.nodeMeshPassword", api.KindBGPConfiguration, api.DefaultBGPConfigName
-		p.GracefulRestartTime = seconds(cx.global.Spec.NodeMeshMaxRestartTime)
-	} else {
-		pw = spec.Password
-		p.GracefulRestartTime = seconds(spec.MaxRestartTime)
+	t := &SessionTemplate{
+		Name:           "Tmpl_v" + strconv.Itoa(4+2*fam) + "_" + strconv.Itoa(len(fs.templates)+1),
+		SessionOptions: o,
 	}
-	if pw != nil && pw.SecretKeyRef != nil {
-		p.Password = cx.password(pwKind, pwName, pwField, pw.SecretKeyRef)
-	}
-	if spec == nil {
-		return p
-	}
-
-	// Per-peer options of the BGPPeer.
-	if spec.TTLSecurity != nil && *spec.TTLSecurity > 0 {
-		p.TTLSecurity, p.Multihop = true, int(*spec.TTLSecurity)
-	}
-	if k := seconds(spec.KeepaliveTime); k > 0 {
-		if k > maxHoldTime {
-			cx.warnOnce(cd.src.name+"/keepalive", api.KindBGPPeer, cd.src.name, "spec.keepaliveTime", "%ds is above BIRD's limit; using %ds", k, maxHoldTime)
-			k = maxHoldTime
-		}
-		p.KeepaliveTime = k
-		if k > defaultHoldTime/3 {
-			// BIRD requires keepalive <= hold time (default 240 s);
-			// keep the usual 1:3 ratio.
-			p.HoldTime = min(3*k, maxHoldTime)
-		}
-	}
-	switch {
-	case spec.NextHopMode != nil && *spec.NextHopMode == api.NextHopSelf:
-		p.NextHop = "self"
-	case spec.NextHopMode != nil && *spec.NextHopMode == api.NextHopKeep:
-		p.NextHop = "keep"
-	case spec.KeepOriginalNextHop && p.IsEBGP:
-		p.NextHop = "keep" // legacy field: eBGP only (iBGP keeps it anyway)
-	}
-	p.NextHopSelf, p.NextHopKeep = p.NextHop == "self", p.NextHop == "keep"
-	if spec.NumAllowedLocalASNumbers != nil {
-		p.NumAllowLocalAS = int(*spec.NumAllowedLocalASNumbers)
-	}
-	if spec.ReachableBy != "" && !cd.reverse {
-		if gw, err := netip.ParseAddr(spec.ReachableBy); err == nil && famOf(gw) == fam {
-			p.ReachableBy = gw.String()
-		} else {
-			cx.warnOnce(cd.src.name+"/reach", api.KindBGPPeer, cd.src.name, "spec.reachableBy", "%q is not an IPv%d address; no static route to the peer", spec.ReachableBy, 4+2*fam)
-		}
-	}
-	for i, name := range spec.Filters {
-		cf := cx.c.filters[name]
-		switch {
-		case cf == nil:
-			cx.warnOnce(cd.src.name+"/filter/"+name, api.KindBGPPeer, cd.src.name, fmt.Sprintf("spec.filters[%d]", i),
-				"BGPFilter %q does not exist; the sessions of this BGPPeer render without it", name)
-			continue
-		case cf.err != nil:
-			if !cx.warned["filter/"+name] {
-				cx.warned["filter/"+name] = true
-				cx.ps.fatal(api.KindBGPFilter, name, "", "%v", cf.err)
-			}
-			continue
-		}
-		cx.usedFilters[name] = cf
-		p.Filters = append(p.Filters, PeerFilter{
-			Name:   name,
-			Import: cf.call(fam, dirImport, !p.IsEBGP),
-			Export: cf.call(fam, dirExport, !p.IsEBGP),
-		})
-	}
-	return p
+	fs.byContent[ck] = t
+	fs.templates = append(fs.templates, t)
+	return t
 }
 
 // password resolves a secret; problems are reported once per resource.

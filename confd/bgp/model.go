@@ -82,8 +82,11 @@ type Family struct {
 	IP      string
 	CIDR    string
 	Network string
-	// Peers are the BGP sessions, sorted by IP, then port, then name.
+	// Peers are the BGP sessions, sorted by IP, then port.
 	Peers []*Peer
+	// Templates are the distinct session options used by Peers, in the
+	// order of first use.
+	Templates []*SessionTemplate
 	// Blocks are the IPAM blocks with a confirmed affinity to this node.
 	Blocks []Block
 	// Pools are all IP pools of the family, sorted by CIDR.
@@ -111,7 +114,10 @@ type Family struct {
 	TunnelInterfaces []string
 }
 
-// Peer is one BGP session.
+// Peer is one BGP session. Its options (SessionOptions, promoted: .LocalAS,
+// .Password, ...) are those of its Template; the default templates write
+// each distinct set of options once as a BIRD `template bgp` and every
+// session as `protocol bgp <Name> from <Template> { neighbor ...; }`.
 type Peer struct {
 	// Name is the BIRD protocol name: Mesh_<ip>, Global_<ip> or
 	// Node_<ip> with '.' and ':' as '_', plus _port_<n> when Port is not
@@ -124,15 +130,38 @@ type Peer struct {
 	// set in peerIP or by the peer node's listen port).
 	IP   string
 	Port int
-	// AS is the neighbor's AS; LocalAS the AS this node uses on the
-	// session (localASNumber, else the node's AS).
-	AS      uint32
-	LocalAS uint32
-	// IsEBGP: AS differs from LocalAS.
-	IsEBGP bool
-	// Passive: wait for the peer to connect. Between Roost/Calico nodes
-	// the node with the lexically (string-)smaller IP is passive.
+	// PortSet: Port is not 179 (the template writes `port N`).
+	PortSet bool
+	// AS is the neighbor's AS.
+	AS uint32
+	// Passive: wait for the peer to connect. Between two nodes the one
+	// whose address compares greater as a string connects; the other
+	// (this node, when Passive) waits: Calico's lexical rule.
 	Passive bool
+	// Template names the SessionTemplate holding this session's options.
+	Template string
+	// ReachableBy is the gateway of the static route to the peer ("").
+	ReachableBy string
+	// BGPPeer is the resource the session comes from ("" for the mesh);
+	// PeerNode the node at the other end when it is one ("" otherwise);
+	// Reverse: the session exists because of the remote side's BGPPeer.
+	BGPPeer  string
+	PeerNode string
+	Reverse  bool
+	// Description is a human-readable origin of the session (e.g.
+	// "Mesh to node node2", "BGPPeer rr (reverse, from node rr1)").
+	Description string
+	// SessionOptions points at the options of Template (shared: do not
+	// modify through a Peer).
+	*SessionOptions
+}
+
+// SessionOptions are the settings of a session other than its neighbor.
+type SessionOptions struct {
+	// LocalAS is the AS this node uses on the session (localASNumber,
+	// else the node's AS); IsEBGP: the neighbor's AS differs from it.
+	LocalAS uint32
+	IsEBGP  bool
 	// SourceAddress is the local address of the session ("" for
 	// sourceAddress: None, unless BindMode is NodeIP).
 	SourceAddress string
@@ -149,9 +178,11 @@ type Peer struct {
 	Password Secret
 	// TTLSecurity switches `ttl security on`; Multihop is the hop limit of
 	// `multihop N` (0: plain `multihop;`, BIRD's default of 64).
+	// Every session is multihop, as in Calico: BIRD's direct mode would
+	// refuse eBGP neighbors that are not on a connected subnet.
 	TTLSecurity bool
 	Multihop    int
-	// GracefulRestartTime in seconds (0: BIRD's default).
+	// GracefulRestartTime in seconds (0: BIRD's default, 120 s).
 	GracefulRestartTime int
 	// KeepaliveTime in seconds (0: default); HoldTime is set when the
 	// keepalive needs a hold time above BIRD's default of 240 s.
@@ -166,17 +197,16 @@ type Peer struct {
 	NumAllowLocalAS int
 	// Filters are the session's BGPFilters, in the BGPPeer's order.
 	Filters []PeerFilter
-	// ReachableBy is the gateway of the static route to the peer ("").
-	ReachableBy string
-	// BGPPeer is the resource the session comes from ("" for the mesh);
-	// PeerNode the node at the other end when it is one ("" otherwise);
-	// Reverse: the session exists because of the remote side's BGPPeer.
-	BGPPeer  string
-	PeerNode string
-	Reverse  bool
-	// Description is a human-readable origin of the session, safe for a
-	// BIRD string (e.g. `BGPPeer rr-peers (reverse)`).
+}
+
+// SessionTemplate is one distinct set of SessionOptions of a family,
+// rendered as a BIRD `template bgp`. Name is Tmpl_<v4|v6>_<n>, numbered in
+// the order of first use by the sorted sessions. Description lists the
+// origins of the sessions using it ("node-to-node mesh", "BGPPeer x").
+type SessionTemplate struct {
+	Name        string
 	Description string
+	SessionOptions
 }
 
 // PeerFilter is one BGPFilter applied to a session. Import and Export are
