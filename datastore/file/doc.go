@@ -27,6 +27,16 @@
 // fixed. Such a file is not rewritten either: writes that would have to
 // change it fail and say why.
 //
+// List reports, in ListResult.Invalid, the invalid documents whose key is
+// known and under the prefix; a key whose last good value is kept appears
+// both there and in KVs.
+//
+// Values are what the files hold, defaults applied. As with etcd, only an
+// IPAM record's spec is compared and stored in etcd's form, so an IPAM
+// document's metadata (its name, labels) is not part of its identity: a
+// file may name a BlockAffinity as it likes, its key comes from spec.node
+// and spec.cidr. Returned values are copies the caller may modify.
+//
 // # Revisions
 //
 // Revisions live in memory: the store is at revision 1 once loaded, every
@@ -64,6 +74,14 @@
 // comments. A JSON file stays JSON. A transaction that changes several files
 // replaces them one after the other: it is atomic in memory and per file,
 // not across files if the machine crashes in between.
+//
+// A write re-encodes and re-decodes only the documents it touches; its cost
+// beyond that is copying and syncing the file's bytes, so a store holding
+// tens of thousands of objects in one file still writes in milliseconds.
+// A symlinked file is replaced at its target; changes made to the target
+// through another directory are only seen when the link's directory sees
+// an event too (Kubernetes volumes, which swap a "..data" link, are
+// handled).
 //
 // Your own writes are not reported twice: the store records what it wrote
 // before the file system event arrives, and a re-read that finds the same

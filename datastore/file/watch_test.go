@@ -249,10 +249,10 @@ func TestSlowWatcher(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch := s.Watch(ctx, datastore.HandlePrefix, 0)
-	// Nobody reads ch while 300 writes happen: they must not block.
+	// Nobody reads ch while 80 writes happen: they must not block.
 	done := make(chan error)
 	go func() {
-		for i := range 300 {
+		for i := range 80 {
 			if _, err := s.Create(ctx, newHandle(fmt.Sprintf("h%03d", i), 1)); err != nil {
 				done <- err
 				return
@@ -271,7 +271,7 @@ func TestSlowWatcher(t *testing.T) {
 	// The watcher catches up through a relist and ends with the full state.
 	seen := map[string]bool{}
 	resynced := false
-	for !resynced || len(seen) < 300 {
+	for !resynced || len(seen) < 80 {
 		ev := next(t, ch)
 		switch ev.Type {
 		case datastore.Resync:

@@ -369,3 +369,45 @@ func TestDeleteRemovesEveryDefinition(t *testing.T) {
 	absent(t, s2, nodeKey("n1"))
 	mustGet(t, s2, nodeKey("n2"))
 }
+
+func TestRewriteOddFiles(t *testing.T) {
+	dir := t.TempDir()
+	// "..." markers: the file cannot be split into documents safely, so it
+	// is rewritten whole.
+	odd := filepath.Join(dir, "a.yaml")
+	writeFile(t, odd, "%YAML 1.1\n---\nkind: Node\napiVersion: projectcalico.org/v3\nmetadata: {name: n1}\n...\n---\nkind: Node\napiVersion: projectcalico.org/v3\nmetadata: {name: n2}\n...\n")
+	// A list that a delete empties, next to a document with a comment.
+	lists := filepath.Join(dir, "b.yaml")
+	writeFile(t, lists, "kind: IPPoolList\napiVersion: projectcalico.org/v3\nitems:\n- metadata: {name: p1}\n  spec: {cidr: 10.1.0.0/16}\n---\n# keep me\nkind: Node\napiVersion: projectcalico.org/v3\nmetadata: {name: n3}\n")
+	s, _ := open(t, dir)
+	ctx := context.Background()
+
+	kv := mustGet(t, s, nodeKey("n2"))
+	kv.Value.Meta().Labels = map[string]string{"x": "y"}
+	if _, err := s.Update(ctx, kv); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, poolKey("p1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(readFile(t, lists), "# keep me") {
+		t.Errorf("comment lost:\n%s", readFile(t, lists))
+	}
+	kv = mustGet(t, s, nodeKey("n3"))
+	kv.Value.Meta().Labels = map[string]string{"a": "b"}
+	if _, err := s.Update(ctx, kv); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, hook := open(t, dir)
+	res, _ := s2.List(ctx, "")
+	if got := keysOf(res.KVs); len(got) != 3 || got[0] != nodeKey("n1") || got[2] != nodeKey("n3") {
+		t.Errorf("after reopening: %q", got)
+	}
+	if l := mustGet(t, s2, nodeKey("n2")).Value.Meta().Labels["x"]; l != "y" {
+		t.Errorf("n2 labels lost")
+	}
+	if len(warnings(hook, "")) != 0 {
+		t.Errorf("rewritten files read back with warnings: %v", hook.AllEntries())
+	}
+}
