@@ -38,6 +38,11 @@ const (
 	defaultKernelScanTime = 2
 )
 
+// tunnelInterfaces are the globs of devices whose routes are never
+// exported to iBGP peers: roost-node's IPIP and VXLAN devices (tunl0,
+// vxlan.calico, vxlan-v6.calico) and Calico's other *.cali devices.
+var tunnelInterfaces = []string{"tunl0", "*.calico", "*.cali"}
+
 // Session priorities: a lower value wins when two sources produce a
 // session to the same ip:port.
 const (
@@ -240,9 +245,9 @@ func directExcludes(global *api.BGPConfiguration) []string {
 }
 
 func (cx *computeCtx) family(fam int) *Family {
-	f := &Family{Version: 4, Channel: "ipv4", Suffix: "v4", TunnelInterfaces: []string{"tunl0", "vxlan.calico"}}
+	f := &Family{Version: 4, Channel: "ipv4", Suffix: "v4", TunnelInterfaces: tunnelInterfaces}
 	if fam == famV6 {
-		f.Version, f.Channel, f.Suffix, f.TunnelInterfaces = 6, "ipv6", "v6", []string{"vxlan-v6.calico"}
+		f.Version, f.Channel, f.Suffix = 6, "ipv6", "v6"
 	}
 	mine := cx.me.addrs[fam]
 	if !mine.addr.IsValid() {
@@ -429,7 +434,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 	// added where no other session to that ip:port exists. The node list
 	// is sorted by address, so the result is merged in order.
 	if cx.m.MeshEnabled && me.rrID == "" {
-		myAS := cx.m.ASNumber
+		globalAS := c.globalAS()
 		merged := make([]candidate, 0, len(cands)+len(c.sorted[fam]))
 		i := 0
 		var last candidate
@@ -439,7 +444,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 			}
 			cd := candidate{prio: prioMesh, addr: n.addrs[fam].addr, port: c.listenPort(n.name), typ: "mesh", as: n.as, node: n}
 			if cd.as == 0 {
-				cd.as = myAS
+				cd.as = globalAS // the peer's effective AS, as the peer itself uses it
 			}
 			if cd.addr == myAddr {
 				continue

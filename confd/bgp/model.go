@@ -3,6 +3,7 @@ package bgp
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Model is everything the BIRD templates need for one node, computed from
@@ -109,8 +110,10 @@ type Family struct {
 	Communities []PrefixCommunities
 	// StaticRoutes are the routes to peers given by reachableBy.
 	StaticRoutes []StaticRoute
-	// TunnelInterfaces are the devices whose routes are never exported to
-	// iBGP peers ("tunl0", "vxlan.calico" for IPv4; "vxlan-v6.calico").
+	// TunnelInterfaces are interface globs whose routes are never
+	// exported to iBGP peers: "tunl0", "*.calico" (vxlan.calico,
+	// vxlan-v6.calico), "*.cali". Their routes lead to other nodes' blocks,
+	// which iBGP peers learn from the owners.
 	TunnelInterfaces []string
 }
 
@@ -301,7 +304,7 @@ func (s Secret) Format(f fmt.State, verb rune) {
 }
 
 // MarshalJSON writes the mask.
-func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.mask()) }
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + s.mask() + `"`), nil }
 
 // MarshalText writes the mask.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.mask()), nil }
@@ -315,11 +318,14 @@ func (s Secret) mask() string {
 
 // String renders the model as indented JSON, passwords redacted.
 func (m *Model) String() string {
-	b, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(m); err != nil {
 		return fmt.Sprintf("bgp.Model(%v)", err)
 	}
-	return string(b)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // Family returns V4 for 4 and V6 for 6 (nil otherwise).
