@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -127,32 +129,7 @@ func (n *NS) Close() {
 func (n *NS) Do(fn func() error) error { return Do(n.Handle, fn) }
 
 // Do runs fn on an OS thread switched into ns.
-func Do(ns netns.NsHandle, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		err = fn()
-		if serr := netns.Set(orig); serr != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(err, serr)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
-}
+func Do(ns netns.NsHandle, fn func() error) error { return nsutil.Do(ns, fn) }
 
 // Veth connects a (name aName) and b (name bName) with a veth pair, up.
 func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {

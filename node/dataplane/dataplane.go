@@ -1,0 +1,598 @@
+// Package dataplane programs the kernel for the node agent (DESIGN.md §5):
+// routes to workloads, blackholes for this node's blocks, routes to other
+// nodes' blocks (through tunl0, vxlan.calico, or directly for CrossSubnet
+// pools inside the subnet), the two tunnel devices, and a permanent
+// neighbour and FDB entry per remote VTEP.
+//
+// Inputs (nodes, pools, blocks, workloads) arrive one change at a time;
+// each marks only what it affects dirty (indexes by node, block, device
+// and route destination), and Apply programs only the dirty entries. The
+// kernel is compared with the intended state in full only by Resync (at
+// start and periodically). Kernel events (routes, links, neighbours)
+// mark the affected entries dirty so drift is repaired within moments.
+//
+// Ownership: every route the agent writes carries Config.Protocol (80).
+// Routes with any other protocol — BIRD's, the admin's — are never
+// replaced or removed; a destination held by such a route is reported as
+// a conflict and left alone.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/node/names"
+)
+
+// Config tunes the dataplane.
+type Config struct {
+	NodeName string
+	// Protocol marks owned routes (default names.RouteProtocol = 80).
+	Protocol int
+	// VXLANVNI (4096) and VXLANPort (4789) of vxlan.calico.
+	VXLANVNI, VXLANPort int
+	// IPIPMTU and VXLANMTU; 0 derives them from the host interface's MTU
+	// (minus 20 and 50).
+	IPIPMTU, VXLANMTU int
+	// ResyncInterval between full comparisons with the kernel (90s).
+	ResyncInterval time.Duration
+	// RetryInterval after a failed operation (1s).
+	RetryInterval time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Protocol == 0 {
+		c.Protocol = names.RouteProtocol
+	}
+	if c.VXLANVNI == 0 {
+		c.VXLANVNI = 4096
+	}
+	if c.VXLANPort == 0 {
+		c.VXLANPort = 4789
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 90 * time.Second
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = time.Second
+	}
+}
+
+// Node is what the dataplane needs of a Node resource.
+type Node struct {
+	Name      string
+	IPv4      netip.Prefix // address with the subnet's prefix length
+	IPIPAddr  netip.Addr
+	VXLANAddr netip.Addr
+	VXLANMAC  net.HardwareAddr // nil: derived from the name
+}
+
+// NodeFromAPI converts a Node resource.
+func NodeFromAPI(n *api.Node) Node {
+	out := Node{Name: n.Metadata.Name}
+	if b := n.Spec.BGP; b != nil {
+		if ip, pfx, err := api.ParseAddrMaybeCIDR(b.IPv4Address); err == nil && ip.Is4() {
+			if !pfx.IsValid() {
+				pfx = netip.PrefixFrom(ip, 32)
+			}
+			out.IPv4 = netip.PrefixFrom(ip, pfx.Bits())
+		}
+		if a, err := netip.ParseAddr(b.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
+			out.IPIPAddr = a
+		}
+	}
+	if a, err := netip.ParseAddr(n.Spec.IPv4VXLANTunnelAddr); err == nil && a.Is4() {
+		out.VXLANAddr = a
+	}
+	if m, err := net.ParseMAC(n.Spec.VXLANTunnelMACAddr); err == nil && len(m) == 6 {
+		out.VXLANMAC = m
+	}
+	return out
+}
+
+func (n *Node) mac() net.HardwareAddr {
+	if n.VXLANMAC != nil {
+		return n.VXLANMAC
+	}
+	return names.VXLANMAC(n.Name)
+}
+
+func (n *Node) equal(o *Node) bool {
+	return n.Name == o.Name && n.IPv4 == o.IPv4 && n.IPIPAddr == o.IPIPAddr && n.VXLANAddr == o.VXLANAddr &&
+		n.mac().String() == o.mac().String()
+}
+
+// Pool is what the dataplane needs of an IPPool.
+type Pool struct {
+	CIDR      netip.Prefix
+	IPIPMode  string
+	VXLANMode string
+}
+
+// PoolFromAPI converts an IPPool (ok false for IPv6 or invalid pools).
+func PoolFromAPI(p *api.IPPool) (Pool, bool) {
+	pfx, err := api.ParseCIDR(p.Spec.CIDR)
+	if err != nil || !pfx.Addr().Is4() {
+		return Pool{}, false
+	}
+	m := func(s string) string {
+		if s == "" {
+			return api.EncapNever
+		}
+		return s
+	}
+	return Pool{CIDR: pfx, IPIPMode: m(p.Spec.IPIPMode), VXLANMode: m(p.Spec.VXLANMode)}, true
+}
+
+// Workload is a local workload interface and its addresses.
+type Workload struct {
+	Key   string // namespace/name
+	Iface string
+	Addrs []netip.Prefix // IPv4 host routes (/32)
+}
+
+// WorkloadFromAPI converts a WorkloadEndpoint.
+func WorkloadFromAPI(w *api.WorkloadEndpoint) Workload {
+	out := Workload{Key: w.Metadata.Namespace + "/" + w.Metadata.Name, Iface: w.Spec.InterfaceName}
+	for _, n := range w.Spec.IPNetworks {
+		if p, err := netip.ParsePrefix(n); err == nil && p.Addr().Is4() {
+			out.Addrs = append(out.Addrs, p.Masked())
+		} else if a, err := netip.ParseAddr(n); err == nil && a.Is4() {
+			out.Addrs = append(out.Addrs, netip.PrefixFrom(a, 32))
+		}
+	}
+	return out
+}
+
+// route is an intended route in the main table.
+type route struct {
+	blackhole bool
+	dev       string
+	gw        netip.Addr
+	onlink    bool
+	scopeLink bool
+}
+
+func (r *route) String() string {
+	if r.blackhole {
+		return "blackhole"
+	}
+	s := "dev " + r.dev
+	if r.gw.IsValid() {
+		s = "via " + r.gw.String() + " " + s
+	}
+	if r.onlink {
+		s += " onlink"
+	}
+	if r.scopeLink {
+		s += " scope link"
+	}
+	return s
+}
+
+// vtep is a remote VXLAN endpoint.
+type vtep struct {
+	tunnelIP netip.Addr
+	mac      string
+	nodeIP   netip.Addr
+}
+
+// Observer receives the dataplane's measurements (see the agent's
+// Prometheus metrics). Methods must be cheap and thread-safe.
+type Observer interface {
+	RouteOp(op string)                    // add, replace, delete
+	RoutesProgrammed(n int)               // routes the agent owns in the kernel
+	DriftRepaired(kind string)            // route, link, neigh, fdb
+	Error(kind string)                    // route, link, neigh, ipip, ...
+	Reconciled(full bool, d time.Duration) // one Apply or Resync
+}
+
+type nopObserver struct{}
+
+func (nopObserver) RouteOp(string)                   {}
+func (nopObserver) RoutesProgrammed(int)             {}
+func (nopObserver) DriftRepaired(string)             {}
+func (nopObserver) Error(string)                     {}
+func (nopObserver) Reconciled(bool, time.Duration)   {}
+
+type set[K comparable] map[K]struct{}
+
+func (s set[K]) add(k K) { s[k] = struct{}{} }
+
+// Dataplane holds the intended state and what it believes the kernel has.
+type Dataplane struct {
+	cfg Config
+	nl  Netlink
+	log logrus.FieldLogger
+	obs Observer
+
+	mu sync.Mutex
+
+	// Inputs.
+	local     Node
+	haveLocal bool
+	nodes     map[string]*Node
+	pools     map[netip.Prefix]*Pool
+	blocks    map[netip.Prefix]string // block -> affine node
+	byNode    map[string]set[netip.Prefix]
+	workloads map[string]*Workload
+
+	// Intended routes, per source; workload routes win over block routes
+	// for the same destination.
+	blockRoutes map[netip.Prefix]*route
+	wlRoutes    map[netip.Prefix]*route
+	wlOwner     map[netip.Prefix]string
+	byDev       map[string]set[netip.Prefix]
+	vteps       map[string]*vtep // node -> its VTEP
+
+	// Dirty state, consumed by Apply.
+	dirtyBlocks    set[netip.Prefix]
+	dirtyWorkloads set[string]
+	dirtyRoutes    set[netip.Prefix]
+	dirtyVTEPs     set[string]
+	allBlocksDirty bool
+	devicesDirty   bool
+	needResync     bool
+	failed         bool // the last Apply left something undone
+
+	// The kernel as last seen.
+	linkIdx    map[string]int
+	linkName   map[int]string
+	programmed map[netip.Prefix]netlink.Route
+	progByLink map[int]set[netip.Prefix]
+	conflicts  map[netip.Prefix]int // destination -> foreign protocol
+	neighs     map[netip.Addr]string
+	fdb        map[string]netip.Addr
+	vtepByIP   map[netip.Addr]string
+	vtepByMAC  map[string]string
+
+	// Devices.
+	parent      string
+	parentIndex int
+	hostMTU     int
+	ipipUp      bool
+	vxlanUp     bool
+	ipipErr     error
+	kick        chan struct{}
+	lastResync  time.Time
+	repairKinds map[netip.Prefix]bool // routes deleted behind our back
+	repairVTEP  map[string]bool       // VTEP entries deleted behind our back
+}
+
+// New returns a dataplane programming through nl.
+func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplane {
+	cfg.defaults()
+	if log == nil {
+		log = logrus.StandardLogger()
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	return &Dataplane{
+		cfg: cfg, nl: nl, log: log.WithField("component", "dataplane"), obs: obs,
+		local: Node{Name: cfg.NodeName}, nodes: map[string]*Node{}, pools: map[netip.Prefix]*Pool{},
+		blocks: map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
+		blockRoutes: map[netip.Prefix]*route{}, wlRoutes: map[netip.Prefix]*route{}, wlOwner: map[netip.Prefix]string{},
+		byDev: map[string]set[netip.Prefix]{}, vteps: map[string]*vtep{},
+		dirtyBlocks: set[netip.Prefix]{}, dirtyWorkloads: set[string]{}, dirtyRoutes: set[netip.Prefix]{}, dirtyVTEPs: set[string]{},
+		linkIdx: map[string]int{}, linkName: map[int]string{}, programmed: map[netip.Prefix]netlink.Route{},
+		conflicts: map[netip.Prefix]int{}, neighs: map[netip.Addr]string{}, fdb: map[string]netip.Addr{},
+		progByLink: map[int]set[netip.Prefix]{}, vtepByIP: map[netip.Addr]string{}, vtepByMAC: map[string]string{},
+		kick: make(chan struct{}, 1), needResync: true, devicesDirty: true,
+		repairKinds: map[netip.Prefix]bool{}, repairVTEP: map[string]bool{},
+	}
+}
+
+func (d *Dataplane) poke() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// SetNode records a node (this one or another).
+func (d *Dataplane) SetNode(n Node) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n.Name == d.cfg.NodeName {
+		if d.haveLocal && d.local.equal(&n) {
+			return
+		}
+		d.local, d.haveLocal = n, true
+		// Subnet, parent device and tunnel addresses may all change.
+		d.devicesDirty = true
+		d.allBlocksDirty = true
+		for name := range d.nodes {
+			d.dirtyVTEPs.add(name)
+		}
+		d.poke()
+		return
+	}
+	if old, ok := d.nodes[n.Name]; ok && old.equal(&n) {
+		return
+	}
+	c := n
+	d.nodes[n.Name] = &c
+	d.markNode(n.Name)
+}
+
+// DeleteNode forgets a node.
+func (d *Dataplane) DeleteNode(name string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if name == d.cfg.NodeName {
+		d.haveLocal = false
+		d.local = Node{Name: name}
+		d.devicesDirty, d.allBlocksDirty = true, true
+		d.poke()
+		return
+	}
+	if _, ok := d.nodes[name]; !ok {
+		return
+	}
+	delete(d.nodes, name)
+	d.markNode(name)
+}
+
+func (d *Dataplane) markNode(name string) {
+	for b := range d.byNode[name] {
+		d.dirtyBlocks.add(b)
+	}
+	d.dirtyVTEPs.add(name)
+	d.poke()
+}
+
+// SetPool records a pool.
+func (d *Dataplane) SetPool(p Pool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.pools[p.CIDR]; ok && *old == p {
+		return
+	}
+	c := p
+	d.pools[p.CIDR] = &c
+	d.markPool(p.CIDR)
+}
+
+// DeletePool forgets a pool.
+func (d *Dataplane) DeletePool(cidr netip.Prefix) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.pools[cidr]; !ok {
+		return
+	}
+	delete(d.pools, cidr)
+	d.markPool(cidr)
+}
+
+func (d *Dataplane) markPool(cidr netip.Prefix) {
+	// Blocks inside the pool change; the devices may appear or go.
+	for b := range d.blocks {
+		if cidr.Overlaps(b) {
+			d.dirtyBlocks.add(b)
+		}
+	}
+	d.devicesDirty = true
+	d.poke()
+}
+
+// SetBlock records that block is affine to node ("" for none).
+func (d *Dataplane) SetBlock(cidr netip.Prefix, node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.blocks[cidr]; ok {
+		if old == node {
+			return
+		}
+		delete(d.byNode[old], cidr)
+	}
+	d.blocks[cidr] = node
+	if d.byNode[node] == nil {
+		d.byNode[node] = set[netip.Prefix]{}
+	}
+	d.byNode[node].add(cidr)
+	d.dirtyBlocks.add(cidr)
+	d.poke()
+}
+
+// DeleteBlock forgets a block.
+func (d *Dataplane) DeleteBlock(cidr netip.Prefix) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old, ok := d.blocks[cidr]
+	if !ok {
+		return
+	}
+	delete(d.byNode[old], cidr)
+	delete(d.blocks, cidr)
+	d.dirtyBlocks.add(cidr)
+	d.poke()
+}
+
+// SetWorkload records a local workload.
+func (d *Dataplane) SetWorkload(w Workload) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := w
+	c.Addrs = append([]netip.Prefix(nil), w.Addrs...)
+	if old, ok := d.workloads[w.Key]; ok && old.Iface == c.Iface && equalPrefixes(old.Addrs, c.Addrs) {
+		return
+	}
+	if old, ok := d.workloads[w.Key]; ok {
+		d.dropWorkloadRoutes(old)
+	}
+	d.workloads[w.Key] = &c
+	d.dirtyWorkloads.add(w.Key)
+	d.poke()
+}
+
+// DeleteWorkload forgets a local workload.
+func (d *Dataplane) DeleteWorkload(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old, ok := d.workloads[key]
+	if !ok {
+		return
+	}
+	d.dropWorkloadRoutes(old)
+	delete(d.workloads, key)
+	d.poke()
+}
+
+func equalPrefixes(a, b []netip.Prefix) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *Dataplane) dropWorkloadRoutes(w *Workload) {
+	for _, a := range w.Addrs {
+		if d.wlOwner[a] == w.Key {
+			d.setRoute(d.wlRoutes, a, nil)
+			delete(d.wlOwner, a)
+		}
+	}
+}
+
+// setRoute updates one source map, keeping the per-device index and
+// marking the destination dirty when the intended route changed.
+func (d *Dataplane) setRoute(m map[netip.Prefix]*route, dst netip.Prefix, r *route) {
+	old := m[dst]
+	if old == nil && r == nil {
+		return
+	}
+	if old != nil && r != nil && *old == *r {
+		return
+	}
+	if old != nil && old.dev != "" {
+		if s := d.byDev[old.dev]; s != nil {
+			delete(s, dst)
+		}
+	}
+	if r == nil {
+		delete(m, dst)
+	} else {
+		m[dst] = r
+		if r.dev != "" {
+			if d.byDev[r.dev] == nil {
+				d.byDev[r.dev] = set[netip.Prefix]{}
+			}
+			d.byDev[r.dev].add(dst)
+		}
+	}
+	d.dirtyRoutes.add(dst)
+}
+
+// want is the intended route for dst (nil: none).
+func (d *Dataplane) want(dst netip.Prefix) *route {
+	if r := d.wlRoutes[dst]; r != nil {
+		return r
+	}
+	return d.blockRoutes[dst]
+}
+
+// poolOf finds the (most specific) pool containing block.
+func (d *Dataplane) poolOf(block netip.Prefix) *Pool {
+	var best *Pool
+	for _, p := range d.pools {
+		if p.CIDR.Bits() <= block.Bits() && p.CIDR.Contains(block.Addr()) && (best == nil || p.CIDR.Bits() > best.CIDR.Bits()) {
+			best = p
+		}
+	}
+	return best
+}
+
+// SameSubnet reports whether the remote node IP is inside this node's
+// subnet (the CrossSubnet decision: no encapsulation when true).
+func SameSubnet(local netip.Prefix, remote netip.Addr) bool {
+	return local.IsValid() && remote.IsValid() && local.Masked().Contains(remote)
+}
+
+// blockRoute computes the route for one block.
+func (d *Dataplane) blockRoute(cidr netip.Prefix) *route {
+	owner, ok := d.blocks[cidr]
+	if !ok || owner == "" {
+		return nil
+	}
+	if owner == d.cfg.NodeName {
+		if cidr.Bits() == cidr.Addr().BitLen() {
+			return nil // a /32 block: nothing to blackhole
+		}
+		return &route{blackhole: true}
+	}
+	pool := d.poolOf(cidr)
+	rn := d.nodes[owner]
+	if pool == nil || rn == nil || !rn.IPv4.IsValid() {
+		return nil
+	}
+	same := SameSubnet(d.local.IPv4, rn.IPv4.Addr())
+	encap := func(mode string) bool {
+		return mode == api.EncapAlways || (mode == api.EncapCrossSubnet && !same)
+	}
+	switch {
+	case encap(pool.VXLANMode):
+		if !d.vxlanUp || !rn.VXLANAddr.IsValid() {
+			return nil
+		}
+		return &route{dev: names.VXLANDevice, gw: rn.VXLANAddr, onlink: true}
+	case encap(pool.IPIPMode):
+		if !d.ipipUp {
+			return nil
+		}
+		return &route{dev: names.IPIPDevice, gw: rn.IPv4.Addr(), onlink: true}
+	case pool.VXLANMode == api.EncapCrossSubnet || pool.IPIPMode == api.EncapCrossSubnet:
+		// Same subnet: straight to the node over the host interface.
+		if d.parent == "" {
+			return nil
+		}
+		return &route{dev: d.parent, gw: rn.IPv4.Addr(), onlink: true}
+	}
+	return nil // no encapsulation: BIRD programs these routes
+}
+
+// Status is a snapshot for health output and tests.
+type Status struct {
+	Routes     int
+	Parent     string
+	HostMTU    int
+	IPIPReady  bool
+	VXLANReady bool
+	IPIPError  string
+	Conflicts  int
+	Pending    int
+}
+
+// Status returns the current state.
+func (d *Dataplane) Status() Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, IPIPReady: d.ipipUp, VXLANReady: d.vxlanUp,
+		Conflicts: len(d.conflicts), Pending: len(d.dirtyRoutes)}
+	if d.ipipErr != nil {
+		s.IPIPError = d.ipipErr.Error()
+	}
+	return s
+}
+
+// ErrNoIPIP marks the error reported when the kernel cannot create tunl0.
+var ErrNoIPIP = errors.New("the kernel has no IPIP support")
+
+func ipipUnsupported(err error) error {
+	return fmt.Errorf("%w: creating %s (type ipip) failed: %v; load or build the kernel's ipip module (CONFIG_NET_IPIP, `modprobe ipip`) "+
+		"or use vxlanMode instead of ipipMode; routes to remote blocks of IPIP pools are not programmed, everything else keeps working",
+		ErrNoIPIP, names.IPIPDevice, err)
+}

@@ -1,0 +1,220 @@
+package dataplane
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/roostnet/roost/node/names"
+)
+
+// HandleEvent folds one kernel event into the dataplane's view, marking
+// what needs repair. It reports whether the subscription was lost.
+func (d *Dataplane) HandleEvent(ev Event) (lost bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case ev.Lost != nil:
+		d.needResync = true
+		d.poke()
+		return true
+	case ev.Route != nil:
+		d.onRoute(ev.Route)
+	case ev.Link != nil:
+		d.onLink(ev.Link)
+	case ev.Neigh != nil:
+		d.onNeigh(ev.Neigh)
+	}
+	return false
+}
+
+func (d *Dataplane) onRoute(u *netlink.RouteUpdate) {
+	r := &u.Route
+	if r.Table != unix.RT_TABLE_MAIN || r.Dst == nil || (r.Family != 0 && r.Family != netlink.FAMILY_V4) {
+		return
+	}
+	dst, ok := netPrefix(r.Dst)
+	if !ok || !dst.Addr().Is4() {
+		return
+	}
+	ours := int(r.Protocol) == d.cfg.Protocol
+	switch u.Type {
+	case unix.RTM_DELROUTE:
+		if have, ok := d.programmed[dst]; ok && ours && r.Priority == have.Priority {
+			d.unsetProgrammed(dst)
+			if d.want(dst) != nil {
+				d.repairKinds[dst] = true
+				d.dirtyRoutes.add(dst)
+				d.poke()
+			}
+			return
+		}
+		if foreign, ok := d.conflicts[dst]; ok && int(r.Protocol) == foreign && r.Priority == 0 {
+			// The route that held our destination is gone: take it now.
+			delete(d.conflicts, dst)
+			d.dirtyRoutes.add(dst)
+			d.poke()
+		}
+	case unix.RTM_NEWROUTE:
+		if r.Priority != 0 {
+			return
+		}
+		if ours {
+			if have, ok := d.programmed[dst]; ok && sameRoute(have, r) {
+				return // our own write coming back
+			}
+			d.setProgrammed(dst, *r)
+			if nr, ok := d.toNetlinkIfWanted(dst); !ok || !sameRoute(*r, nr) {
+				d.dirtyRoutes.add(dst)
+				d.poke()
+			}
+			return
+		}
+		if _, ok := d.programmed[dst]; ok {
+			// Someone replaced our route: do not fight over it.
+			d.unsetProgrammed(dst)
+			d.conflicts[dst] = int(r.Protocol)
+			d.obs.Error("route_conflict")
+			d.log.WithFields(logrus.Fields{"dst": dst, "protocol": int(r.Protocol)}).Warn("another program replaced an agent route; leaving it alone")
+		}
+	}
+}
+
+func (d *Dataplane) toNetlinkIfWanted(dst netip.Prefix) (*netlink.Route, bool) {
+	w := d.want(dst)
+	if w == nil {
+		return nil, false
+	}
+	return d.toNetlink(dst, w)
+}
+
+func (d *Dataplane) onLink(u *netlink.LinkUpdate) {
+	if u.Link == nil {
+		return
+	}
+	a := u.Link.Attrs()
+	ours := a.Name == names.IPIPDevice || a.Name == names.VXLANDevice
+	if u.Header.Type == unix.RTM_DELLINK {
+		if _, known := d.linkName[a.Index]; known {
+			d.linkGone(a.Index)
+			delete(d.linkName, a.Index)
+			if d.linkIdx[a.Name] == a.Index {
+				delete(d.linkIdx, a.Name)
+			}
+		}
+		if ours || a.Index == d.parentIndex {
+			d.devicesDirty = true
+		}
+		d.poke()
+		return
+	}
+	_, known := d.linkName[a.Index]
+	d.noteLink(u.Link)
+	if !known {
+		// A device appeared: routes waiting for it can go in now.
+		for dst := range d.byDev[a.Name] {
+			d.dirtyRoutes.add(dst)
+		}
+	}
+	if a.Flags&net.FlagUp == 0 {
+		// The kernel flushed the routes through it.
+		if len(d.progByLink[a.Index]) > 0 {
+			d.linkGone(a.Index)
+		}
+	} else if known && len(d.byDev[a.Name]) > 0 && len(d.progByLink[a.Index]) < len(d.byDev[a.Name]) {
+		// Up again: retry what could not be programmed while down.
+		for dst := range d.byDev[a.Name] {
+			if _, ok := d.programmed[dst]; !ok {
+				d.dirtyRoutes.add(dst)
+			}
+		}
+	}
+	if ours && d.linkDrifted(u.Link) {
+		d.devicesDirty = true
+	}
+	if a.Index == d.parentIndex && a.MTU != d.hostMTU {
+		d.devicesDirty = true // tunnel MTUs follow the host's
+	}
+	d.poke()
+}
+
+// linkDrifted reports whether a tunnel device differs from what it should
+// be (down, wrong MTU or MAC).
+func (d *Dataplane) linkDrifted(l netlink.Link) bool {
+	a := l.Attrs()
+	if a.Flags&net.FlagUp == 0 {
+		return true
+	}
+	switch a.Name {
+	case names.VXLANDevice:
+		if !d.vxlanUp {
+			return true
+		}
+		mtu := d.cfg.VXLANMTU
+		if mtu == 0 {
+			mtu = d.hostMTU - 50
+		}
+		return a.MTU != mtu || a.HardwareAddr.String() != d.local.mac().String()
+	case names.IPIPDevice:
+		if !d.ipipUp {
+			return false
+		}
+		mtu := d.cfg.IPIPMTU
+		if mtu == 0 {
+			mtu = d.hostMTU - 20
+		}
+		return a.MTU != mtu
+	}
+	return false
+}
+
+func (d *Dataplane) onNeigh(u *netlink.NeighUpdate) {
+	n := &u.Neigh
+	idx, ok := d.linkIdx[names.VXLANDevice]
+	if !ok || n.LinkIndex != idx {
+		return
+	}
+	ip, _ := netip.AddrFromSlice(n.IP)
+	ip = ip.Unmap()
+	mac := n.HardwareAddr.String()
+	bridge := n.Family == unix.AF_BRIDGE
+	if u.Type == unix.RTM_DELNEIGH {
+		var owner string
+		if bridge {
+			if _, ok := d.fdb[mac]; !ok {
+				return
+			}
+			delete(d.fdb, mac)
+			owner = d.vtepByMAC[mac]
+		} else {
+			if _, ok := d.neighs[ip]; !ok {
+				return
+			}
+			delete(d.neighs, ip)
+			owner = d.vtepByIP[ip]
+		}
+		if owner != "" {
+			d.repairVTEP[owner] = true
+			d.dirtyVTEPs.add(owner)
+			d.poke()
+		}
+		return
+	}
+	// New or changed entry: if it contradicts a VTEP, rewrite that VTEP.
+	if bridge {
+		if owner, ok := d.vtepByMAC[mac]; ok && d.vteps[owner] != nil && d.vteps[owner].nodeIP != ip {
+			delete(d.fdb, mac)
+			d.dirtyVTEPs.add(owner)
+			d.poke()
+		}
+		return
+	}
+	if owner, ok := d.vtepByIP[ip]; ok && d.vteps[owner] != nil && (d.vteps[owner].mac != mac || n.State&netlink.NUD_PERMANENT == 0) {
+		delete(d.neighs, ip)
+		d.dirtyVTEPs.add(owner)
+		d.poke()
+	}
+}

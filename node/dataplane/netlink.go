@@ -1,0 +1,132 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Netlink is the seam between the dataplane and the kernel: exactly the
+// calls it makes. *netlink.Handle implements it (see Kernel); tests also
+// use an in-memory fake (package fakenl), which is how the IPIP path is
+// exercised on kernels without ipip.
+type Netlink interface {
+	LinkByName(name string) (netlink.Link, error)
+	LinkList() ([]netlink.Link, error)
+	LinkAdd(link netlink.Link) error
+	LinkDel(link netlink.Link) error
+	LinkSetUp(link netlink.Link) error
+	LinkSetMTU(link netlink.Link, mtu int) error
+	LinkSetHardwareAddr(link netlink.Link, hw []byte) error
+	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
+	AddrAdd(link netlink.Link, addr *netlink.Addr) error
+	AddrDel(link netlink.Link, addr *netlink.Addr) error
+	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
+	RouteAdd(route *netlink.Route) error
+	RouteReplace(route *netlink.Route) error
+	RouteDel(route *netlink.Route) error
+	NeighList(linkIndex, family int) ([]netlink.Neigh, error)
+	NeighSet(neigh *netlink.Neigh) error
+	NeighDel(neigh *netlink.Neigh) error
+}
+
+// kernel adapts *netlink.Handle (LinkSetHardwareAddr takes net.HardwareAddr).
+type kernel struct{ *netlink.Handle }
+
+func (k kernel) LinkSetHardwareAddr(link netlink.Link, hw []byte) error {
+	return k.Handle.LinkSetHardwareAddr(link, hw)
+}
+
+// Kernel returns the real implementation for a netlink handle (use
+// netlink.NewHandleAt for another namespace, netlink.NewHandle for the
+// current one).
+func Kernel(h *netlink.Handle) Netlink { return kernel{h} }
+
+// Event is one kernel notification the dataplane cares about.
+type Event struct {
+	Route *netlink.RouteUpdate
+	Link  *netlink.LinkUpdate
+	Neigh *netlink.NeighUpdate
+	// Lost: the subscription failed; a full resync is needed.
+	Lost error
+}
+
+// Subscriber delivers kernel events until ctx ends.
+type Subscriber interface {
+	Subscribe(ctx context.Context, out chan<- Event) error
+}
+
+// NetlinkSubscriber subscribes to route, link and neighbour events in a
+// namespace (NsHandle 0 or closed: the current one).
+type NetlinkSubscriber struct{ NS netns.NsHandle }
+
+// Subscribe implements Subscriber.
+func (s NetlinkSubscriber) Subscribe(ctx context.Context, out chan<- Event) error {
+	var nsp *netns.NsHandle
+	if s.NS.IsOpen() {
+		h := s.NS
+		nsp = &h
+	}
+	done := make(chan struct{})
+	lost := func(err error) {
+		select {
+		case out <- Event{Lost: err}:
+		case <-ctx.Done():
+		}
+	}
+	routes := make(chan netlink.RouteUpdate, 1024)
+	links := make(chan netlink.LinkUpdate, 256)
+	neighs := make(chan netlink.NeighUpdate, 1024)
+	const buf = 8 << 20
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{
+		Namespace: nsp, ErrorCallback: lost, ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
+		close(done)
+		return err
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
+		Namespace: nsp, ErrorCallback: lost, ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
+		close(done)
+		return err
+	}
+	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{
+		Namespace: nsp, ErrorCallback: lost, ReceiveBufferSize: buf, ReceiveBufferForceSize: true}); err != nil {
+		close(done)
+		return err
+	}
+	go func() {
+		defer close(done)
+		for {
+			var ev Event
+			select {
+			case <-ctx.Done():
+				return
+			case r, ok := <-routes:
+				if !ok {
+					lost(errors.New("route subscription closed"))
+					return
+				}
+				ev.Route = &r
+			case l, ok := <-links:
+				if !ok {
+					lost(errors.New("link subscription closed"))
+					return
+				}
+				ev.Link = &l
+			case n, ok := <-neighs:
+				if !ok {
+					lost(errors.New("neighbour subscription closed"))
+					return
+				}
+				ev.Neigh = &n
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}

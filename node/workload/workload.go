@@ -1,0 +1,423 @@
+// Package workload attaches a workload (a network namespace) to the host
+// the way Calico's CNI plugin does (DESIGN.md §5): a veth pair whose host
+// end is "cali" + 11 hex characters with MAC ee:ee:ee:ee:ee:ee, proxy ARP
+// and forwarding on; inside, eth0 with one /32 address, a link route to
+// 169.254.1.1 and the default route through it; on the host, a /32 route
+// to the workload (protocol 80) and a permanent neighbour entry. The
+// address comes from IPAM and the workload is recorded as a
+// WorkloadEndpoint.
+//
+// Attach and Detach converge: running either again, or after a crash
+// half-way, finishes the job without duplicating anything.
+package workload
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/node/internal/nsutil"
+	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/names"
+)
+
+// InsideInterface is the workload's interface name.
+const InsideInterface = "eth0"
+
+// Orchestrator is written into the WorkloadEndpoints Roost creates.
+const Orchestrator = "roost"
+
+// Host is where workloads are attached: the host's network namespace.
+type Host struct {
+	NodeName string
+	DS       datastore.Datastore
+	IPAM     *ipam.Client
+	// NL talks to the host namespace; NS is that namespace (zero: the
+	// current one), needed to write per-interface sysctls.
+	NL  *netlink.Handle
+	NS  netns.NsHandle
+	Log logrus.FieldLogger
+	// MTU of the workload veth (0: the kernel's default, 1500).
+	MTU int
+	// Protocol of the host route (default 80).
+	Protocol int
+}
+
+// Request names a workload.
+type Request struct {
+	Name      string
+	Namespace string // default "default"
+	NetNS     string // path of the workload's network namespace (Attach)
+	IP        string // a specific address (optional)
+}
+
+// Result describes an attached workload.
+type Result struct {
+	IP    netip.Addr
+	Iface string
+	MAC   string // of the workload's eth0
+}
+
+func (r *Request) normalize() error {
+	if r.Namespace == "" {
+		r.Namespace = "default"
+	}
+	w := &api.WorkloadEndpoint{}
+	w.Metadata.Name, w.Metadata.Namespace = r.Name, r.Namespace
+	if err := api.Validate(w); err != nil {
+		return fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	return nil
+}
+
+func (h *Host) log() logrus.FieldLogger {
+	if h.Log == nil {
+		return logrus.StandardLogger()
+	}
+	return h.Log
+}
+
+func (h *Host) protocol() netlink.RouteProtocol {
+	if h.Protocol == 0 {
+		return names.RouteProtocol
+	}
+	return netlink.RouteProtocol(h.Protocol)
+}
+
+func (h *Host) nodeLabels(ctx context.Context) map[string]string {
+	kv, err := h.DS.Get(ctx, datastore.ResourceKey(api.KindNode, "", h.NodeName))
+	if err != nil {
+		return nil
+	}
+	if n, ok := kv.Value.(*api.Node); ok {
+		return n.Metadata.Labels
+	}
+	return nil
+}
+
+// address returns the workload's address: the one its handle holds, else
+// a new one.
+func (h *Host) address(ctx context.Context, r *Request) (netip.Addr, error) {
+	handle := names.WorkloadHandle(r.Namespace, r.Name)
+	held, err := h.IPAM.AddrsByHandle(ctx, handle)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	var v4 []netip.Addr
+	for _, a := range held {
+		if a.Is4() {
+			v4 = append(v4, a)
+		}
+	}
+	req := ipam.Request{
+		Handle: handle, NodeLabels: h.nodeLabels(ctx),
+		Attrs: map[string]string{ipam.AttrNode: h.NodeName, ipam.AttrNamespace: r.Namespace, ipam.AttrPod: r.Name, ipam.AttrTimestamp: ipam.Timestamp()},
+	}
+	if r.IP != "" {
+		want, err := netip.ParseAddr(r.IP)
+		if err != nil || !want.Is4() {
+			return netip.Addr{}, fmt.Errorf("--ip %q: not an IPv4 address", r.IP)
+		}
+		for _, a := range v4 {
+			if a == want {
+				return a, nil
+			}
+		}
+		if len(v4) > 0 {
+			return netip.Addr{}, fmt.Errorf("workload %s/%s already has %s; delete it first to change its address", r.Namespace, r.Name, v4[0])
+		}
+		if err := h.IPAM.AssignIP(ctx, want, req); err != nil {
+			return netip.Addr{}, err
+		}
+		return want, nil
+	}
+	if len(v4) > 0 {
+		return v4[0], nil
+	}
+	return h.IPAM.AutoAssign(ctx, req)
+}
+
+// Attach creates or completes the workload's networking.
+func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
+	if err := r.normalize(); err != nil {
+		return nil, err
+	}
+	if r.NetNS == "" {
+		return nil, errors.New("workload: --netns is required")
+	}
+	target, err := netns.GetFromPath(r.NetNS)
+	if err != nil {
+		return nil, fmt.Errorf("workload: opening network namespace %s: %w", r.NetNS, err)
+	}
+	defer target.Close()
+	inNL, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return nil, fmt.Errorf("workload: netlink in %s: %w", r.NetNS, err)
+	}
+	defer inNL.Close()
+	log := h.log().WithFields(logrus.Fields{"workload": r.Namespace + "/" + r.Name})
+
+	ip, err := h.address(ctx, &r)
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+	}
+	iface := names.WorkloadInterface(r.Namespace, r.Name)
+	host, inside, err := h.veth(iface, target, inNL)
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	if err := h.configureHostSide(host); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: host side: %w", r.Namespace, r.Name, err)
+	}
+	if err := configureInside(inNL, inside, ip); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: inside: %w", r.Namespace, r.Name, err)
+	}
+	mac := inside.Attrs().HardwareAddr
+	if err := h.hostRoute(host, ip, mac); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: host route: %w", r.Namespace, r.Name, err)
+	}
+	if err := h.record(ctx, &r, iface, ip, mac); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: WorkloadEndpoint: %w", r.Namespace, r.Name, err)
+	}
+	log.WithFields(logrus.Fields{"ip": ip, "iface": iface}).Info("workload attached")
+	return &Result{IP: ip, Iface: iface, MAC: mac.String()}, nil
+}
+
+// veth returns the host end and the inside end of the workload's veth,
+// creating the pair (or replacing a stale host end) as needed.
+func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (netlink.Link, netlink.Link, error) {
+	host, err := h.NL.LinkByName(iface)
+	if err == nil {
+		inside, ierr := inNL.LinkByName(InsideInterface)
+		if ierr == nil && inside.Type() == "veth" && host.Type() == "veth" &&
+			inside.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == inside.Attrs().Index {
+			return host, inside, nil
+		}
+		// A host end whose peer is not this namespace's eth0 (an earlier
+		// attempt into another namespace): start again.
+		if derr := h.NL.LinkDel(host); derr != nil && !errors.Is(derr, syscall.ENODEV) {
+			return nil, nil, fmt.Errorf("removing stale %s: %w", iface, derr)
+		}
+	} else {
+		var lnf netlink.LinkNotFoundError
+		if !errors.As(err, &lnf) {
+			return nil, nil, fmt.Errorf("looking up %s: %w", iface, err)
+		}
+	}
+	if l, err := inNL.LinkByName(InsideInterface); err == nil {
+		return nil, nil, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, l.Type())
+	}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface, MTU: h.MTU}, PeerName: InsideInterface, PeerNamespace: netlink.NsFd(int(target))}
+	if h.MTU > 0 {
+		v.PeerMTU = uint32(h.MTU)
+	}
+	if err := h.NL.LinkAdd(v); err != nil {
+		return nil, nil, fmt.Errorf("creating veth %s: %w", iface, err)
+	}
+	host, err = h.NL.LinkByName(iface)
+	if err != nil {
+		return nil, nil, err
+	}
+	inside, err := inNL.LinkByName(InsideInterface)
+	if err != nil {
+		return nil, nil, err
+	}
+	return host, inside, nil
+}
+
+func (h *Host) configureHostSide(host netlink.Link) error {
+	mac, _ := net.ParseMAC(names.HostVethMAC)
+	if host.Attrs().HardwareAddr.String() != mac.String() {
+		if err := h.NL.LinkSetHardwareAddr(host, mac); err != nil {
+			return fmt.Errorf("MAC: %w", err)
+		}
+	}
+	name := host.Attrs().Name
+	err := h.inHost(func() error {
+		for _, s := range []struct{ path, value string }{
+			{"net/ipv4/conf/" + name + "/proxy_arp", "1"},
+			{"net/ipv4/neigh/" + name + "/proxy_delay", "0"},
+			{"net/ipv4/conf/" + name + "/forwarding", "1"},
+		} {
+			if err := os.WriteFile("/proc/sys/"+s.path, []byte(s.value), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s: %w", s.path, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if host.Attrs().Flags&net.FlagUp == 0 {
+		if err := h.NL.LinkSetUp(host); err != nil {
+			return fmt.Errorf("up: %w", err)
+		}
+	}
+	return nil
+}
+
+// inHost runs fn in the host namespace (a locked OS thread when the host
+// namespace is not the current one).
+func (h *Host) inHost(fn func() error) error {
+	if !h.NS.IsOpen() {
+		return fn()
+	}
+	return nsutil.Do(h.NS, fn)
+}
+
+func configureInside(nl *netlink.Handle, inside netlink.Link, ip netip.Addr) error {
+	if lo, err := nl.LinkByName("lo"); err == nil && lo.Attrs().Flags&net.FlagUp == 0 {
+		if err := nl.LinkSetUp(lo); err != nil {
+			return fmt.Errorf("lo up: %w", err)
+		}
+	}
+	addrs, err := nl.AddrList(inside, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	want := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}
+	have := false
+	for _, a := range addrs {
+		if a.IPNet.String() == want.String() {
+			have = true
+			continue
+		}
+		if err := nl.AddrDel(inside, &a); err != nil {
+			return fmt.Errorf("removing %s: %w", a.IPNet, err)
+		}
+	}
+	if !have {
+		if err := nl.AddrAdd(inside, &netlink.Addr{IPNet: want}); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("address %s: %w", want, err)
+		}
+	}
+	if inside.Attrs().Flags&net.FlagUp == 0 {
+		if err := nl.LinkSetUp(inside); err != nil {
+			return fmt.Errorf("up: %w", err)
+		}
+	}
+	gw := net.ParseIP(names.WorkloadGateway).To4()
+	idx := inside.Attrs().Index
+	if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
+		return fmt.Errorf("route to %s: %w", gw, err)
+	}
+	if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: gw}); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	return nil
+}
+
+func (h *Host) hostRoute(host netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
+	idx := host.Attrs().Index
+	dst := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}
+	if err := h.NL.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: h.protocol(), Table: unix.RT_TABLE_MAIN}); err != nil {
+		return err
+	}
+	return h.NL.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: mac})
+}
+
+func (h *Host) record(ctx context.Context, r *Request, iface string, ip netip.Addr, mac net.HardwareAddr) error {
+	w := &api.WorkloadEndpoint{}
+	w.Metadata.Name, w.Metadata.Namespace = r.Name, r.Namespace
+	w.Metadata.Labels = map[string]string{"projectcalico.org/namespace": r.Namespace, "projectcalico.org/orchestrator": Orchestrator}
+	w.Spec = api.WorkloadEndpointSpec{
+		Orchestrator: Orchestrator, Workload: r.Name, Node: h.NodeName, Endpoint: InsideInterface,
+		InterfaceName: iface, MAC: mac.String(), IPNetworks: []string{netip.PrefixFrom(ip, 32).String()},
+		Profiles: []string{"kns." + r.Namespace},
+	}
+	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
+	for attempt := 0; attempt < 20; attempt++ {
+		kv, err := h.DS.Get(ctx, key)
+		switch {
+		case errors.Is(err, datastore.ErrNotFound):
+			_, err = h.DS.Create(ctx, w)
+		case err != nil:
+			return err
+		default:
+			old, _ := kv.Value.(*api.WorkloadEndpoint)
+			if old != nil && sameEndpoint(old, w) {
+				return nil
+			}
+			if old != nil {
+				w.Metadata.Labels = mergeLabels(old.Metadata.Labels, w.Metadata.Labels)
+			}
+			_, err = h.DS.Update(ctx, &datastore.KV{Key: key, Value: w, Revision: kv.Revision})
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, datastore.ErrConflict) && !errors.Is(err, datastore.ErrExists) && !errors.Is(err, datastore.ErrNotFound) {
+			return err
+		}
+	}
+	return errors.New("too many concurrent modifications")
+}
+
+func mergeLabels(old, add map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range old {
+		out[k] = v
+	}
+	for k, v := range add {
+		out[k] = v
+	}
+	return out
+}
+
+func sameEndpoint(a, b *api.WorkloadEndpoint) bool {
+	x, y := a.Spec, b.Spec
+	if x.Node != y.Node || x.InterfaceName != y.InterfaceName || x.MAC != y.MAC || len(x.IPNetworks) != len(y.IPNetworks) || x.Orchestrator != y.Orchestrator {
+		return false
+	}
+	for i := range x.IPNetworks {
+		if x.IPNetworks[i] != y.IPNetworks[i] {
+			return false
+		}
+	}
+	for k, v := range b.Metadata.Labels {
+		if a.Metadata.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Detach removes the workload's veth (and with it its routes), releases
+// its addresses and deletes its WorkloadEndpoint. Missing pieces are fine.
+func (h *Host) Detach(ctx context.Context, r Request) ([]netip.Addr, error) {
+	if err := r.normalize(); err != nil {
+		return nil, err
+	}
+	iface := names.WorkloadInterface(r.Namespace, r.Name)
+	if l, err := h.NL.LinkByName(iface); err == nil {
+		if err := h.NL.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+			return nil, fmt.Errorf("workload %s/%s: removing %s: %w", r.Namespace, r.Name, iface, err)
+		}
+	} else {
+		var lnf netlink.LinkNotFoundError
+		if !errors.As(err, &lnf) {
+			return nil, fmt.Errorf("workload %s/%s: looking up %s: %w", r.Namespace, r.Name, iface, err)
+		}
+	}
+	released, err := h.IPAM.ReleaseByHandle(ctx, names.WorkloadHandle(r.Namespace, r.Name))
+	if err != nil {
+		return released, fmt.Errorf("workload %s/%s: releasing addresses: %w", r.Namespace, r.Name, err)
+	}
+	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
+	if err := h.DS.Delete(ctx, key, 0); err != nil && !errors.Is(err, datastore.ErrNotFound) {
+		return released, fmt.Errorf("workload %s/%s: deleting the WorkloadEndpoint: %w", r.Namespace, r.Name, err)
+	}
+	h.log().WithFields(logrus.Fields{"workload": r.Namespace + "/" + r.Name, "released": released}).Info("workload detached")
+	return released, nil
+}

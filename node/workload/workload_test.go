@@ -1,0 +1,235 @@
+package workload
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/node/internal/memstore"
+	"github.com/roostnet/roost/node/internal/nstest"
+	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/names"
+)
+
+func quiet() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetLevel(logrus.WarnLevel)
+	return l
+}
+
+type env struct {
+	host *nstest.NS
+	h    *Host
+	ds   *memstore.Store
+}
+
+func setup(t *testing.T) *env {
+	host := nstest.New(t, "host")
+	// The host's own address and a default route, so that proxy ARP
+	// answers for 169.254.1.1.
+	host.Dummy(t, "eth0")
+	host.Addr(t, "eth0", "10.0.0.1/24")
+	host.Route(t, "0.0.0.0/0", "eth0", "10.0.0.254")
+	ds := memstore.New()
+	p := &api.IPPool{}
+	p.Metadata.Name = "p1"
+	p.Spec.CIDR = "10.244.0.0/16"
+	api.Default(p)
+	if _, err := ds.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	h := &Host{NodeName: "n1", DS: ds, IPAM: ipam.New(ds, "n1", ipam.WithLogger(quiet())), NL: host.NL, NS: host.Handle, Log: quiet()}
+	return &env{host: host, h: h, ds: ds}
+}
+
+func readSysctl(t *testing.T, ns *nstest.NS, path string) string {
+	var v []byte
+	if err := ns.Do(func() error {
+		var err error
+		v, err = os.ReadFile("/proc/sys/" + path)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(v))
+}
+
+func checkAttached(t *testing.T, e *env, w *nstest.NS, res *Result) {
+	t.Helper()
+	host := e.host
+	l, err := host.NL.LinkByName(res.Iface)
+	if err != nil {
+		t.Fatalf("host side %s: %v", res.Iface, err)
+	}
+	if l.Attrs().HardwareAddr.String() != names.HostVethMAC || l.Attrs().Flags&net.FlagUp == 0 {
+		t.Fatalf("host side: mac %s flags %v", l.Attrs().HardwareAddr, l.Attrs().Flags)
+	}
+	for _, s := range []string{"net/ipv4/conf/" + res.Iface + "/proxy_arp", "net/ipv4/conf/" + res.Iface + "/forwarding"} {
+		if v := readSysctl(t, host, s); v != "1" {
+			t.Fatalf("%s = %s", s, v)
+		}
+	}
+	if v := readSysctl(t, host, "net/ipv4/neigh/"+res.Iface+"/proxy_delay"); v != "0" {
+		t.Fatalf("proxy_delay = %s", v)
+	}
+	routes, _ := host.NL.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_OIF)
+	found := false
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() == res.IP.String()+"/32" && r.Scope == netlink.SCOPE_LINK && r.Protocol == names.RouteProtocol {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no %s/32 scope link proto 80 route via %s: %v", res.IP, res.Iface, routes)
+	}
+	neighs, _ := host.NL.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	found = false
+	for _, n := range neighs {
+		if n.IP.String() == res.IP.String() && n.State == netlink.NUD_PERMANENT && n.HardwareAddr.String() == res.MAC {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no permanent neighbour %s -> %s: %v", res.IP, res.MAC, neighs)
+	}
+	in, err := w.NL.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := w.NL.AddrList(in, netlink.FAMILY_V4)
+	if len(addrs) != 1 || addrs[0].IPNet.String() != res.IP.String()+"/32" {
+		t.Fatalf("inside addresses %v", addrs)
+	}
+	wr, _ := w.NL.RouteList(in, netlink.FAMILY_V4)
+	var gwRoute, def bool
+	for _, r := range wr {
+		if r.Dst != nil && r.Dst.String() == "169.254.1.1/32" && r.Scope == netlink.SCOPE_LINK {
+			gwRoute = true
+		}
+		if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == "169.254.1.1" {
+			def = true
+		}
+	}
+	if !gwRoute || !def {
+		t.Fatalf("inside routes: %v", wr)
+	}
+	kv, err := e.ds.Get(context.Background(), datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wep := kv.Value.(*api.WorkloadEndpoint)
+	if wep.Spec.Node != "n1" || wep.Spec.InterfaceName != res.Iface || wep.Spec.MAC != res.MAC ||
+		len(wep.Spec.IPNetworks) != 1 || wep.Spec.IPNetworks[0] != res.IP.String()+"/32" {
+		t.Fatalf("WorkloadEndpoint %+v", wep.Spec)
+	}
+	// Traffic: the workload reaches the host through proxy ARP.
+	if err := w.Ping(netip.MustParseAddr("10.0.0.1"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAttachDetach(t *testing.T) {
+	e := setup(t)
+	w := nstest.New(t, "wl")
+	ctx := context.Background()
+	req := Request{Name: "web", NetNS: w.Path}
+	res, err := e.h.Attach(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Iface != names.WorkloadInterface("default", "web") || len(res.Iface) != 15 || !strings.HasPrefix(res.Iface, "cali") {
+		t.Fatalf("iface %q", res.Iface)
+	}
+	if !netip.MustParsePrefix("10.244.0.0/16").Contains(res.IP) {
+		t.Fatalf("ip %s", res.IP)
+	}
+	checkAttached(t, e, w, res)
+
+	// Idempotent: same address, same interface.
+	res2, err := e.h.Attach(ctx, req)
+	if err != nil || *res2 != *res {
+		t.Fatalf("second attach: %+v %v", res2, err)
+	}
+	// Half-done states are completed: the host route, the inside default
+	// route and the WorkloadEndpoint disappear, attach again repairs.
+	_ = e.host.NL.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: res.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}, Protocol: names.RouteProtocol, Table: unix.RT_TABLE_MAIN})
+	_ = w.NL.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}})
+	if err := e.ds.Delete(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web"), 0); err != nil {
+		t.Fatal(err)
+	}
+	res3, err := e.h.Attach(ctx, req)
+	if err != nil || *res3 != *res {
+		t.Fatalf("repairing attach: %+v %v", res3, err)
+	}
+	checkAttached(t, e, w, res)
+	// Asking for another address while one is held is refused.
+	if _, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path, IP: "10.244.9.9"}); err == nil {
+		t.Fatal("address change accepted")
+	}
+
+	released, err := e.h.Detach(ctx, Request{Name: "web"})
+	if err != nil || len(released) != 1 || released[0] != res.IP {
+		t.Fatalf("detach: %v %v", released, err)
+	}
+	if _, err := e.host.NL.LinkByName(res.Iface); err == nil {
+		t.Fatal("host side still there")
+	}
+	if _, err := w.NL.LinkByName("eth0"); err == nil {
+		t.Fatal("eth0 still in the workload")
+	}
+	if e.ds.Raw(datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web")) != nil || e.ds.Raw(datastore.HandleKey(names.WorkloadHandle("default", "web"))) != nil {
+		t.Fatal("endpoint or handle left")
+	}
+	// Again: nothing to do, no error.
+	if released, err := e.h.Detach(ctx, Request{Name: "web"}); err != nil || len(released) != 0 {
+		t.Fatalf("second detach: %v %v", released, err)
+	}
+}
+
+func TestAttachRequestedIPAndStaleVeth(t *testing.T) {
+	e := setup(t)
+	w := nstest.New(t, "wl")
+	other := nstest.New(t, "old")
+	ctx := context.Background()
+	// A crash left the host end behind, paired with a namespace that is
+	// not the workload's.
+	iface := names.WorkloadInterface("prod", "db")
+	if err := e.host.NL.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(other.Handle))}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "prod", NetNS: w.Path, IP: "10.244.3.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.IP.String() != "10.244.3.7" || res.Iface != iface {
+		t.Fatalf("%+v", res)
+	}
+	if _, err := other.NL.LinkByName("eth0"); err == nil {
+		t.Fatal("stale pair not replaced")
+	}
+	if _, err := w.NL.LinkByName("eth0"); err != nil {
+		t.Fatal(err)
+	}
+	// A taken address is refused for another workload.
+	w2 := nstest.New(t, "wl2")
+	if _, err := e.h.Attach(ctx, Request{Name: "db2", Namespace: "prod", NetNS: w2.Path, IP: "10.244.3.7"}); err == nil {
+		t.Fatal("duplicate address accepted")
+	}
+	// Bad names are rejected before anything happens.
+	if _, err := e.h.Attach(ctx, Request{Name: "x", Namespace: "Bad_NS", NetNS: w2.Path}); err == nil {
+		t.Fatal("bad namespace accepted")
+	}
+	if _, err := e.h.Detach(ctx, Request{Name: "db", Namespace: "prod"}); err != nil {
+		t.Fatal(err)
+	}
+}
