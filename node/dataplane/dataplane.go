@@ -188,20 +188,20 @@ type vtep struct {
 // Observer receives the dataplane's measurements (see the agent's
 // Prometheus metrics). Methods must be cheap and thread-safe.
 type Observer interface {
-	RouteOp(op string)                    // add, replace, delete
-	RoutesProgrammed(n int)               // routes the agent owns in the kernel
-	DriftRepaired(kind string)            // route, link, neigh, fdb
-	Error(kind string)                    // route, link, neigh, ipip, ...
+	RouteOp(op string)                     // add, replace, delete
+	RoutesProgrammed(n int)                // routes the agent owns in the kernel
+	DriftRepaired(kind string)             // route, link, neigh, fdb
+	Error(kind string)                     // route, link, neigh, ipip, ...
 	Reconciled(full bool, d time.Duration) // one Apply or Resync
 }
 
 type nopObserver struct{}
 
-func (nopObserver) RouteOp(string)                   {}
-func (nopObserver) RoutesProgrammed(int)             {}
-func (nopObserver) DriftRepaired(string)             {}
-func (nopObserver) Error(string)                     {}
-func (nopObserver) Reconciled(bool, time.Duration)   {}
+func (nopObserver) RouteOp(string)                 {}
+func (nopObserver) RoutesProgrammed(int)           {}
+func (nopObserver) DriftRepaired(string)           {}
+func (nopObserver) Error(string)                   {}
+func (nopObserver) Reconciled(bool, time.Duration) {}
 
 type set[K comparable] map[K]struct{}
 
