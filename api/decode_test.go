@@ -244,6 +244,13 @@ func TestYAMLRoundTrip(t *testing.T) {
 	}
 }
 
+func TestWorkloadEndpointNamespaceDefaults(t *testing.T) {
+	w := decodeOne(t, "kind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {node: n1}\n")
+	if w.Meta().Namespace != "default" {
+		t.Errorf("namespace = %q, want default (as calicoctl)", w.Meta().Namespace)
+	}
+}
+
 func TestCloneIsDeep(t *testing.T) {
 	n := decodeOne(t, "kind: Node\nmetadata: {name: n, labels: {a: b}}\nspec: {bgp: {ipv4Address: 10.0.0.1/24}}\n").(*Node)
 	c := Clone(n)

@@ -59,6 +59,10 @@ func Default(r Resource) {
 				s.NodeToNodeMeshEnabled = &t
 			}
 		}
+	case *WorkloadEndpoint:
+		if o.Metadata.Namespace == "" {
+			o.Metadata.Namespace = "default" // as calicoctl does
+		}
 	case *BlockAffinity:
 		if o.Spec.State == "" {
 			o.Spec.State = AffinityConfirmed

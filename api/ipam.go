@@ -41,8 +41,17 @@ func (a *BlockAffinity) Confirmed() bool {
 // BlockAffinityName is the resource name Roost gives an affinity read from
 // etcd, where the key carries node and CIDR instead of a name.
 func BlockAffinityName(node, cidr string) string {
-	return node + "-" + CIDRToKey(cidr)
+	return node + "-" + BlockName(cidr)
 }
+
+// BlockName is the resource name of a block read from etcd: the CIDR as a
+// DNS-1123 name ("10.0.0.0/26" -> "10-0-0-0-26", "fd00::/122" ->
+// "fd00---122"), as Calico's Kubernetes backend names them.
+func BlockName(cidr string) string {
+	return blockNamer.Replace(cidr)
+}
+
+var blockNamer = strings.NewReplacer(".", "-", ":", "-", "/", "-")
 
 // IPAMBlock is an allocation block.
 // etcd: /calico/ipam/v2/assignment/ipv4/block/<cidr-with-dash>.

@@ -3,9 +3,9 @@ package api
 // Node is a host taking part in the network.
 type Node struct {
 	TypeMeta
-	Metadata ObjectMeta `json:"metadata"`
-	Spec     NodeSpec   `json:"spec"`
-	Status   NodeStatus `json:"status,omitempty"`
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     NodeSpec    `json:"spec"`
+	Status   *NodeStatus `json:"status,omitempty"`
 }
 
 // NodeSpec follows projectcalico.org/v3.

@@ -76,8 +76,8 @@ type Resource interface {
 
 func (t *TypeMeta) set(kind string) { t.Kind, t.APIVersion = kind, APIVersion }
 
-// New returns an empty resource of the given kind (matched exactly; use
-// KindFromAlias for user input), or nil for an unknown kind.
+// New returns an empty resource of the given kind (matched exactly), or nil
+// for an unknown kind.
 func New(kind string) Resource {
 	switch kind {
 	case KindBGPConfiguration:

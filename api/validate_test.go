@@ -14,7 +14,7 @@ func TestValidationRejects(t *testing.T) {
 		{"name uppercase", "kind: Node\nmetadata: {name: Node1}", "metadata.name", `"Node1"`},
 		{"name missing", "kind: Node\nmetadata: {}", "metadata.name", ""},
 		{"namespace on cluster kind", "kind: Node\nmetadata: {name: n, namespace: x}", "metadata.namespace", `"x"`},
-		{"wep needs namespace", "kind: WorkloadEndpoint\nmetadata: {name: w}", "metadata.namespace", ""},
+		{"wep namespace", "kind: WorkloadEndpoint\nmetadata: {name: w, namespace: Bad_NS}", "metadata.namespace", `"Bad_NS"`},
 		{"label key", "kind: Node\nmetadata: {name: n, labels: {'a b': c}}", "metadata.labels", `"a b"`},
 		{"label value", "kind: Node\nmetadata: {name: n, labels: {a: 'x y'}}", "metadata.labels.a", `"x y"`},
 		{"node v4 address", "kind: Node\nmetadata: {name: n}\nspec: {bgp: {ipv4Address: 10.0.0.300/24}}", "spec.bgp.ipv4Address", `"10.0.0.300/24"`},

@@ -85,8 +85,8 @@ type OpType int
 
 const (
 	OpCreate OpType = iota + 1 // fails with ErrExists if the key exists
-	OpUpdate                   // Revision > 0: compare-and-swap; fails with ErrNotFound if absent
-	OpDelete                   // Revision > 0: compare-and-delete; fails with ErrNotFound if absent
+	OpUpdate                   // fails with ErrNotFound if absent; Revision > 0 adds compare-and-swap (ErrConflict)
+	OpDelete                   // fails with ErrNotFound if absent; Revision > 0 adds compare-and-delete (ErrConflict)
 	OpPut                      // create or overwrite; Revision > 0 makes it a CAS update
 )
 

@@ -121,7 +121,7 @@ func KeyFor(obj api.Resource) (string, error) {
 type KeyInfo struct {
 	Kind      string
 	Namespace string
-	Name      string // resource name; handle id; block CIDR for blocks
+	Name      string // resource name; handle id; api.BlockName for blocks
 	Node      string // BlockAffinity
 	CIDR      string // BlockAffinity, IPAMBlock
 }
@@ -158,7 +158,7 @@ func ParseKey(key string) (KeyInfo, error) {
 		if err != nil {
 			return bad()
 		}
-		return KeyInfo{Kind: api.KindIPAMBlock, Name: cidr, CIDR: cidr}, nil
+		return KeyInfo{Kind: api.KindIPAMBlock, Name: api.BlockName(cidr), CIDR: cidr}, nil
 	case strings.HasPrefix(key, HostPrefix):
 		// host/<node>/ipv4/block/<cidr>
 		parts := strings.Split(strings.TrimPrefix(key, HostPrefix), "/")
