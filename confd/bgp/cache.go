@@ -65,7 +65,9 @@ type nodeInfo struct {
 	labels map[string]string
 	as     uint32 // 0: not set on the node
 	rrID   string
-	addrs  [2]nodeAddr
+	// rrIDErr holds an invalid routeReflectorClusterID (ignored).
+	rrIDErr string
+	addrs   [2]nodeAddr
 	// meshDesc is the description of mesh sessions to the node.
 	meshDesc string
 }
@@ -261,7 +263,15 @@ func newNodeInfo(name string, n *api.Node) *nodeInfo {
 		if b.ASNumber != nil {
 			ni.as = uint32(*b.ASNumber)
 		}
-		ni.rrID = b.RouteReflectorClusterID
+		if id := b.RouteReflectorClusterID; id != "" {
+			// The id goes into the config unquoted: keep only a valid
+			// IPv4-form id (api validation requires one).
+			if a, err := netip.ParseAddr(id); err == nil && a.Is4() {
+				ni.rrID = a.String()
+			} else {
+				ni.rrIDErr = id
+			}
+		}
 		ni.addrs[0] = parseNodeAddr(b.IPv4Address, false)
 		ni.addrs[1] = parseNodeAddr(b.IPv6Address, true)
 	}

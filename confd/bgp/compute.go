@@ -84,6 +84,9 @@ func Compute(c *Cache, opts Options) (*Model, []error) {
 		ps.fatal(api.KindNode, opts.NodeName, "", "not found in the datastore; nothing to render for this node")
 		return nil, ps.list
 	}
+	if me.rrIDErr != "" {
+		ps.warn(api.KindNode, me.name, "spec.bgp.routeReflectorClusterID", "%q is not in IPv4 form; the node is not treated as a route reflector", me.rrIDErr)
+	}
 	global := c.global
 	if global == nil {
 		global = &api.BGPConfiguration{}

@@ -562,3 +562,71 @@ func TestFatalHelper(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestUnvalidatedHostileObjects feeds objects that skipped api validation
+// (as Apply allows) and checks that nothing hostile reaches a config.
+func TestUnvalidatedHostileObjects(t *testing.T) {
+	r := newRenderer(t)
+	base := []api.Resource{mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", "", withRR("1.1.1.1; } protocol evil {"))}
+
+	// An invalid cluster id is ignored with a warning; the node is no reflector.
+	c := cacheOf(t, base...)
+	m, errs := Compute(c, Options{NodeName: "b"})
+	if m == nil || len(errs) != 1 || !strings.Contains(errs[0].Error(), "routeReflectorClusterID") {
+		t.Fatalf("cluster id: %v", errs)
+	}
+	if files, err := r.render(m); err != nil || strings.Contains(string(files["peers.cfg"]), "evil") {
+		t.Fatalf("render: %v", err)
+	}
+
+	// A BGPFilter whose interface cannot be quoted is a fatal problem and
+	// the filter is left out.
+	c = cacheOf(t, base...)
+	f := &api.BGPFilter{Metadata: api.ObjectMeta{Name: "f"}, Spec: api.BGPFilterSpec{ExportV4: []api.BGPFilterRule{{Interface: "eth0\"; accept; #", Action: api.FilterReject}}}}
+	if err := c.Set(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(mkPeer("p", api.BGPPeerSpec{PeerIP: "10.9.9.9", ASNumber: 65000, Filters: []string{"f"}})); err != nil {
+		t.Fatal(err)
+	}
+	m, errs = Compute(c, Options{NodeName: "a"})
+	if err := Fatal(errs); err == nil || !strings.Contains(err.Error(), `BGPFilter "f": spec.exportV4[0]: interface`) {
+		t.Fatalf("filter: %v", errs)
+	}
+	if len(m.Filters) != 0 {
+		t.Errorf("broken filter compiled into the model")
+	}
+
+	// A BGPPeer name from a raw key that BIRD cannot quote stops the render.
+	c = cacheOf(t, base...)
+	key := datastore.ResourcePrefix + "bgppeers/evil\"\nname"
+	if err := c.Apply(key, mkPeer("x", api.BGPPeerSpec{PeerIP: "10.9.9.9", ASNumber: 65000})); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = Compute(c, Options{NodeName: "a"})
+	if files, err := r.render(m); err == nil || files != nil {
+		t.Fatalf("hostile peer name rendered: %v", err)
+	}
+}
+
+// TestConcurrentApplyCompute runs updates and computes in parallel (for
+// the race detector).
+func TestConcurrentApplyCompute(t *testing.T) {
+	c := benchCache(t, 50)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			if err := c.Set(benchNode(1 + i%49)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for range 50 {
+		if m, errs := Compute(c, Options{NodeName: "node-0"}); m == nil || len(errs) > 0 {
+			t.Fatal(errs)
+		}
+	}
+	<-done
+}
