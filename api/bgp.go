@@ -189,10 +189,14 @@ const (
 
 func (r *BGPConfiguration) ResourceKind() string { return KindBGPConfiguration }
 func (r *BGPConfiguration) Meta() *ObjectMeta    { return &r.Metadata }
-func (r *BGPConfiguration) setTypeMeta()         { r.TypeMeta.set(KindBGPConfiguration) }
-func (r *BGPPeer) ResourceKind() string          { return KindBGPPeer }
-func (r *BGPPeer) Meta() *ObjectMeta             { return &r.Metadata }
-func (r *BGPPeer) setTypeMeta()                  { r.TypeMeta.set(KindBGPPeer) }
-func (r *BGPFilter) ResourceKind() string        { return KindBGPFilter }
-func (r *BGPFilter) Meta() *ObjectMeta           { return &r.Metadata }
-func (r *BGPFilter) setTypeMeta()                { r.TypeMeta.set(KindBGPFilter) }
+func (r *BGPConfiguration) withTypeMeta() Resource {
+	c := *r
+	c.TypeMeta.set(KindBGPConfiguration)
+	return &c
+}
+func (r *BGPPeer) ResourceKind() string     { return KindBGPPeer }
+func (r *BGPPeer) Meta() *ObjectMeta        { return &r.Metadata }
+func (r *BGPPeer) withTypeMeta() Resource   { c := *r; c.TypeMeta.set(KindBGPPeer); return &c }
+func (r *BGPFilter) ResourceKind() string   { return KindBGPFilter }
+func (r *BGPFilter) Meta() *ObjectMeta      { return &r.Metadata }
+func (r *BGPFilter) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindBGPFilter); return &c }

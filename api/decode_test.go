@@ -260,3 +260,17 @@ func TestCloneIsDeep(t *testing.T) {
 		t.Error("Clone shares memory with the original")
 	}
 }
+
+func TestMarshalDoesNotModify(t *testing.T) {
+	p := &BGPPeer{Metadata: ObjectMeta{Name: "p", ResourceVersion: "7"}, Spec: BGPPeerSpec{PeerIP: "10.0.0.1", ASNumber: 1}}
+	b, err := MarshalStored(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Kind != "" || p.Metadata.ResourceVersion != "7" {
+		t.Errorf("MarshalStored modified its argument: %+v", p)
+	}
+	if s := string(b); !strings.Contains(s, `"kind":"BGPPeer"`) || strings.Contains(s, "resourceVersion") {
+		t.Errorf("stored form: %s", s)
+	}
+}

@@ -11,8 +11,15 @@ import (
 // MarshalJSON encodes a resource as compact JSON with kind and apiVersion,
 // the form Calico stores v3 resources in etcd.
 func MarshalJSON(r Resource) ([]byte, error) {
-	r.setTypeMeta()
-	return json.Marshal(r)
+	return json.Marshal(r.withTypeMeta())
+}
+
+// MarshalStored is MarshalJSON without metadata.resourceVersion, which a
+// datastore tracks itself (Calico does not store it in the value).
+func MarshalStored(r Resource) ([]byte, error) {
+	c := r.withTypeMeta()
+	c.Meta().ResourceVersion = ""
+	return json.Marshal(c)
 }
 
 // MarshalYAML encodes resources as a multi-document YAML stream, the form

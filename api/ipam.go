@@ -125,10 +125,14 @@ func CIDRFromKey(s string) (string, error) {
 
 func (r *BlockAffinity) ResourceKind() string { return KindBlockAffinity }
 func (r *BlockAffinity) Meta() *ObjectMeta    { return &r.Metadata }
-func (r *BlockAffinity) setTypeMeta()         { r.TypeMeta.set(KindBlockAffinity) }
-func (r *IPAMBlock) ResourceKind() string     { return KindIPAMBlock }
-func (r *IPAMBlock) Meta() *ObjectMeta        { return &r.Metadata }
-func (r *IPAMBlock) setTypeMeta()             { r.TypeMeta.set(KindIPAMBlock) }
-func (r *IPAMHandle) ResourceKind() string    { return KindIPAMHandle }
-func (r *IPAMHandle) Meta() *ObjectMeta       { return &r.Metadata }
-func (r *IPAMHandle) setTypeMeta()            { r.TypeMeta.set(KindIPAMHandle) }
+func (r *BlockAffinity) withTypeMeta() Resource {
+	c := *r
+	c.TypeMeta.set(KindBlockAffinity)
+	return &c
+}
+func (r *IPAMBlock) ResourceKind() string    { return KindIPAMBlock }
+func (r *IPAMBlock) Meta() *ObjectMeta       { return &r.Metadata }
+func (r *IPAMBlock) withTypeMeta() Resource  { c := *r; c.TypeMeta.set(KindIPAMBlock); return &c }
+func (r *IPAMHandle) ResourceKind() string   { return KindIPAMHandle }
+func (r *IPAMHandle) Meta() *ObjectMeta      { return &r.Metadata }
+func (r *IPAMHandle) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindIPAMHandle); return &c }

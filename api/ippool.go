@@ -41,6 +41,6 @@ func (p *IPPool) IsIPv6() bool {
 	return err == nil && pfx.Addr().Is6()
 }
 
-func (r *IPPool) ResourceKind() string { return KindIPPool }
-func (r *IPPool) Meta() *ObjectMeta    { return &r.Metadata }
-func (r *IPPool) setTypeMeta()         { r.TypeMeta.set(KindIPPool) }
+func (r *IPPool) ResourceKind() string   { return KindIPPool }
+func (r *IPPool) Meta() *ObjectMeta      { return &r.Metadata }
+func (r *IPPool) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindIPPool); return &c }

@@ -57,6 +57,6 @@ type NodeStatus struct {
 	BGP                  map[string]any `json:"bgp,omitempty"`
 }
 
-func (r *Node) ResourceKind() string { return KindNode }
-func (r *Node) Meta() *ObjectMeta    { return &r.Metadata }
-func (r *Node) setTypeMeta()         { r.TypeMeta.set(KindNode) }
+func (r *Node) ResourceKind() string   { return KindNode }
+func (r *Node) Meta() *ObjectMeta      { return &r.Metadata }
+func (r *Node) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindNode); return &c }

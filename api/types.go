@@ -70,8 +70,9 @@ type Resource interface {
 	ResourceKind() string
 	// Meta gives access to the object's metadata.
 	Meta() *ObjectMeta
-	// setTypeMeta fills kind and apiVersion before encoding.
-	setTypeMeta()
+	// withTypeMeta returns a shallow copy with kind and apiVersion set, so
+	// encoding never writes to a shared object.
+	withTypeMeta() Resource
 }
 
 func (t *TypeMeta) set(kind string) { t.Kind, t.APIVersion = kind, APIVersion }

@@ -44,4 +44,8 @@ type EndpointPort struct {
 
 func (r *WorkloadEndpoint) ResourceKind() string { return KindWorkloadEndpoint }
 func (r *WorkloadEndpoint) Meta() *ObjectMeta    { return &r.Metadata }
-func (r *WorkloadEndpoint) setTypeMeta()         { r.TypeMeta.set(KindWorkloadEndpoint) }
+func (r *WorkloadEndpoint) withTypeMeta() Resource {
+	c := *r
+	c.TypeMeta.set(KindWorkloadEndpoint)
+	return &c
+}

@@ -25,8 +25,9 @@ type KV struct {
 type ListResult struct {
 	KVs      []KV
 	Revision int64
-	// Invalid holds values under the prefix that could not be decoded;
-	// they are left out of KVs.
+	// Invalid holds values under the prefix that could not be decoded.
+	// They are left out of KVs, unless a backend keeps the key's last good
+	// value (the file backend does, for a document that became invalid).
 	Invalid []*DecodeError
 }
 

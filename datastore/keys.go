@@ -187,7 +187,7 @@ type affinityValue struct {
 }
 
 // EncodeValue gives the bytes stored at an object's key: full v3 JSON for
-// resources, Calico's bare IPAM JSON for IPAM records.
+// resources, Calico's bare IPAM JSON for IPAM records. obj is not modified.
 func EncodeValue(obj api.Resource) ([]byte, error) {
 	switch o := obj.(type) {
 	case *api.BlockAffinity:
@@ -202,11 +202,7 @@ func EncodeValue(obj api.Resource) ([]byte, error) {
 		return json.Marshal(&o.Spec)
 	}
 	// Metadata that etcd itself tracks is not stored, as in Calico.
-	md := obj.Meta()
-	rv := md.ResourceVersion
-	md.ResourceVersion = ""
-	defer func() { md.ResourceVersion = rv }()
-	return api.MarshalJSON(obj)
+	return api.MarshalStored(obj)
 }
 
 // DecodeValue decodes the bytes at key. Minimal JSON (no kind, apiVersion
