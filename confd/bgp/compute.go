@@ -115,6 +115,7 @@ func Compute(c *Cache, opts Options) (*Model, []error) {
 	if bm := bindMode(global, nodeCfg); bm == api.BindModeNodeIP {
 		m.BindMode = bm
 	}
+	m.IgnoredInterfaces = slices.Clone(global.Spec.IgnoredInterfaces)
 	m.DirectExcludes = directExcludes(global)
 
 	cx := &computeCtx{

@@ -43,9 +43,12 @@ type Model struct {
 	// RouteReflectorClusterID is this node's cluster id ("" when the node
 	// is not a route reflector).
 	RouteReflectorClusterID string
+	// IgnoredInterfaces is the global ignoredInterfaces list as given.
 	// DirectExcludes are the interface globs the direct protocol skips, in
 	// order: "cali*", "kube-ipvs*", then ignoredInterfaces (deduplicated).
-	DirectExcludes []string
+	// Templates quote them with birdString.
+	IgnoredInterfaces []string
+	DirectExcludes    []string
 	// Device and kernel protocol settings (constants today, fields so that
 	// templates need no literals).
 	DeviceScanTime int // seconds
