@@ -48,6 +48,11 @@ func NewRecorder(t testing.TB, ds datastore.Datastore, prefix string, rev int64,
 		t: t, cancel: cancel, timeout: timeout,
 		View: map[string]datastore.Event{}, seen: map[string]bool{}, lastRev: rev,
 	}
+	if rev == 0 {
+		// The initial listing behaves as a relist: key order, not
+		// revision order, and it forms the view at InSync.
+		r.relisting, r.pending = true, map[string]datastore.Event{}
+	}
 	for _, kv := range seed {
 		r.View[kv.Key] = datastore.Event{Type: datastore.Added, Key: kv.Key, Value: kv.Value, Revision: kv.Revision}
 	}
@@ -129,6 +134,8 @@ func (r *Recorder) apply(ev datastore.Event) {
 		}
 	case datastore.InSync:
 		r.Synced = true
+		// Every change up to ev.Revision is delivered: later ones come after.
+		r.lastRev = max(r.lastRev, ev.Revision)
 		if r.relisting {
 			r.View, r.pending, r.relisting = r.pending, nil, false
 		}

@@ -15,6 +15,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -152,7 +155,7 @@ func New(ctx context.Context, cfg datastore.Config, opts ...Option) (*Store, err
 			// gRPC's default reconnect backoff grows to 2 minutes; a node
 			// agent must notice a restarted etcd sooner.
 			grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 3 * time.Second},
+				Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 				MinConnectTimeout: o.dialTimeout,
 			}),
 		},
@@ -181,7 +184,7 @@ func New(ctx context.Context, cfg datastore.Config, opts ...Option) (*Store, err
 		case errors.Is(err, rpctypes.ErrUserEmpty) || errors.Is(err, rpctypes.ErrInvalidAuthToken):
 			return nil, fmt.Errorf("etcd %s: authentication is enabled: set %s and %s: %w", epDesc, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword, err)
 		case ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
-			return nil, fmt.Errorf("etcd %s: no answer within %s (is etcd running there, and are the TLS settings right?): %w", epDesc, o.dialTimeout, err)
+			return nil, fmt.Errorf("etcd %s: no answer within %s: %s", epDesc, o.dialTimeout, diagnose(eps, tlsCfg, o.dialTimeout))
 		}
 		return nil, fmt.Errorf("etcd %s: %w", epDesc, err)
 	}
@@ -619,4 +622,59 @@ func (s *Store) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
 	}
 	// Not reachable: the reads share the failed comparison's revision.
 	return 0, &datastore.KeyError{Key: keys[0], Err: datastore.ErrConflict}
+}
+
+// diagnose explains why no endpoint answers, since gRPC only reports the
+// deadline: it dials each endpoint and tries the TLS handshake itself.
+func diagnose(eps []string, tc *tls.Config, timeout time.Duration) string {
+	timeout = min(max(timeout/2, 500*time.Millisecond), 3*time.Second)
+	var msgs []string
+	for _, ep := range eps {
+		msgs = append(msgs, ep+": "+diagnoseOne(ep, tc, timeout))
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func diagnoseOne(ep string, tc *tls.Config, timeout time.Duration) string {
+	u, err := url.Parse(ep)
+	if err != nil || u.Host == "" {
+		return fmt.Sprintf("not a URL like http://host:2379 (%v)", err)
+	}
+	tcp := func() (net.Conn, error) { return net.DialTimeout("tcp", u.Host, timeout) }
+	conn, err := tcp()
+	if err != nil {
+		return "cannot connect: " + err.Error()
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if u.Scheme != "https" {
+		// A TLS server behind an http:// URL is a common mistake.
+		probe := tls.Client(conn, &tls.Config{InsecureSkipVerify: true})
+		if probe.Handshake() == nil {
+			return "the server speaks TLS: use an https:// endpoint and set the TLS files"
+		}
+		return "connected, but etcd did not answer (is it healthy?)"
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if tc != nil {
+		cfg = tc.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = u.Hostname()
+	}
+	tconn := tls.Client(conn, cfg)
+	if err := tconn.Handshake(); err != nil {
+		return "TLS handshake failed: " + err.Error()
+	}
+	// With TLS 1.3 a rejected client certificate shows on the first read.
+	_ = tconn.SetReadDeadline(time.Now().Add(timeout / 2))
+	if _, err := tconn.Read(make([]byte, 1)); err != nil && !isTimeout(err) && !errors.Is(err, io.EOF) {
+		return "TLS rejected: " + err.Error()
+	}
+	return "connected with TLS, but etcd did not answer (is it healthy?)"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

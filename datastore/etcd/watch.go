@@ -178,13 +178,21 @@ func (w *watcher) watchOnce(ctx context.Context) error {
 	if err := w.waitReady(ctx); err != nil {
 		return err
 	}
-	if err := w.checkCompacted(ctx); err != nil {
+	// The attempt ends when the connection is lost, whatever it is doing.
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	w.monitor(actx, cancel)
+	lostOr := func(err error) error {
+		if ctx.Err() == nil && context.Cause(actx) != nil && context.Cause(actx) != context.Canceled {
+			return context.Cause(actx)
+		}
 		return err
 	}
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
+	if err := w.checkCompacted(actx); err != nil {
+		return lostOr(err)
+	}
+	wctx := clientv3.WithRequireLeader(actx)
 	wctx = metadata.AppendToOutgoingContext(wctx, "roost-watch", strconv.FormatUint(watchSeq.Add(1), 10))
-	lost := w.monitor(wctx)
 	wch := w.s.cli.Watch(wctx, w.start,
 		clientv3.WithRange(w.end),
 		clientv3.WithRev(w.rev+1),
@@ -209,17 +217,15 @@ func (w *watcher) watchOnce(ctx context.Context) error {
 
 	for {
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case err := <-lost:
-			return err
+		case <-actx.Done():
+			return lostOr(ctx.Err())
 		case <-quietC:
 			if !caughtUp() {
 				return ctx.Err()
 			}
 		case resp, ok := <-wch:
 			if !ok {
-				return errors.New("etcd closed the watch")
+				return lostOr(errors.New("etcd closed the watch"))
 			}
 			if resp.CompactRevision != 0 {
 				return &errCompacted{compactRev: resp.CompactRevision}
@@ -347,21 +353,20 @@ func (w *watcher) checkCompacted(ctx context.Context) error {
 	return err
 }
 
-// monitor reports when the client's connection leaves the Ready state:
-// clientv3 would silently resume the watch inside, but the consumer must
-// learn that its view may be stale (Resync) and when it is current again.
-func (w *watcher) monitor(ctx context.Context) <-chan error {
-	lost := make(chan error, 1)
+// monitor ends the attempt (cancel with the reason) when the client's
+// connection leaves the Ready state: clientv3 would silently resume the
+// watch inside, but the consumer must learn that its view may be stale
+// (Resync) and when it is current again.
+func (w *watcher) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 	conn := w.s.cli.ActiveConnection()
 	go func() {
 		// Any change away from Ready counts, even if the connection is
 		// Ready again by the time we look: the stream broke meanwhile.
 		if conn.GetState() == connectivity.Ready && !conn.WaitForStateChange(ctx, connectivity.Ready) {
-			return // watch ended
+			return // attempt over
 		}
-		lost <- fmt.Errorf("connection to etcd lost (state %s)", conn.GetState())
+		cancel(fmt.Errorf("connection to etcd lost (state %s)", conn.GetState()))
 	}()
-	return lost
 }
 
 type backoff struct {

@@ -162,8 +162,10 @@ func StartWithOptions(t testing.TB, opts Options) *Etcd {
 		}
 		e.clientURL = fmt.Sprintf("%s://127.0.0.1:%d", scheme, cport)
 		e.peerURL = fmt.Sprintf("http://127.0.0.1:%d", pport)
+		t0 := time.Now()
 		err := e.start()
 		if err == nil {
+			t.Logf("etcdtest: etcd at %s healthy after %s", e.clientURL, time.Since(t0).Round(time.Millisecond))
 			return e
 		}
 		lastErr = err
