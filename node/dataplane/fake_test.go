@@ -42,9 +42,9 @@ func (c *counter) RoutesProgrammed(n int) {
 	c.routes = n
 	c.mu.Unlock()
 }
-func (c *counter) DriftRepaired(k string)            { c.mu.Lock(); c.drift[k]++; c.mu.Unlock() }
-func (c *counter) Error(k string)                    { c.mu.Lock(); c.errors[k]++; c.mu.Unlock() }
-func (c *counter) Reconciled(bool, time.Duration)    {}
+func (c *counter) DriftRepaired(k string)             { c.mu.Lock(); c.drift[k]++; c.mu.Unlock() }
+func (c *counter) Error(k string)                     { c.mu.Lock(); c.errors[k]++; c.mu.Unlock() }
+func (c *counter) Reconciled(bool, time.Duration)     {}
 func (c *counter) get(m map[string]int, k string) int { c.mu.Lock(); defer c.mu.Unlock(); return m[k] }
 
 // fakeHost is a fake kernel with eth0 = 10.0.0.1/24.
