@@ -2,8 +2,8 @@ package bgp
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"net/netip"
 	"slices"
@@ -196,13 +196,19 @@ func routerID(opts Options, me *nodeInfo, ps *problems) (id, source string, ok b
 			"the node has no IPv4 address, so BIRD has no router id: set CALICO_ROUTER_ID to \"hash\" or to an IPv4 router id")
 		return "", "", false
 	case "hash":
-		h := fnv.New32a()
-		h.Write([]byte(me.name))
-		s := h.Sum32()
-		if s == 0 {
-			s = 1 // 0.0.0.0 is not a valid router id
+		// Calico's derivation, so that a node keeps its router id when it
+		// moves from Calico to Roost: the first four bytes of SHA-256 of
+		// the node name, the first lowered by 32 when above 223 (BGP
+		// refuses multicast and reserved router ids).
+		sum := sha256.Sum256([]byte(me.name))
+		b := [4]byte{sum[0], sum[1], sum[2], sum[3]}
+		if b[0] > 223 {
+			b[0] -= 32
 		}
-		return netip.AddrFrom4([4]byte{byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s)}).String(), "hash", true
+		if b == [4]byte{} {
+			b[3] = 1 // 0.0.0.0 is not a valid router id
+		}
+		return netip.AddrFrom4(b).String(), "hash", true
 	default:
 		a, err := netip.ParseAddr(v)
 		if err != nil || !a.Is4() || a.IsUnspecified() {

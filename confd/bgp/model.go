@@ -18,8 +18,9 @@ type Model struct {
 	// RouterID is the BIRD router id (dotted quad).
 	RouterID string
 	// RouterIDSource says where RouterID came from: "ipv4" (the node's
-	// IPv4 address), "hash" (CALICO_ROUTER_ID=hash: FNV-1a 32 of the node
-	// name) or "explicit" (CALICO_ROUTER_ID=<IPv4>).
+	// IPv4 address), "hash" (CALICO_ROUTER_ID=hash: the first 4 bytes of
+	// SHA-256 of the node name, first octet above 223 lowered by 32, as
+	// Calico derives it) or "explicit" (CALICO_ROUTER_ID=<IPv4>).
 	RouterIDSource string
 	// ASNumber is this node's effective AS: the Node's spec.bgp.asNumber,
 	// else the default BGPConfiguration's asNumber, else 64512.
