@@ -87,16 +87,16 @@ func sameBytes(a, b api.Resource) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	ea, err1 := datastore.EncodeValue(api.Clone(a))
-	eb, err2 := datastore.EncodeValue(api.Clone(b))
+	ea, err1 := datastore.EncodeValue(a)
+	eb, err2 := datastore.EncodeValue(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ea, eb)
 }
 
 func mustSame(t *testing.T, what string, want, got api.Resource) {
 	t.Helper()
 	if !sameBytes(want, got) {
-		wb, _ := datastore.EncodeValue(api.Clone(want))
-		gb, _ := datastore.EncodeValue(api.Clone(got))
+		wb, _ := datastore.EncodeValue(want)
+		gb, _ := datastore.EncodeValue(got)
 		t.Fatalf("%s: value differs\nwant %s\n got %s", what, wb, gb)
 	}
 }

@@ -3,7 +3,6 @@ package contract
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
@@ -101,7 +100,7 @@ func BlockFixture(cidr, node string, used int) *api.IPAMBlock {
 	p := netip.MustParsePrefix(cidr)
 	size := 1 << (p.Addr().BitLen() - p.Bits())
 	b := &api.IPAMBlock{}
-	b.Metadata.Name = strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(cidr) // Calico's block names
+	b.Metadata.Name = api.BlockName(cidr)
 	b.Spec.CIDR = cidr
 	b.Spec.Affinity = ptr("host:" + node)
 	b.Spec.Allocations = make([]*int, size)

@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -281,13 +280,11 @@ func prepare(obj api.Resource, key string) (string, []byte, api.Resource, error)
 		return "", nil, nil, fmt.Errorf("etcd: key %s does not match its value (%s %q belongs at %s)",
 			key, obj.ResourceKind(), obj.Meta().Name, derived)
 	}
-	// EncodeValue touches the object's type and resource version: work on
-	// a copy, the caller's object may be shared.
-	data, err := datastore.EncodeValue(api.Clone(obj))
+	data, err := datastore.EncodeValue(obj)
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("etcd: encode %s: %w", key, err)
 	}
-	dec, err := decodeValue(key, data, 0)
+	dec, err := datastore.DecodeValue(key, data, 0)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -311,60 +308,7 @@ func ours(key string) bool {
 }
 
 func decodeKV(kv *mvccpb.KeyValue) (api.Resource, error) {
-	return decodeValue(string(kv.Key), kv.Value, kv.ModRevision)
-}
-
-// decodeValue is datastore.DecodeValue, except for blocks and affinities.
-//
-// Workaround: datastore.ParseKey names a block after its CIDR
-// ("192.168.166.128/26") and an IPv6 affinity "node-fd00::-122"; neither
-// is a DNS-1123 name, so api.Validate (run by DecodeValue) rejects every
-// block Calico writes. Until keys.go names them validly, blocks get
-// Calico's Kubernetes-style name ("192-168-166-128-26") here, and
-// affinities such a name when BlockAffinityName is not valid.
-func decodeValue(key string, data []byte, rev int64) (api.Resource, error) {
-	info, err := datastore.ParseKey(key)
-	if err != nil {
-		return nil, err
-	}
-	var obj api.Resource
-	switch info.Kind {
-	case api.KindIPAMBlock:
-		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, ipamName(info.CIDR), data)
-		obj, err = api.DecodeJSON(api.KindIPAMBlock, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true})
-	case api.KindBlockAffinity:
-		if api.IsDNS1123Subdomain(info.Name) {
-			return datastore.DecodeValue(key, data, rev)
-		}
-		var v struct {
-			State   string `json:"state"`
-			Deleted bool   `json:"deleted"`
-		}
-		if len(strings.TrimSpace(string(data))) > 0 {
-			if err := json.Unmarshal(data, &v); err != nil {
-				return nil, fmt.Errorf("affinity: invalid JSON: %w", err)
-			}
-		}
-		a := &api.BlockAffinity{Spec: api.BlockAffinitySpec{Node: info.Node, CIDR: info.CIDR, State: v.State, Deleted: v.Deleted}}
-		a.Metadata.Name = info.Node + "-" + ipamName(info.CIDR)
-		api.Default(a)
-		obj, err = a, api.Validate(a)
-	default:
-		return datastore.DecodeValue(key, data, rev)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if rev > 0 {
-		setRevision(obj, rev)
-	}
-	return obj, nil
-}
-
-// ipamName writes a CIDR as a DNS-1123 name, as Calico's Kubernetes
-// datastore does ("10.0.0.0/26" -> "10-0-0-0-26").
-func ipamName(cidr string) string {
-	return strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(cidr)
+	return datastore.DecodeValue(string(kv.Key), kv.Value, kv.ModRevision)
 }
 
 // Get implements datastore.Datastore.
