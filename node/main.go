@@ -1,19 +1,252 @@
 // Command roost-node is Roost's node agent: it registers the host, claims
 // IPAM blocks, attaches workloads and programs workload and tunnel routes.
+//
+//	roost-node run                        the agent (as root, host network namespace)
+//	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]
+//	roost-node workload del --name N [--namespace NS]
+//	roost-node cleanup                    remove every route and device the agent owns
+//	roost-node version
+//
+// See docs/roost-node.md.
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"github.com/vishvananda/netlink"
+
+	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/datastore/connect"
 	"github.com/roostnet/roost/internal/version"
+	"github.com/roostnet/roost/node/agent"
+	"github.com/roostnet/roost/node/config"
+	"github.com/roostnet/roost/node/dataplane"
+	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/startup"
+	"github.com/roostnet/roost/node/workload"
 )
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "version" || os.Args[1] == "--version") {
-		fmt.Println("roost-node", version.Version)
-		return
+	if err := root().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "roost-node:", err)
+		os.Exit(1)
 	}
-	fmt.Fprintln(os.Stderr, "roost-node: the node agent is not implemented yet (see issue 6); only `version` works")
-	os.Exit(2)
+}
+
+func root() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:           "roost-node",
+		Short:         "Roost node agent: node registration, IPAM, workloads and the routing dataplane",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version.Version,
+	}
+	cmd.AddCommand(runCmd(), workloadCmd(), cleanupCmd(), &cobra.Command{
+		Use: "version", Short: "print the version",
+		Run: func(*cobra.Command, []string) { fmt.Println("roost-node", version.Version) },
+	})
+	return cmd
+}
+
+func newLogger(c *config.Common) (*logrus.Logger, error) {
+	l := logrus.New()
+	l.SetOutput(os.Stderr)
+	lvl, err := logrus.ParseLevel(c.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warning or error", c.LogLevel)
+	}
+	l.SetLevel(lvl)
+	switch strings.ToLower(c.LogFormat) {
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{})
+	case "text", "":
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	default:
+		return nil, fmt.Errorf("log format %q: use text or json", c.LogFormat)
+	}
+	return l, nil
+}
+
+// openDatastore opens the configured backend.
+func openDatastore(ctx context.Context, cfg datastore.Config, log *logrus.Logger) (datastore.Datastore, error) {
+	log.WithField("datastore", cfg.String()).Debug("opening the datastore")
+	return connect.Open(ctx, cfg)
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func runCmd() *cobra.Command {
+	var cfg config.Run
+	settings := cfg.Settings()
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "run the node agent",
+		Long: "Registers this host as a Node (name, addresses, AS), creates the default IPv4 pool when none exists,\n" +
+			"keeps the IPIP/VXLAN tunnel addresses in step with the pools and programs routes, tunnel devices and\n" +
+			"VXLAN neighbours from the datastore. Needs root in the host's network namespace.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+				return err
+			}
+			pool, err := startup.PoolFromEnv(os.Getenv)
+			if err != nil {
+				return err
+			}
+			cfg.Startup.Pool = pool
+			cfg.Startup.NodeName = cfg.NodeName
+			log, err := newLogger(&cfg.Common)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			ds, err := openDatastore(ctx, cfg.Datastore, log)
+			if err != nil {
+				return err
+			}
+			defer ds.Close()
+			h, err := netlink.NewHandle()
+			if err != nil {
+				return fmt.Errorf("netlink: %w", err)
+			}
+			defer h.Close()
+			a := agent.New(agent.Options{
+				Startup: cfg.Startup, Dataplane: cfg.Dataplane, AutodetectInterval: cfg.AutodetectInterval,
+				Listen: cfg.Listen, IPForward: cfg.IPForward,
+				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
+				Log: log,
+			})
+			log.WithFields(logrus.Fields{"version": version.Version, "datastore": cfg.Datastore.String()}).Info("roost-node starting")
+			if err := a.Run(ctx); err != nil {
+				return err
+			}
+			log.Info("roost-node stopped")
+			return nil
+		},
+	}
+	config.Register(cmd.Flags(), settings)
+	return cmd
+}
+
+func workloadCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "workload", Short: "attach and detach workloads (network namespaces)"}
+	var cfg config.Workload
+	settings := cfg.Settings()
+	var req workload.Request
+
+	prepare := func(cmd *cobra.Command) (*workload.Host, func(), context.Context, error) {
+		if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+			return nil, nil, nil, err
+		}
+		log, err := newLogger(&cfg.Common)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		name, err := startup.NodeName(cfg.NodeName)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ctx, cancel := signalContext()
+		ds, err := openDatastore(ctx, cfg.Datastore, log)
+		if err != nil {
+			cancel()
+			return nil, nil, nil, err
+		}
+		h, err := netlink.NewHandle()
+		if err != nil {
+			cancel()
+			ds.Close()
+			return nil, nil, nil, err
+		}
+		host := &workload.Host{NodeName: name, DS: ds, IPAM: ipam.New(ds, name, ipam.WithLogger(log)), NL: h, Log: log, MTU: cfg.MTU}
+		return host, func() { h.Close(); ds.Close(); cancel() }, ctx, nil
+	}
+
+	add := &cobra.Command{
+		Use:   "add --name NAME --netns PATH [--namespace NS] [--ip IP]",
+		Short: "attach a network namespace as a workload and print its address",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			host, done, ctx, err := prepare(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			res, err := host.Attach(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Println(res.IP)
+			return nil
+		},
+	}
+	del := &cobra.Command{
+		Use:   "del --name NAME [--namespace NS]",
+		Short: "detach a workload and release its address",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			host, done, ctx, err := prepare(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			_, err = host.Detach(ctx, req)
+			return err
+		},
+	}
+	for _, c := range []*cobra.Command{add, del} {
+		c.Flags().StringVar(&req.Name, "name", "", "workload name (required)")
+		c.Flags().StringVar(&req.Namespace, "namespace", "default", "workload namespace")
+		_ = c.MarkFlagRequired("name")
+		config.Register(c.Flags(), settings)
+	}
+	add.Flags().StringVar(&req.NetNS, "netns", "", "path of the workload's network namespace, e.g. /var/run/netns/web (required)")
+	add.Flags().StringVar(&req.IP, "ip", "", "a specific IPv4 address from a pool (default: the next free one)")
+	_ = add.MarkFlagRequired("netns")
+	cmd.AddCommand(add, del)
+	return cmd
+}
+
+func cleanupCmd() *cobra.Command {
+	var common config.Common
+	var run config.Run
+	settings := run.Settings()
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "remove every route (protocol 80), vxlan.calico and the tunl0 address the agent programmed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+				return err
+			}
+			common = run.Common
+			log, err := newLogger(&common)
+			if err != nil {
+				return err
+			}
+			h, err := netlink.NewHandle()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			dp := dataplane.New(run.Dataplane, dataplane.Kernel(h), log, nil)
+			if err := dp.Cleanup(); err != nil {
+				return errors.New("cleanup incomplete: " + err.Error())
+			}
+			return nil
+		},
+	}
+	config.Register(cmd.Flags(), settings)
+	return cmd
 }

@@ -1,0 +1,559 @@
+// Package agent is `roost-node run`: it registers the node, keeps its
+// tunnel addresses in step with the pools, and drives the dataplane from
+// datastore watches on nodes, pools, IPAM blocks and this node's workload
+// endpoints, re-detecting the node's address periodically. It serves
+// /healthz, /readyz and /metrics.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netns"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/node/dataplane"
+	"github.com/roostnet/roost/node/internal/nsutil"
+	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/names"
+	"github.com/roostnet/roost/node/startup"
+)
+
+// Options wires the agent to its environment.
+type Options struct {
+	Startup            startup.Config
+	Dataplane          dataplane.Config
+	AutodetectInterval time.Duration // 0: 30s
+	Listen             string        // "" : no HTTP server
+	IPForward          bool          // set net.ipv4.ip_forward=1
+
+	DS       datastore.Datastore
+	NL       dataplane.Netlink     // the host namespace's kernel
+	Sub      dataplane.Subscriber  // kernel events (nil: resync only)
+	Detector *startup.Detector     // address autodetection
+	HostNS   netns.NsHandle        // for sysctls (zero: current namespace)
+	Log      logrus.FieldLogger
+	Metrics  *Metrics // nil: new
+}
+
+// Agent is one running node agent.
+type Agent struct {
+	opts    Options
+	ds      datastore.Datastore
+	log     logrus.FieldLogger
+	metrics *Metrics
+	dp      *dataplane.Dataplane
+	ipam    *ipam.Client
+	name    string
+
+	mu         sync.Mutex
+	addrs      startup.Addrs
+	synced     map[string]bool
+	registered bool
+	tunnels    ipam.TunnelAddrs
+	lastErr    string
+	listenAddr string
+
+	tunnelKick   chan struct{}
+	redetectKick chan struct{}
+}
+
+// Resources the agent watches.
+const (
+	resNodes     = "nodes"
+	resPools     = "ippools"
+	resBlocks    = "blocks"
+	resWorkloads = "workloadendpoints"
+)
+
+// New prepares an agent; Start runs it.
+func New(o Options) *Agent {
+	if o.Log == nil {
+		o.Log = logrus.StandardLogger()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics()
+	}
+	if o.AutodetectInterval <= 0 {
+		o.AutodetectInterval = 30 * time.Second
+	}
+	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
+		synced: map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
+		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1)}
+}
+
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) fail(kind string, err error) {
+	a.metrics.Error(kind)
+	a.mu.Lock()
+	a.lastErr = err.Error()
+	a.mu.Unlock()
+}
+
+// Start registers the node (failing on a bad or duplicate address), then
+// starts the background loops; they stop when ctx ends.
+func (a *Agent) Start(ctx context.Context) error {
+	name, err := startup.NodeName(a.opts.Startup.NodeName)
+	if err != nil {
+		return err
+	}
+	a.name = name
+	a.log = a.log.WithField("node", name)
+	as, err := startup.ParseAS(a.opts.Startup.AS)
+	if err != nil {
+		return err
+	}
+	addrs, err := startup.ResolveAddrs(&a.opts.Startup, a.opts.Detector)
+	if err != nil {
+		return fmt.Errorf("startup: %w", err)
+	}
+	if _, err := startup.Register(ctx, a.ds, name, addrs, as, a.log); err != nil {
+		return fmt.Errorf("startup: %w", err)
+	}
+	a.mu.Lock()
+	a.addrs, a.registered = addrs, true
+	a.mu.Unlock()
+	a.log.WithFields(logrus.Fields{"ipv4": addrs.V4, "ipv4_interface": addrs.V4Iface, "ipv6": addrs.V6}).Info("node registered")
+	if _, err := startup.EnsureDefaultPool(ctx, a.ds, a.opts.Startup.Pool, a.log); err != nil {
+		return fmt.Errorf("startup: %w", err)
+	}
+	if a.opts.IPForward {
+		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
+			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
+		}
+	}
+
+	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
+	cfg := a.opts.Dataplane
+	cfg.NodeName = name
+	a.dp = dataplane.New(cfg, a.opts.NL, a.log, a.metrics)
+
+	go a.dp.Run(ctx, a.opts.Sub)
+	go a.tunnelLoop(ctx)
+	for _, w := range a.watches() {
+		go a.watchLoop(ctx, w)
+	}
+	if a.opts.Startup.Autodetecting() {
+		go a.redetectLoop(ctx)
+	}
+	go a.syncGauge(ctx)
+	kick(a.tunnelKick)
+	return nil
+}
+
+func (a *Agent) inHost(fn func() error) error {
+	if a.opts.HostNS.IsOpen() {
+		return nsutil.Do(a.opts.HostNS, fn)
+	}
+	return fn()
+}
+
+// Run starts the agent, serves HTTP and blocks until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		a.fail("startup", err)
+		return err
+	}
+	if a.opts.Listen == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", a.opts.Listen, err)
+	}
+	a.mu.Lock()
+	a.listenAddr = ln.Addr().String()
+	a.mu.Unlock()
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	a.log.WithField("listen", ln.Addr().String()).Info("serving /healthz, /readyz and /metrics")
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ListenAddr is the HTTP server's address once it listens.
+func (a *Agent) ListenAddr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.listenAddr
+}
+
+// Dataplane gives access to the dataplane (tests, status).
+func (a *Agent) Dataplane() *dataplane.Dataplane { return a.dp }
+
+// Status is what /healthz and /readyz report.
+type Status struct {
+	Alive      bool              `json:"alive"`
+	Ready      bool              `json:"ready"`
+	Node       string            `json:"node"`
+	IPv4       string            `json:"ipv4,omitempty"`
+	IPv6       string            `json:"ipv6,omitempty"`
+	IPIPTunnel string            `json:"ipipTunnelAddr,omitempty"`
+	VXLAN      string            `json:"vxlanTunnelAddr,omitempty"`
+	InSync     map[string]bool   `json:"inSync"`
+	Dataplane  *dataplane.Status `json:"dataplane,omitempty"`
+	LastError  string            `json:"lastError,omitempty"`
+}
+
+// Status reports the agent's state.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	st := Status{Alive: a.registered, Node: a.name, InSync: map[string]bool{}, LastError: a.lastErr}
+	if a.addrs.V4.IsValid() {
+		st.IPv4 = a.addrs.V4.String()
+	}
+	if a.addrs.V6.IsValid() {
+		st.IPv6 = a.addrs.V6.String()
+	}
+	if a.tunnels.IPIP.IsValid() {
+		st.IPIPTunnel = a.tunnels.IPIP.String()
+	}
+	if a.tunnels.VXLAN.IsValid() {
+		st.VXLAN = a.tunnels.VXLAN.String()
+	}
+	all := a.registered
+	for k, v := range a.synced {
+		st.InSync[k] = v
+		all = all && v
+	}
+	a.mu.Unlock()
+	if a.dp != nil {
+		ds := a.dp.Status()
+		st.Dataplane = &ds
+		all = all && a.dp.Synced()
+	} else {
+		all = false
+	}
+	st.Ready = all
+	return st
+}
+
+func (a *Agent) syncGauge(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st := a.Status()
+		v := 0.0
+		if st.Ready {
+			v = 1
+		}
+		a.metrics.inSync.Set(v)
+		if st.Dataplane != nil {
+			b := func(x bool) float64 {
+				if x {
+					return 1
+				}
+				return 0
+			}
+			a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
+			a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// watch describes one watched prefix.
+type watch struct {
+	name   string
+	prefix string
+	set    func(key string, v api.Resource)
+	del    func(key string)
+}
+
+func (a *Agent) watches() []watch {
+	poolCIDR := map[string]netip.Prefix{} // pool key -> CIDR (deletes carry no value)
+	var poolMu sync.Mutex
+	return []watch{
+		{name: resNodes, prefix: datastore.KindPrefix(api.KindNode),
+			set: func(key string, v api.Resource) {
+				n, ok := v.(*api.Node)
+				if !ok {
+					return
+				}
+				a.dp.SetNode(dataplane.NodeFromAPI(n))
+				if n.Metadata.Name == a.name {
+					kick(a.tunnelKick) // labels may change which pools apply
+				}
+			},
+			del: func(key string) {
+				info, err := datastore.ParseKey(key)
+				if err != nil {
+					return
+				}
+				a.dp.DeleteNode(info.Name)
+				if info.Name == a.name {
+					a.log.Warn("this node's Node resource was deleted; registering again")
+					kick(a.redetectKick)
+				}
+			}},
+		{name: resPools, prefix: datastore.KindPrefix(api.KindIPPool),
+			set: func(key string, v api.Resource) {
+				p, ok := v.(*api.IPPool)
+				if !ok {
+					return
+				}
+				dp, ok := dataplane.PoolFromAPI(p)
+				poolMu.Lock()
+				old, had := poolCIDR[key]
+				if ok {
+					poolCIDR[key] = dp.CIDR
+				} else {
+					delete(poolCIDR, key)
+				}
+				poolMu.Unlock()
+				if had && (!ok || old != dp.CIDR) {
+					a.dp.DeletePool(old)
+				}
+				if ok {
+					a.dp.SetPool(dp)
+				}
+				kick(a.tunnelKick)
+			},
+			del: func(key string) {
+				poolMu.Lock()
+				old, had := poolCIDR[key]
+				delete(poolCIDR, key)
+				poolMu.Unlock()
+				if had {
+					a.dp.DeletePool(old)
+				}
+				kick(a.tunnelKick)
+			}},
+		{name: resBlocks, prefix: datastore.BlockPrefix + "ipv4/",
+			set: func(key string, v api.Resource) {
+				b, ok := v.(*api.IPAMBlock)
+				if !ok {
+					return
+				}
+				cidr, err := api.ParseCIDR(b.Spec.CIDR)
+				if err != nil {
+					return
+				}
+				if b.Spec.Deleted {
+					a.dp.DeleteBlock(cidr)
+					return
+				}
+				a.dp.SetBlock(cidr, b.Spec.AffinityNode())
+			},
+			del: func(key string) {
+				info, err := datastore.ParseKey(key)
+				if err != nil {
+					return
+				}
+				if cidr, err := api.ParseCIDR(info.CIDR); err == nil {
+					a.dp.DeleteBlock(cidr)
+				}
+			}},
+		{name: resWorkloads, prefix: datastore.KindPrefix(api.KindWorkloadEndpoint),
+			set: func(key string, v api.Resource) {
+				w, ok := v.(*api.WorkloadEndpoint)
+				if !ok {
+					return
+				}
+				wl := dataplane.WorkloadFromAPI(w)
+				if w.Spec.Node != a.name || w.Spec.InterfaceName == "" {
+					a.dp.DeleteWorkload(wl.Key) // moved away, or never ours
+					return
+				}
+				a.dp.SetWorkload(wl)
+			},
+			del: func(key string) {
+				info, err := datastore.ParseKey(key)
+				if err != nil {
+					return
+				}
+				a.dp.DeleteWorkload(info.Namespace + "/" + info.Name)
+			}},
+	}
+}
+
+func (a *Agent) setSynced(name string, v bool) {
+	a.mu.Lock()
+	a.synced[name] = v
+	a.mu.Unlock()
+}
+
+// watchLoop follows one prefix, restarting the watch if it ends early.
+func (a *Agent) watchLoop(ctx context.Context, w watch) {
+	log := a.log.WithField("resource", w.name)
+	known := map[string]bool{}
+	for ctx.Err() == nil {
+		var relist map[string]bool
+		// A fresh watch starts with a full listing: treat it as a relist.
+		relist = map[string]bool{}
+		a.setSynced(w.name, false)
+		for ev := range a.ds.Watch(ctx, w.prefix, 0) {
+			a.metrics.events.WithLabelValues(w.name, ev.Type.String()).Inc()
+			switch ev.Type {
+			case datastore.Added, datastore.Modified:
+				known[ev.Key] = true
+				if relist != nil {
+					relist[ev.Key] = true
+				}
+				w.set(ev.Key, ev.Value)
+			case datastore.Deleted:
+				delete(known, ev.Key)
+				w.del(ev.Key)
+			case datastore.Resync:
+				a.setSynced(w.name, false)
+				if ev.Relist {
+					relist = map[string]bool{}
+				}
+				log.WithField("relist", ev.Relist).Info("datastore watch resyncing")
+			case datastore.InSync:
+				if relist != nil {
+					for k := range known {
+						if !relist[k] {
+							delete(known, k)
+							w.del(k)
+						}
+					}
+					relist = nil
+				}
+				a.setSynced(w.name, true)
+			case datastore.Error:
+				a.fail("datastore", ev.Err)
+				log.WithError(ev.Err).WithField("key", ev.Key).Warn("datastore: skipping an invalid value")
+			}
+		}
+		if ctx.Err() == nil {
+			log.Warn("datastore watch ended; restarting")
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// tunnelLoop keeps the tunnel addresses in step with the pools and gives
+// back empty blocks whose pool is gone.
+func (a *Agent) tunnelLoop(ctx context.Context) {
+	var retry <-chan time.Time
+	delay := 500 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.tunnelKick:
+		case <-retry:
+		}
+		retry = nil
+		// Let a burst of pool changes settle.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if err := a.reconcileIPAM(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.fail("ipam", err)
+			a.log.WithError(err).Warn("tunnel addresses: retrying")
+			retry = time.After(delay)
+			delay = min(delay*2, 30*time.Second)
+			continue
+		}
+		delay = 500 * time.Millisecond
+	}
+}
+
+func (a *Agent) reconcileIPAM(ctx context.Context) error {
+	pools, err := ipam.ListPools(ctx, a.ds)
+	if err != nil {
+		return err
+	}
+	t, err := a.ipam.ReconcileTunnels(ctx, pools)
+	a.mu.Lock()
+	a.tunnels = t
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	var cidrs []netip.Prefix
+	for _, p := range pools {
+		if c, err := api.ParseCIDR(p.Spec.CIDR); err == nil {
+			cidrs = append(cidrs, c)
+		}
+	}
+	_, err = a.ipam.ReleaseEmptyBlocks(ctx, func(b netip.Prefix) bool {
+		for _, c := range cidrs {
+			if c.Overlaps(b) {
+				return true
+			}
+		}
+		return false
+	})
+	return err
+}
+
+// redetectLoop re-runs address autodetection and updates the Node when
+// the address changed (or the Node disappeared).
+func (a *Agent) redetectLoop(ctx context.Context) {
+	t := time.NewTicker(a.opts.AutodetectInterval)
+	defer t.Stop()
+	for {
+		force := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.redetectKick:
+			force = true
+		}
+		addrs, err := startup.ResolveAddrs(&a.opts.Startup, a.opts.Detector)
+		if err != nil {
+			a.fail("startup", err)
+			a.log.WithError(err).Warn("address re-detection failed; keeping the registered address")
+			continue
+		}
+		a.mu.Lock()
+		same := addrs.V4 == a.addrs.V4 && addrs.V6 == a.addrs.V6
+		a.mu.Unlock()
+		if same && !force {
+			continue
+		}
+		as, _ := startup.ParseAS(a.opts.Startup.AS)
+		if _, err := startup.Register(ctx, a.ds, a.name, addrs, as, a.log); err != nil {
+			a.fail("startup", err)
+			a.log.WithError(err).Error("updating the Node with the new address")
+			continue
+		}
+		a.mu.Lock()
+		old := a.addrs
+		a.addrs = addrs
+		a.mu.Unlock()
+		if !same {
+			a.log.WithFields(logrus.Fields{"old": old.V4, "new": addrs.V4, "old6": old.V6, "new6": addrs.V6}).Info("node address changed")
+		}
+		kick(a.tunnelKick)
+	}
+}

@@ -1,0 +1,103 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are roost-node's Prometheus metrics (roost_node_*) on a private
+// registry. They implement dataplane.Observer.
+type Metrics struct {
+	Registry         *prometheus.Registry
+	routesProgrammed prometheus.Gauge
+	routeOps         *prometheus.CounterVec
+	reconcile        *prometheus.HistogramVec
+	drift            *prometheus.CounterVec
+	errors           *prometheus.CounterVec
+	events           *prometheus.CounterVec
+	inSync           prometheus.Gauge
+	tunnelReady      *prometheus.GaugeVec
+}
+
+// NewMetrics registers the metrics.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		routesProgrammed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_routes_programmed",
+			Help: "Routes with the agent's protocol currently in the kernel's main table."}),
+		routeOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_route_operations_total",
+			Help: "Route writes by operation (add, replace, delete)."}, []string{"op"}),
+		reconcile: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roost_node_reconcile_duration_seconds",
+			Help: "Time to program one batch of changes (incremental) or to compare everything with the kernel (full).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"kind"}),
+		drift: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_drift_repairs_total",
+			Help: "Kernel state changed behind the agent's back and put right, by kind (route, link, neigh, fdb)."}, []string{"kind"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_errors_total",
+			Help: "Errors by kind (route, route_conflict, neigh, fdb, ipip, subscribe, datastore, ipam, startup)."}, []string{"kind"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_datastore_events_total",
+			Help: "Datastore watch events by resource and type."}, []string{"resource", "type"}),
+		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_in_sync",
+			Help: "1 when every datastore watch is in sync and the dataplane completed a full sync."}),
+		tunnelReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_node_tunnel_ready",
+			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico)."}, []string{"device"}),
+	}
+	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// RouteOp implements dataplane.Observer.
+func (m *Metrics) RouteOp(op string) { m.routeOps.WithLabelValues(op).Inc() }
+
+// RoutesProgrammed implements dataplane.Observer.
+func (m *Metrics) RoutesProgrammed(n int) { m.routesProgrammed.Set(float64(n)) }
+
+// DriftRepaired implements dataplane.Observer.
+func (m *Metrics) DriftRepaired(kind string) { m.drift.WithLabelValues(kind).Inc() }
+
+// Error implements dataplane.Observer.
+func (m *Metrics) Error(kind string) { m.errors.WithLabelValues(kind).Inc() }
+
+// Reconciled implements dataplane.Observer.
+func (m *Metrics) Reconciled(full bool, d time.Duration) {
+	kind := "incremental"
+	if full {
+		kind = "full"
+	}
+	m.reconcile.WithLabelValues(kind).Observe(d.Seconds())
+}
+
+// handler serves /metrics, /healthz and /readyz.
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		code := http.StatusOK
+		if !st.Alive {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, st)
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		st := a.Status()
+		code := http.StatusOK
+		if !st.Ready {
+			code = http.StatusServiceUnavailable
+		}
+		writeJSON(w, code, st)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
