@@ -37,10 +37,10 @@ type Options struct {
 	IPForward          bool          // set net.ipv4.ip_forward=1
 
 	DS       datastore.Datastore
-	NL       dataplane.Netlink     // the host namespace's kernel
-	Sub      dataplane.Subscriber  // kernel events (nil: resync only)
-	Detector *startup.Detector     // address autodetection
-	HostNS   netns.NsHandle        // for sysctls (zero: current namespace)
+	NL       dataplane.Netlink    // the host namespace's kernel
+	Sub      dataplane.Subscriber // kernel events (nil: resync only)
+	Detector *startup.Detector    // address autodetection
+	HostNS   netns.NsHandle       // for sysctls (zero: current namespace)
 	Log      logrus.FieldLogger
 	Metrics  *Metrics // nil: new
 }
@@ -87,7 +87,7 @@ func New(o Options) *Agent {
 		o.AutodetectInterval = 30 * time.Second
 	}
 	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
-		synced: map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
+		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
 		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1)}
 }
 

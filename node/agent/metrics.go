@@ -32,7 +32,7 @@ func NewMetrics() *Metrics {
 		routeOps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_route_operations_total",
 			Help: "Route writes by operation (add, replace, delete)."}, []string{"op"}),
 		reconcile: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roost_node_reconcile_duration_seconds",
-			Help: "Time to program one batch of changes (incremental) or to compare everything with the kernel (full).",
+			Help:    "Time to program one batch of changes (incremental) or to compare everything with the kernel (full).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"kind"}),
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_drift_repairs_total",
 			Help: "Kernel state changed behind the agent's back and put right, by kind (route, link, neigh, fdb)."}, []string{"kind"}),
