@@ -146,6 +146,17 @@ func TestWatchOutage(t *testing.T) {
 	if rec.Count(datastore.Resync, false) != 1 || rec.Count(datastore.Resync, true) != 0 {
 		t.Fatalf("resyncs:\n%s", rec.Dump())
 	}
+
+	// A watch started while etcd is down lists once it is back.
+	e.Stop()
+	late := contract.NewRecorder(t, s, nodes, 0, nil, 10*time.Second)
+	late.ExpectQuiet(300 * time.Millisecond)
+	if late.Synced {
+		t.Fatalf("watch on a stopped etcd:\n%s", late.Dump())
+	}
+	e.StartAgain()
+	late.UntilMatches(s, nodes)
+	rec.UntilMatches(s, nodes)
 }
 
 // TestWatchSequences checks the exact streams etcd gives.

@@ -140,6 +140,11 @@ func (w *watcher) relist(ctx context.Context, announce bool) bool {
 		}
 	}
 	for {
+		// Wait for a connection first: a List would block until its
+		// timeout, while this notices a returning etcd at once.
+		if err := w.waitReady(ctx); err != nil {
+			return false
+		}
 		lr, err := w.s.List(ctx, w.prefix)
 		if err == nil {
 			for _, kv := range lr.KVs {
