@@ -1,0 +1,151 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DatastoreEnv is the environment every Roost program in the lab gets.
+func (l *Lab) DatastoreEnv() []string {
+	return []string{"DATASTORE_TYPE=etcdv3", "ETCD_ENDPOINTS=" + l.EtcdURL}
+}
+
+// Bin is the path of a Roost binary.
+func (l *Lab) Bin(name string) string { return filepath.Join(l.Opts.BinDir, name) }
+
+// Birdctl runs bin/birdctl in a namespace against the lab's etcd and the
+// host's BIRD socket (ns "" = the switch namespace).
+func (l *Lab) Birdctl(ctx context.Context, h *Host, args ...string) (string, error) {
+	ns := l.Switch
+	env := l.DatastoreEnv()
+	if h != nil {
+		ns = h.NS
+		env = append(env, "BIRD_SOCKET="+h.Socket())
+	}
+	return l.Exec(ctx, ns, env, l.Bin("birdctl"), args...)
+}
+
+// Apply applies YAML resources through birdctl.
+func (l *Lab) Apply(ctx context.Context, yaml string) error {
+	f, err := os.CreateTemp(l.Dir, "apply-*.yaml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(yaml); err != nil {
+		f.Close()
+		return err
+	}
+	f.Close()
+	_, err = l.Birdctl(ctx, nil, "apply", "-f", f.Name())
+	return err
+}
+
+// StartConfdAndBird starts confd on the host, waits for its first render,
+// then starts BIRD on the rendered config (the order a real host uses).
+func (l *Lab) StartConfdAndBird(ctx context.Context, h *Host) error {
+	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
+	if _, err := l.StartEnv(ctx, h.NS, h.Name+"-confd", env, l.Bin("confd"),
+		"--output-dir", h.BirdDir(), "--bird-socket", h.Socket(), "--retry-max", "2s",
+		"--health-addr", "127.0.0.1:9099"); err != nil {
+		return err
+	}
+	cfg := filepath.Join(h.BirdDir(), "bird.cfg")
+	if err := waitFile(ctx, cfg, 30*time.Second); err != nil {
+		return fmt.Errorf("%s: confd rendered no config: %w", h.Name, err)
+	}
+	_, err := l.Start(ctx, h.NS, h.Name+"-bird", "bird", "-f", "-c", cfg, "-s", h.Socket(), "-P", filepath.Join(h.Dir, "bird.pid"))
+	return err
+}
+
+func waitFile(ctx context.Context, path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %s", path, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// PeerState is one row of `birdctl node status -o json`.
+type PeerState struct {
+	Address   string `json:"peerAddress"`
+	Type      string `json:"peerType"`
+	Protocol  string `json:"protocol"`
+	State     string `json:"state"`
+	Since     string `json:"since"`
+	BGPState  string `json:"bgpState"`
+	LastError string `json:"lastError"`
+	Info      string `json:"info"`
+}
+
+// Peers returns the host's BGP sessions as birdctl reports them.
+func (l *Lab) Peers(ctx context.Context, h *Host) ([]PeerState, error) {
+	out, err := l.Birdctl(ctx, h, "node", "status", "-o", "json")
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		IPv4 []PeerState `json:"ipv4Peers"`
+		IPv6 []PeerState `json:"ipv6Peers"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("parsing node status: %w: %s", err, out)
+	}
+	return append(st.IPv4, st.IPv6...), nil
+}
+
+// WaitEstablished waits until every host has want sessions, all
+// Established, and returns how long it took.
+func (l *Lab) WaitEstablished(ctx context.Context, hosts []*Host, want int, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		var missing []string
+		for _, h := range hosts {
+			peers, err := l.Peers(ctx, h)
+			if err != nil {
+				missing = append(missing, fmt.Sprintf("%s: %v", h.Name, firstLine(err.Error())))
+				continue
+			}
+			up := 0
+			for _, p := range peers {
+				if p.BGPState == "Established" || strings.HasPrefix(p.Info, "Established") {
+					up++
+				}
+			}
+			if up != want || len(peers) != want {
+				missing = append(missing, fmt.Sprintf("%s: %d/%d established (%d sessions)", h.Name, up, want, len(peers)))
+			}
+		}
+		if len(missing) == 0 {
+			return time.Since(start), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("sessions not established after %s: %s", timeout, strings.Join(missing, "; "))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
