@@ -65,6 +65,7 @@ type Agent struct {
 
 	tunnelKick   chan struct{}
 	redetectKick chan struct{}
+	loops        sync.WaitGroup
 }
 
 // Resources the agent watches.
@@ -143,18 +144,29 @@ func (a *Agent) Start(ctx context.Context) error {
 	cfg.NodeName = name
 	a.dp = dataplane.New(cfg, a.opts.NL, a.log, a.metrics)
 
-	go a.dp.Run(ctx, a.opts.Sub)
-	go a.tunnelLoop(ctx)
+	a.goLoop(func() { a.dp.Run(ctx, a.opts.Sub) })
+	a.goLoop(func() { a.tunnelLoop(ctx) })
 	for _, w := range a.watches() {
-		go a.watchLoop(ctx, w)
+		a.goLoop(func() { a.watchLoop(ctx, w) })
 	}
 	if a.opts.Startup.Autodetecting() {
-		go a.redetectLoop(ctx)
+		a.goLoop(func() { a.redetectLoop(ctx) })
 	}
-	go a.syncGauge(ctx)
+	a.goLoop(func() { a.syncGauge(ctx) })
 	kick(a.tunnelKick)
 	return nil
 }
+
+func (a *Agent) goLoop(f func()) {
+	a.loops.Add(1)
+	go func() {
+		defer a.loops.Done()
+		f()
+	}()
+}
+
+// Wait returns when every background loop has stopped (after ctx ends).
+func (a *Agent) Wait() { a.loops.Wait() }
 
 func (a *Agent) inHost(fn func() error) error {
 	if a.opts.HostNS.IsOpen() {
@@ -165,6 +177,11 @@ func (a *Agent) inHost(fn func() error) error {
 
 // Run starts the agent, serves HTTP and blocks until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		a.Wait()
+	}()
 	if err := a.Start(ctx); err != nil {
 		a.fail("startup", err)
 		return err
@@ -255,27 +272,27 @@ func (a *Agent) syncGauge(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
-		st := a.Status()
-		v := 0.0
-		if st.Ready {
-			v = 1
-		}
-		a.metrics.inSync.Set(v)
-		if st.Dataplane != nil {
-			b := func(x bool) float64 {
-				if x {
-					return 1
-				}
-				return 0
-			}
-			a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
-			a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
-		}
+		a.updateGauges()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+func (a *Agent) updateGauges() {
+	b := func(x bool) float64 {
+		if x {
+			return 1
+		}
+		return 0
+	}
+	st := a.Status()
+	a.metrics.inSync.Set(b(st.Ready))
+	if st.Dataplane != nil {
+		a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
+		a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
 	}
 }
 

@@ -74,7 +74,11 @@ func (m *Metrics) Reconciled(full bool, d time.Duration) {
 // handler serves /metrics, /healthz and /readyz.
 func (a *Agent) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
+	prom := promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		a.updateGauges()
+		prom.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		st := a.Status()
 		code := http.StatusOK
