@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X github.com/roostnet/roost/internal/version.Version=$(VERSI
 # CI=true a missing one fails instead of skipping.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build test e2e bench demo lint deps clean fmt
+.PHONY: all build test e2e bench demo demo-down lint deps clean fmt
 
 all: build
 
@@ -33,8 +33,12 @@ e2e: deps build
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# MODE=bgp|vxlan picks the pool mode; KEEP=1 leaves the lab up (make demo-down).
 demo: deps build
-	$(GO) run ./tests/demo $(DEMOFLAGS)
+	$(GO) run ./tests/demo $(if $(MODE),-mode $(MODE)) $(if $(filter 1,$(KEEP)),-keep)
+
+demo-down:
+	$(GO) run ./tests/demo -down
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -8,6 +8,7 @@ command -v bird >/dev/null 2>&1 || need+=(bird2)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

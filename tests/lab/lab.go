@@ -28,7 +28,10 @@ type Options struct {
 	BinDir  string // where confd, birdctl, roost-node live (default ./bin)
 	Dir     string // working directory; default a new temp dir
 	KeepDir bool   // leave Dir on Close (logs)
-	Log     func(format string, args ...any)
+	// Detach lets processes outlive this program (make demo KEEP=1);
+	// Teardown removes such a lab later.
+	Detach bool
+	Log    func(format string, args ...any)
 }
 
 // Lab is a running lab.
@@ -289,7 +292,11 @@ func (l *Lab) StartEnv(ctx context.Context, ns, name string, env []string, bin s
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !l.Opts.Detach {
+		// Nothing outlives the lab, even if this program is killed.
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -346,4 +353,34 @@ func (p *Proc) Tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Teardown removes a detached lab: it kills every process in the lab's
+// namespaces (name prefix), deletes the namespaces and the directory.
+func Teardown(name, dir string) error {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return fmt.Errorf("ip netns list: %w", err)
+	}
+	var errs []error
+	for _, line := range strings.Split(string(out), "\n") {
+		ns, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if ns == "" || !strings.HasPrefix(ns, name+"-") {
+			continue
+		}
+		pids, _ := exec.Command("ip", "netns", "pids", ns).Output()
+		for _, p := range strings.Fields(string(pids)) {
+			var pid int
+			if _, err := fmt.Sscan(p, &pid); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := exec.Command("ip", "netns", "del", ns).Run(); err != nil {
+			errs = append(errs, fmt.Errorf("deleting %s: %w", ns, err))
+		}
+	}
+	if dir != "" {
+		errs = append(errs, os.RemoveAll(dir))
+	}
+	return errors.Join(errs...)
 }

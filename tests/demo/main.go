@@ -1,0 +1,247 @@
+// Command demo runs Roost's main job on one machine: a lab of hosts (network
+// namespaces on one L2 segment) with one etcd, and on every host BIRD 2,
+// confd and roost-node started as on a real host. It attaches workloads,
+// waits for BGP to converge, shows `birdctl node status` and the routes,
+// pings every workload from every other one, prints a summary and tears
+// everything down (also on Ctrl-C or failure). Run it with `make demo`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/roostnet/roost/tests/lab"
+)
+
+func main() {
+	hosts := flag.Int("hosts", 3, "number of hosts")
+	workloads := flag.Int("workloads", 2, "workloads per host")
+	mode := flag.String("mode", envOr("MODE", "bgp"), "pool mode: bgp (no encapsulation) or vxlan [$MODE]")
+	keep := flag.Bool("keep", os.Getenv("KEEP") == "1", "leave the lab running and print how to use it [$KEEP=1]")
+	bin := flag.String("bin", "bin", "directory with confd, birdctl and roost-node")
+	down := flag.Bool("down", false, "tear down a lab left by KEEP=1")
+	flag.Parse()
+	if *down {
+		if err := teardown(); err != nil {
+			fmt.Fprintln(os.Stderr, "teardown:", err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *hosts, *workloads, *mode, *keep, *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n==> "+format+"\n", args...)
+}
+
+func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bin string) (err error) {
+	var vxlan string
+	switch mode {
+	case "bgp":
+		vxlan = "Never"
+	case "vxlan":
+		vxlan = "Always"
+	default:
+		return fmt.Errorf("MODE=%q: use bgp or vxlan", mode)
+	}
+	start := time.Now()
+	step("Creating a lab of %d hosts (network namespaces on one segment) with etcd", nHosts)
+	l, err := lab.New(ctx, lab.Options{Hosts: nHosts, BinDir: bin, KeepDir: keep, Detach: keep})
+	if err != nil {
+		return err
+	}
+	if keep {
+		if err := os.WriteFile(stateFile, []byte(l.Opts.Name+"\n"+l.Dir+"\n"), 0o644); err != nil {
+			return err
+		}
+		// A failure still tears down; only a successful run stays up.
+		defer func() {
+			if err != nil {
+				l.Close()
+				os.Remove(stateFile)
+			}
+		}()
+	}
+	if !keep {
+		defer func() {
+			step("Tearing down")
+			l.Close()
+			fmt.Println("Removed every namespace, process and file the demo created.")
+		}()
+	}
+	for _, h := range l.Hosts {
+		fmt.Printf("    %-6s netns %-12s %s\n", h.Name, h.NS, h.Prefix)
+	}
+	fmt.Printf("    etcd   netns %-12s %s\n", l.Switch, l.EtcdURL)
+
+	step("Applying a BGPConfiguration and an IP pool (mode %s)", mode)
+	if err := l.Apply(ctx, fmt.Sprintf(`apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, logSeverityScreen: Info}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: demo-pool}
+spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOutgoing: false}
+`, vxlan)); err != nil {
+		return err
+	}
+
+	step("Starting roost-node, confd and BIRD on every host")
+	for _, h := range l.Hosts {
+		if _, err := l.StartNode(ctx, h); err != nil {
+			return err
+		}
+	}
+	for _, h := range l.Hosts {
+		if err := waitNode(ctx, l, h); err != nil {
+			return err
+		}
+	}
+	for _, h := range l.Hosts {
+		if err := l.StartConfdAndBird(ctx, h); err != nil {
+			return err
+		}
+	}
+
+	step("Attaching %d workloads per host", nWorkloads)
+	var all []*lab.Workload
+	for _, h := range l.Hosts {
+		for i := 1; i <= nWorkloads; i++ {
+			w, err := l.AddWorkload(ctx, h, fmt.Sprintf("w%d", i))
+			if err != nil {
+				return err
+			}
+			fmt.Printf("    %s/%s -> %s\n", h.Name, w.Name, w.IP)
+			all = append(all, w)
+		}
+	}
+
+	step("Waiting for every BGP session to be Established")
+	converge, err := l.WaitEstablished(ctx, l.Hosts, nHosts-1, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    converged in %s\n", converge.Round(time.Millisecond))
+
+	for _, h := range l.Hosts {
+		step("birdctl node status on %s", h.Name)
+		out, err := l.Birdctl(ctx, h, "node", "status")
+		if err != nil {
+			return err
+		}
+		fmt.Print(out)
+	}
+	h0 := l.Hosts[0]
+	step("Routing table of %s (proto bird: learned over BGP; proto 80: programmed by roost-node)", h0.Name)
+	out, err := l.Exec(ctx, h0.NS, nil, "ip", "route")
+	if err != nil {
+		return err
+	}
+	fmt.Print(out)
+	routes := strings.Count(out, "\n")
+
+	step("Pinging every workload from every other workload")
+	ok, failed := 0, 0
+	pingStart := time.Now()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, from := range all {
+		for _, to := range all {
+			if from == to {
+				continue
+			}
+			// Routes may still be arriving right after convergence.
+			var perr error
+			for {
+				if perr = l.Ping(ctx, from, to.IP); perr == nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			if perr != nil {
+				failed++
+				fmt.Printf("    FAIL %s/%s -> %s/%s (%s)\n", from.Host.Name, from.Name, to.Host.Name, to.Name, to.IP)
+			} else {
+				ok++
+			}
+		}
+	}
+	fmt.Printf("    %d/%d pings answered in %s\n", ok, ok+failed, time.Since(pingStart).Round(time.Millisecond))
+
+	step("Summary")
+	fmt.Printf("    hosts %d, workloads %d, mode %s\n", nHosts, len(all), mode)
+	fmt.Printf("    BGP sessions: %d per host, all Established; converged in %s\n", nHosts-1, converge.Round(time.Millisecond))
+	fmt.Printf("    routes on %s: %d; pings %d ok, %d failed; total %s\n", h0.Name, routes, ok, failed, time.Since(start).Round(time.Millisecond))
+
+	if keep {
+		step("The lab stays up (KEEP=1)")
+		fmt.Printf("    enter a host:        ip netns exec %s bash\n", h0.NS)
+		fmt.Printf("    BGP status there:    ip netns exec %s env BIRD_SOCKET=%s %s node status\n", h0.NS, h0.Socket(), l.Bin("birdctl"))
+		fmt.Printf("    resources:           ip netns exec %s env DATASTORE_TYPE=etcdv3 ETCD_ENDPOINTS=%s %s get nodes -o wide\n", l.Switch, l.EtcdURL, l.Bin("birdctl"))
+		fmt.Printf("    logs:                %s/*.log\n", l.Dir)
+		fmt.Printf("    tear down:           make demo-down\n")
+	}
+	if failed > 0 {
+		return errors.New("some workloads could not reach each other")
+	}
+	return nil
+}
+
+// waitNode waits until roost-node registered the host's Node resource.
+func waitNode(ctx context.Context, l *lab.Lab, h *lab.Host) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := l.Birdctl(ctx, nil, "get", "node", h.Name); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: roost-node did not register the Node", h.Name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stateFile remembers a lab left running by KEEP=1 for `make demo-down`.
+const stateFile = "/run/roost-demo-lab"
+
+func teardown() error {
+	b, err := os.ReadFile(stateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Println("No demo lab is running.")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	parts := strings.Fields(string(b))
+	if len(parts) != 2 {
+		return fmt.Errorf("%s is malformed", stateFile)
+	}
+	if err := lab.Teardown(parts[0], parts[1]); err != nil {
+		return err
+	}
+	fmt.Printf("Removed lab %s (%s).\n", parts[0], parts[1])
+	return os.Remove(stateFile)
+}

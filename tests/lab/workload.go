@@ -1,0 +1,60 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+)
+
+// Workload is a network namespace attached to a host by roost-node.
+type Workload struct {
+	Name string
+	NS   string
+	IP   netip.Addr
+	Host *Host
+}
+
+// StartNode runs the node agent on the host, as a real host would.
+func (l *Lab) StartNode(ctx context.Context, h *Host, extraEnv ...string) (*Proc, error) {
+	env := append(l.DatastoreEnv(), "NODENAME="+h.Name, "IP="+h.Prefix.String(), "ROOST_NODE_LISTEN=127.0.0.1:9098",
+		"FELIX_ROUTEREFRESHINTERVAL=10s")
+	env = append(env, extraEnv...)
+	return l.StartEnv(ctx, h.NS, h.Name+"-node", env, l.Bin("roost-node"), "run")
+}
+
+// AddWorkload creates a namespace and attaches it to h with
+// `roost-node workload add`, returning the workload's address.
+func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string) (*Workload, error) {
+	w := &Workload{Name: name, NS: fmt.Sprintf("%s-%s", h.NS, name), Host: h}
+	if err := l.addNS(w.NS); err != nil {
+		return nil, err
+	}
+	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
+	out, err := l.Exec(ctx, h.NS, env, l.Bin("roost-node"), "workload", "add", "--name", name, "--netns", "/var/run/netns/"+w.NS)
+	if err != nil {
+		return nil, err
+	}
+	fields := strings.Fields(out)
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("workload add printed no address")
+	}
+	ip := strings.Split(fields[len(fields)-1], "/")[0]
+	w.IP, err = netip.ParseAddr(ip)
+	if err != nil {
+		return nil, fmt.Errorf("workload add printed %q: %w", out, err)
+	}
+	// Detach before the namespace goes (cleanups run in reverse order).
+	l.defer_(func() {
+		_ = exec.Command("ip", "netns", "exec", h.NS, "env", "DATASTORE_TYPE=etcdv3", "ETCD_ENDPOINTS="+l.EtcdURL, "NODENAME="+h.Name,
+			l.Bin("roost-node"), "workload", "del", "--name", name).Run()
+	})
+	return w, nil
+}
+
+// Ping sends a few ICMP echoes from w to ip and reports success.
+func (l *Lab) Ping(ctx context.Context, w *Workload, ip netip.Addr) error {
+	_, err := l.Exec(ctx, w.NS, nil, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-q", ip.String())
+	return err
+}
