@@ -1,8 +1,10 @@
 package kvstore
 
 import (
+	"encoding/binary"
 	"sort"
 	"strings"
+	"unsafe"
 )
 
 // index is an ordered set of keys. Keys are kept in "path order": byte-wise
@@ -41,10 +43,22 @@ func rank(b byte) int {
 	return int(b)
 }
 
-// pathCompare compares a and b in path order.
+// pathCompare compares a and b in path order. Keys share long prefixes
+// ("/calico/bgp/v1/host/"), so equal bytes are skipped eight at a time.
 func pathCompare(a, b string) int {
 	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
+	i := 0
+	if n >= 8 {
+		// Read-only byte views of the strings, for word loads.
+		ab := unsafe.Slice(unsafe.StringData(a), len(a))
+		bb := unsafe.Slice(unsafe.StringData(b), len(b))
+		for ; i+8 <= n; i += 8 {
+			if binary.LittleEndian.Uint64(ab[i:]) != binary.LittleEndian.Uint64(bb[i:]) {
+				break
+			}
+		}
+	}
+	for ; i < n; i++ {
 		if a[i] != b[i] {
 			return rank(a[i]) - rank(b[i])
 		}
@@ -52,23 +66,84 @@ func pathCompare(a, b string) int {
 	return len(a) - len(b)
 }
 
-// after returns the smallest string that sorts (in path order) after s and
-// after every string that has s+"/" as a prefix: the seek target that skips
-// the subtree rooted at s.
-func after(s string) string { return s + "\x00" }
-
 // seek returns the position of the first key >= k (end when none).
 func (x *index) seek(k string) pos {
-	c := sort.Search(len(x.chunks), func(j int) bool {
-		ch := x.chunks[j]
-		return pathCompare(ch[len(ch)-1], k) >= 0
-	})
-	if c == len(x.chunks) {
-		return pos{c, 0}
+	return x.seekFrom(pos{}, func(key string) bool { return pathCompare(key, k) >= 0 })
+}
+
+// seekFrom returns the first position at or after from whose key satisfies
+// ge, which must be monotone (false, ..., false, true, ..., true) over the
+// keys from there on. It searches from's chunk first, so short forward
+// hops (the usual case when walking a directory) cost O(log maxChunk).
+func (x *index) seekFrom(from pos, ge func(k string) bool) pos {
+	c := from.c
+	if c >= len(x.chunks) {
+		return pos{len(x.chunks), 0}
 	}
+	if ch := x.chunks[c]; !ge(ch[len(ch)-1]) {
+		// Not in this chunk: find the first later chunk whose last key
+		// satisfies ge, trying the next one before a binary search.
+		c++
+		if c < len(x.chunks) && !ge(x.chunks[c][len(x.chunks[c])-1]) {
+			first := c + 1
+			c = first + sort.Search(len(x.chunks)-first, func(j int) bool {
+				ch := x.chunks[first+j]
+				return ge(ch[len(ch)-1])
+			})
+		}
+		if c == len(x.chunks) {
+			return pos{c, 0}
+		}
+		from.i = 0
+	}
+	// Gallop forward from from.i (the target is usually a few keys away,
+	// in keys that sit close in memory), then binary-search the last step.
 	ch := x.chunks[c]
-	i := sort.Search(len(ch), func(j int) bool { return pathCompare(ch[j], k) >= 0 })
+	lo, step := from.i, 1
+	for lo+step < len(ch) && !ge(ch[lo+step]) {
+		lo += step
+		step *= 2
+	}
+	if lo < len(ch) && ge(ch[lo]) {
+		return pos{c, lo}
+	}
+	hi := min(lo+step, len(ch)-1) // ge(ch[hi]) holds: the chunk's last key satisfies ge
+	i := lo + 1 + sort.Search(hi-lo-1, func(j int) bool { return ge(ch[lo+1+j]) })
 	return pos{c, i}
+}
+
+// find looks for the key a+b at or after from without building it.
+func (x *index) find(from pos, a, b string) (pos, string, bool) {
+	p := x.seekFrom(from, func(k string) bool { return compareConcat(k, a, b) >= 0 })
+	if x.valid(p) {
+		if k := x.at(p); len(k) == len(a)+len(b) && compareConcat(k, a, b) == 0 {
+			return p, k, true
+		}
+	}
+	return p, "", false
+}
+
+// compareConcat is pathCompare(k, a+b) without the concatenation.
+func compareConcat(k, a, b string) int {
+	if len(k) < len(a) {
+		if c := pathCompare(k, a[:len(k)]); c != 0 {
+			return c
+		}
+		return -1
+	}
+	if c := pathCompare(k[:len(a)], a); c != 0 {
+		return c
+	}
+	return pathCompare(k[len(a):], b)
+}
+
+// pastSubtree reports whether k sorts after name and everything below it
+// (k >= name+"\x00" in path order).
+func pastSubtree(k, name string) bool {
+	if strings.HasPrefix(k, name) {
+		return len(k) > len(name) && k[len(name)] != '/'
+	}
+	return pathCompare(k, name) > 0
 }
 
 func (x *index) valid(p pos) bool { return p.c < len(x.chunks) }
@@ -162,39 +237,54 @@ func (x *index) forPrefix(p string, fn func(k string) bool) {
 	}
 }
 
+// entry is one name directly under a directory, as children reports it.
+// Its strings are slices of stored keys: no allocation per entry.
+type entry struct {
+	name    string // the child's name
+	leaf    string // the key dir+name, when hasLeaf
+	sub     string // dir+name+"/", when hasSub (keys exist below it)
+	hasLeaf bool
+	hasSub  bool
+	at      pos // the first key of the child's subtree
+}
+
 // children calls fn once for each distinct name directly under dir (dir
-// ends with "/", or is "" for relative keys at the top), in byte order of
-// the names, starting at the first name >= from (a prefix of names to
-// start at; "" for all) and stopping when a name no longer has the prefix
-// from or fn returns false. leaf reports that the key dir+name exists, sub
-// that keys exist below dir+name+"/". Cost: O(log n) per name, whatever the
-// size of the subtrees.
-func (x *index) children(dir, from string, fn func(name string, leaf, sub bool) bool) {
-	start := dir + from
-	it := x.seek(start)
+// ends with "/", or is "" for keys not starting with "/"), in byte order
+// of the names, from the first name that has the prefix from and until a
+// name no longer has it or fn returns false. hint is a position at or
+// before dir's first key (pos{} when unknown). Cost: O(log n) for the
+// first name, then about O(log maxChunk) per name, whatever the size of
+// the subtrees skipped.
+func (x *index) children(dir, from string, hint pos, fn func(e *entry) bool) {
+	it, _, _ := x.find(hint, dir, from)
+	var e entry
 	for x.valid(it) {
 		k := x.at(it)
-		if !strings.HasPrefix(k, start) {
+		if len(k) < len(dir)+len(from) || k[:len(dir)] != dir || k[len(dir):len(dir)+len(from)] != from {
 			return
 		}
 		rest := k[len(dir):]
 		name, _, deeper := strings.Cut(rest, "/")
-		leaf := !deeper
-		sub := deeper
-		if leaf {
+		subtree := k[:len(dir)+len(name)]
+		e = entry{name: name, at: it}
+		if deeper {
+			e.hasSub, e.sub = true, k[:len(subtree)+1]
+		} else {
+			e.hasLeaf, e.leaf = true, k
 			// The leaf sorts first in its subtree; anything below it follows.
 			if n := x.next(it); x.valid(n) {
-				nk := x.at(n)
-				sub = len(nk) > len(k) && nk[len(k)] == '/' && strings.HasPrefix(nk, k)
+				if nk := x.at(n); len(nk) > len(k) && nk[len(k)] == '/' && strings.HasPrefix(nk, k) {
+					e.hasSub, e.sub = true, nk[:len(k)+1]
+				}
 			}
 		}
-		if !fn(name, leaf, sub) {
+		if !fn(&e) {
 			return
 		}
-		if !deeper && !sub {
-			it = x.next(it)
+		if e.hasSub {
+			it = x.seekFrom(it, func(k string) bool { return pastSubtree(k, subtree) })
 		} else {
-			it = x.seek(after(dir + name))
+			it = x.next(it)
 		}
 	}
 }

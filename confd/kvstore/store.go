@@ -199,8 +199,8 @@ func (s *Store) List(dir string) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	self := s.idx.has(dir)
-	s.idx.children(dirPrefix(dir), "", func(name string, _, _ bool) bool {
-		out = append(out, name)
+	s.idx.children(dirPrefix(dir), "", pos{}, func(e *entry) bool {
+		out = append(out, e.name)
 		return true
 	})
 	if self {
@@ -221,9 +221,9 @@ func (s *Store) ListDir(dir string) []string {
 	out := []string{}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	s.idx.children(dirPrefix(dir), "", func(name string, _, sub bool) bool {
-		if sub {
-			out = append(out, name)
+	s.idx.children(dirPrefix(dir), "", pos{}, func(e *entry) bool {
+		if e.hasSub {
+			out = append(out, e.name)
 		}
 		return true
 	})
@@ -253,34 +253,35 @@ func (s *Store) match(pattern string, fn func(k string)) {
 		})
 		return
 	}
-	s.walk("", strings.Split(pattern, "/"), fn)
+	s.walk("", strings.Split(pattern, "/"), pos{}, fn)
 }
 
 // walk matches the segments segs against the keys below dir (a prefix
-// ending in "/" or ""). Literal segments cost one step, glob segments one
-// seek per directory entry that starts with the segment's literal prefix.
-func (s *Store) walk(dir string, segs []string, fn func(k string)) {
+// ending in "/", or ""); hint is a position at or before dir's first key.
+// Literal segments cost one step, glob segments one short seek per
+// directory entry that starts with the segment's literal prefix.
+func (s *Store) walk(dir string, segs []string, hint pos, fn func(k string)) {
 	for len(segs) > 1 && literalLen(segs[0]) == len(segs[0]) {
 		dir += segs[0] + "/"
 		segs = segs[1:]
 	}
 	seg, last := segs[0], len(segs) == 1
 	if literalLen(seg) == len(seg) { // last and literal
-		if s.idx.has(dir + seg) {
-			fn(dir + seg)
+		if _, k, ok := s.idx.find(hint, dir, seg); ok {
+			fn(k)
 		}
 		return
 	}
-	s.idx.children(dir, seg[:literalLen(seg)], func(name string, leaf, sub bool) bool {
-		if ok, _ := path.Match(seg, name); !ok {
+	s.idx.children(dir, seg[:literalLen(seg)], hint, func(e *entry) bool {
+		if ok, _ := path.Match(seg, e.name); !ok {
 			return true
 		}
 		if last {
-			if leaf {
-				fn(dir + name)
+			if e.hasLeaf {
+				fn(e.leaf)
 			}
-		} else if sub {
-			s.walk(dir+name+"/", segs[1:], fn)
+		} else if e.hasSub {
+			s.walk(e.sub, segs[1:], e.at, fn)
 		}
 		return true
 	})

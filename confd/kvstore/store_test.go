@@ -314,3 +314,67 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestSeekFromAndFind(t *testing.T) {
+	var x index
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := 0; i < 5000; i++ {
+		x.insert(fmt.Sprintf("/d/%d/%d", r.IntN(100), r.IntN(50)))
+	}
+	for i := 0; i < 2000; i++ {
+		k := fmt.Sprintf("/d/%d/%d", r.IntN(110), r.IntN(60))
+		want := x.seek(k)
+		// Any hint at or before the answer gives the same answer.
+		hint := x.seek(fmt.Sprintf("/d/%d", r.IntN(110)))
+		if pathCompare(x.atOr(hint), k) > 0 {
+			hint = pos{}
+		}
+		got := x.seekFrom(hint, func(s string) bool { return pathCompare(s, k) >= 0 })
+		if got != want {
+			t.Fatalf("seekFrom(%v, %q) = %v, seek = %v", hint, k, got, want)
+		}
+		a, b := k[:3], k[3:]
+		_, fk, ok := x.find(hint, a, b)
+		if ok != x.has(k) || (ok && fk != k) {
+			t.Fatalf("find(%q,%q) = %q %v", a, b, fk, ok)
+		}
+	}
+}
+
+func (x *index) atOr(p pos) string {
+	if x.valid(p) {
+		return x.at(p)
+	}
+	return "\xff"
+}
+
+func TestPathCompare(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	alpha := "/.-0aZ\x00\xff"
+	ref := func(a, b string) int {
+		for i := 0; i < min(len(a), len(b)); i++ {
+			if a[i] != b[i] {
+				return rank(a[i]) - rank(b[i])
+			}
+		}
+		return len(a) - len(b)
+	}
+	sign := func(x int) int { return min(max(x, -1), 1) }
+	for i := 0; i < 100000; i++ {
+		mk := func() string {
+			b := make([]byte, r.IntN(24))
+			for j := range b {
+				b[j] = alpha[r.IntN(len(alpha))]
+			}
+			return string(b)
+		}
+		common := mk()
+		a, b := common+mk(), common+mk()
+		if sign(pathCompare(a, b)) != sign(ref(a, b)) {
+			t.Fatalf("pathCompare(%q, %q) = %d", a, b, pathCompare(a, b))
+		}
+	}
+	if pathCompare("/a/b", "/a-b") >= 0 || pathCompare("/a", "/a/b") >= 0 || pathCompare("/a/b", "/a/b") != 0 {
+		t.Fatal("path order")
+	}
+}
