@@ -76,9 +76,12 @@ func newLogger(c *config.Common) (*logrus.Logger, error) {
 }
 
 // openDatastore opens the configured backend.
-func openDatastore(ctx context.Context, cfg datastore.Config, log *logrus.Logger) (datastore.Datastore, error) {
+func openDatastore(ctx context.Context, cfg *datastore.Config, log *logrus.Logger) (datastore.Datastore, error) {
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
 	log.WithField("datastore", cfg.String()).Debug("opening the datastore")
-	return connect.Open(ctx, cfg)
+	return connect.Open(ctx, *cfg)
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
@@ -111,7 +114,7 @@ func runCmd() *cobra.Command {
 			}
 			ctx, cancel := signalContext()
 			defer cancel()
-			ds, err := openDatastore(ctx, cfg.Datastore, log)
+			ds, err := openDatastore(ctx, &cfg.Datastore, log)
 			if err != nil {
 				return err
 			}
@@ -158,7 +161,7 @@ func workloadCmd() *cobra.Command {
 			return nil, nil, nil, err
 		}
 		ctx, cancel := signalContext()
-		ds, err := openDatastore(ctx, cfg.Datastore, log)
+		ds, err := openDatastore(ctx, &cfg.Datastore, log)
 		if err != nil {
 			cancel()
 			return nil, nil, nil, err

@@ -59,6 +59,7 @@ type Agent struct {
 	addrs      startup.Addrs
 	synced     map[string]bool
 	registered bool
+	inputsSent bool
 	tunnels    ipam.TunnelAddrs
 	lastErr    string
 	listenAddr string
@@ -129,7 +130,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.mu.Lock()
 	a.addrs, a.registered = addrs, true
 	a.mu.Unlock()
-	a.log.WithFields(logrus.Fields{"ipv4": addrs.V4, "ipv4_interface": addrs.V4Iface, "ipv6": addrs.V6}).Info("node registered")
+	fields := logrus.Fields{}
+	if addrs.V4.IsValid() {
+		fields["ipv4"], fields["ipv4_interface"] = addrs.V4.String(), addrs.V4Iface
+	}
+	if addrs.V6.IsValid() {
+		fields["ipv6"], fields["ipv6_interface"] = addrs.V6.String(), addrs.V6Iface
+	}
+	a.log.WithFields(fields).Info("node addresses")
 	if _, err := startup.EnsureDefaultPool(ctx, a.ds, a.opts.Startup.Pool, a.log); err != nil {
 		return fmt.Errorf("startup: %w", err)
 	}
@@ -142,6 +150,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
 	cfg := a.opts.Dataplane
 	cfg.NodeName = name
+	cfg.WaitForInputs = true
 	a.dp = dataplane.New(cfg, a.opts.NL, a.log, a.metrics)
 
 	a.goLoop(func() { a.dp.Run(ctx, a.opts.Sub) })
@@ -169,7 +178,7 @@ func (a *Agent) goLoop(f func()) {
 func (a *Agent) Wait() { a.loops.Wait() }
 
 func (a *Agent) inHost(fn func() error) error {
-	if a.opts.HostNS.IsOpen() {
+	if nsutil.Given(a.opts.HostNS) {
 		return nsutil.Do(a.opts.HostNS, fn)
 	}
 	return fn()
@@ -414,7 +423,19 @@ func (a *Agent) watches() []watch {
 func (a *Agent) setSynced(name string, v bool) {
 	a.mu.Lock()
 	a.synced[name] = v
+	all := true
+	for _, s := range a.synced {
+		all = all && s
+	}
+	first := all && !a.inputsSent
+	if first {
+		a.inputsSent = true
+	}
 	a.mu.Unlock()
+	if first {
+		a.log.Info("datastore in sync; programming the dataplane")
+		a.dp.InputsReady()
+	}
 }
 
 // watchLoop follows one prefix, restarting the watch if it ends early.

@@ -22,6 +22,9 @@ import (
 func (d *Dataplane) Apply() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if !d.inputsReady {
+		return nil
+	}
 	start := time.Now()
 	if d.needResync {
 		err := d.resyncLocked()
@@ -551,7 +554,7 @@ func (d *Dataplane) ensureVXLANLocked(want, wasUp bool) (bool, error) {
 		if wasUp {
 			d.drift("link", names.VXLANDevice, "device recreated")
 		}
-		d.log.WithFields(logrus.Fields{"device": names.VXLANDevice, "mtu": mtu, "parent": d.parent, "mac": mac}).Info("created VXLAN device")
+		d.log.WithFields(logrus.Fields{"device": names.VXLANDevice, "mtu": mtu, "parent": d.parent, "mac": mac.String()}).Info("created VXLAN device")
 		clear(d.neighs)
 		clear(d.fdb)
 		for n := range d.nodes {

@@ -46,6 +46,10 @@ type Config struct {
 	ResyncInterval time.Duration
 	// RetryInterval after a failed operation (1s).
 	RetryInterval time.Duration
+	// WaitForInputs: program nothing until InputsReady is called, so that
+	// a restart never acts on a partial view (e.g. removing vxlan.calico
+	// because the pools were not loaded yet).
+	WaitForInputs bool
 }
 
 func (c *Config) defaults() {
@@ -265,6 +269,7 @@ type Dataplane struct {
 	lastResync  time.Time
 	repairKinds map[netip.Prefix]bool // routes deleted behind our back
 	repairVTEP  map[string]bool       // VTEP entries deleted behind our back
+	inputsReady bool
 }
 
 // New returns a dataplane programming through nl.
@@ -287,8 +292,17 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 		conflicts: map[netip.Prefix]int{}, neighs: map[netip.Addr]string{}, fdb: map[string]netip.Addr{},
 		progByLink: map[int]set[netip.Prefix]{}, vtepByIP: map[netip.Addr]string{}, vtepByMAC: map[string]string{},
 		kick: make(chan struct{}, 1), needResync: true, devicesDirty: true,
-		repairKinds: map[netip.Prefix]bool{}, repairVTEP: map[string]bool{},
+		repairKinds: map[netip.Prefix]bool{}, repairVTEP: map[string]bool{}, inputsReady: !cfg.WaitForInputs,
 	}
+}
+
+// InputsReady tells a dataplane created with WaitForInputs that it has
+// been given the complete state (nodes, pools, blocks, workloads).
+func (d *Dataplane) InputsReady() {
+	d.mu.Lock()
+	d.inputsReady = true
+	d.mu.Unlock()
+	d.poke()
 }
 
 func (d *Dataplane) poke() {

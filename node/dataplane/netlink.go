@@ -6,6 +6,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/roostnet/roost/node/internal/nsutil"
 )
 
 // Netlink is the seam between the dataplane and the kernel: exactly the
@@ -59,13 +61,13 @@ type Subscriber interface {
 }
 
 // NetlinkSubscriber subscribes to route, link and neighbour events in a
-// namespace (NsHandle 0 or closed: the current one).
+// namespace (the zero NsHandle: the current one).
 type NetlinkSubscriber struct{ NS netns.NsHandle }
 
 // Subscribe implements Subscriber.
 func (s NetlinkSubscriber) Subscribe(ctx context.Context, out chan<- Event) error {
 	var nsp *netns.NsHandle
-	if s.NS.IsOpen() {
+	if nsutil.Given(s.NS) {
 		h := s.NS
 		nsp = &h
 	}

@@ -270,7 +270,7 @@ func (h *Host) configureHostSide(host netlink.Link) error {
 // inHost runs fn in the host namespace (a locked OS thread when the host
 // namespace is not the current one).
 func (h *Host) inHost(fn func() error) error {
-	if !h.NS.IsOpen() {
+	if !nsutil.Given(h.NS) {
 		return fn()
 	}
 	return nsutil.Do(h.NS, fn)

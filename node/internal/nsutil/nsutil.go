@@ -37,3 +37,8 @@ func Do(ns netns.NsHandle, fn func() error) error {
 	}()
 	return <-errc
 }
+
+// Given reports whether h names a namespace. The zero NsHandle (file
+// descriptor 0, never a namespace in practice) and closed handles (-1)
+// mean "the current namespace".
+func Given(h netns.NsHandle) bool { return h > 0 }
