@@ -1,0 +1,57 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestPrecedence(t *testing.T) {
+	var r Run
+	s := r.Settings()
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	Register(fs, s)
+	if err := fs.Parse([]string{"--ip=10.0.0.5/24", "--listen="}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"IP": "autodetect", "IP_AUTODETECTION_METHOD": "interface=eth.*", "NODENAME": "h1",
+		"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "FELIX_VXLANMTU": "1400", "FELIX_ROUTEREFRESHINTERVAL": "45",
+	}
+	if err := Resolve(fs, s, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case r.Startup.IP != "10.0.0.5/24": // flag beats env
+		t.Fatalf("IP %q", r.Startup.IP)
+	case r.Startup.IPMethod != "interface=eth.*": // env beats default
+		t.Fatalf("method %q", r.Startup.IPMethod)
+	case r.Startup.IP6 != "none" || r.Dataplane.VXLANVNI != 4096 || r.AutodetectInterval != 30*time.Second || !r.IPForward: // defaults
+		t.Fatalf("defaults: %+v %+v", r.Startup, r.Dataplane)
+	case r.Listen != "": // explicitly emptied
+		t.Fatalf("listen %q", r.Listen)
+	case r.NodeName != "h1" || r.Datastore.EtcdEndpoints != "http://10.0.0.9:2379" || r.Dataplane.VXLANMTU != 1400:
+		t.Fatalf("env: %+v", r)
+	case r.Dataplane.ResyncInterval != 45*time.Second: // Felix's plain seconds
+		t.Fatalf("refresh %v", r.Dataplane.ResyncInterval)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	var r Run
+	s := r.Settings()
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	Register(fs, s)
+	env := map[string]string{"FELIX_VXLANMTU": "big", "ROOST_IP_FORWARD": "maybe", "AUTODETECT_POLL_INTERVAL": "-1s"}
+	err := Resolve(fs, s, func(k string) string { return env[k] })
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, name := range []string{"FELIX_VXLANMTU", "ROOST_IP_FORWARD", "AUTODETECT_POLL_INTERVAL"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+}
