@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/kelseyhightower/memkv"
+
+	"github.com/roostnet/roost/api"
 )
 
 // A store shaped like a big cluster: nodes x 20 keys (5 node keys, 15
@@ -154,4 +156,23 @@ func BenchmarkMemkvBaseline(b *testing.B) {
 			m.List("/calico/bgp/v1/host/node02500")
 		}
 	})
+}
+
+// BenchmarkMirrorApplyNode: a Node update (its address changes) in a
+// mirror holding 5,000 nodes.
+func BenchmarkMirrorApplyNode(b *testing.B) {
+	s := New()
+	m := NewMirror(s, "node00000")
+	mk := func(n, v int) *api.Node {
+		node := &api.Node{Spec: api.NodeSpec{BGP: &api.NodeBGPSpec{IPv4Address: fmt.Sprintf("10.%d.%d.%d/16", v%200, n/256, n%256)}}}
+		node.Metadata.Name = fmt.Sprintf("node%05d", n)
+		return node
+	}
+	for n := 0; n < 5000; n++ {
+		m.Apply("", mk(n, 0))
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		m.Apply("", mk(i%5000, i/5000+1))
+	}
 }
