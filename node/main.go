@@ -72,6 +72,10 @@ func newLogger(c *config.Common) (*logrus.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log format %q: use text or json", c.LogFormat)
 	}
+	// Libraries logging through logrus' standard logger look the same.
+	logrus.SetOutput(l.Out)
+	logrus.SetLevel(l.Level)
+	logrus.SetFormatter(l.Formatter)
 	return l, nil
 }
 

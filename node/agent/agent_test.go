@@ -18,6 +18,7 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/etcd"
+	"github.com/roostnet/roost/datastore/file"
 	"github.com/roostnet/roost/internal/etcdtest"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/internal/memstore"
@@ -59,6 +60,14 @@ type node struct {
 func backends(t *testing.T) map[string]func(t *testing.T) datastore.Datastore {
 	return map[string]func(t *testing.T) datastore.Datastore{
 		"mem": func(t *testing.T) datastore.Datastore { return memstore.New() },
+		"file": func(t *testing.T) datastore.Datastore {
+			ds, err := file.New(context.Background(), t.TempDir(), file.WithLogger(quiet()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ds.Close() })
+			return ds
+		},
 		"etcd": func(t *testing.T) datastore.Datastore {
 			e := etcdtest.Start(t)
 			ds, err := etcd.New(context.Background(), datastore.Config{Type: datastore.TypeEtcd, EtcdEndpoints: e.Endpoint()},

@@ -112,8 +112,13 @@ func (d *Dataplane) applyLocked() error {
 			d.obs.Error("route")
 			continue
 		}
-		if !pending {
-			delete(d.dirtyRoutes, dst)
+		// A route waiting for its device is not retried on every pass:
+		// the device's link event (or the next resync) marks it again.
+		delete(d.dirtyRoutes, dst)
+		if pending {
+			d.pending.add(dst)
+		} else {
+			delete(d.pending, dst)
 		}
 	}
 	if nerr > 5 {

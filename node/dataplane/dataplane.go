@@ -241,6 +241,7 @@ type Dataplane struct {
 	dirtyBlocks    set[netip.Prefix]
 	dirtyWorkloads set[string]
 	dirtyRoutes    set[netip.Prefix]
+	pending        set[netip.Prefix] // wanted, waiting for a device
 	dirtyVTEPs     set[string]
 	allBlocksDirty bool
 	devicesDirty   bool
@@ -287,7 +288,7 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 		blocks: map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
 		blockRoutes: map[netip.Prefix]*route{}, wlRoutes: map[netip.Prefix]*route{}, wlOwner: map[netip.Prefix]string{},
 		byDev: map[string]set[netip.Prefix]{}, vteps: map[string]*vtep{},
-		dirtyBlocks: set[netip.Prefix]{}, dirtyWorkloads: set[string]{}, dirtyRoutes: set[netip.Prefix]{}, dirtyVTEPs: set[string]{},
+		dirtyBlocks: set[netip.Prefix]{}, dirtyWorkloads: set[string]{}, dirtyRoutes: set[netip.Prefix]{}, pending: set[netip.Prefix]{}, dirtyVTEPs: set[string]{},
 		linkIdx: map[string]int{}, linkName: map[int]string{}, programmed: map[netip.Prefix]netlink.Route{},
 		conflicts: map[netip.Prefix]int{}, neighs: map[netip.Addr]string{}, fdb: map[string]netip.Addr{},
 		progByLink: map[int]set[netip.Prefix]{}, vtepByIP: map[netip.Addr]string{}, vtepByMAC: map[string]string{},
@@ -586,8 +587,8 @@ type Status struct {
 	IPIPReady  bool
 	VXLANReady bool
 	IPIPError  string
-	Conflicts  int
-	Pending    int
+	Conflicts  int // destinations held by routes of another protocol
+	Pending    int // routes waiting for their device to exist or be up
 }
 
 // Status returns the current state.
@@ -595,7 +596,7 @@ func (d *Dataplane) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, IPIPReady: d.ipipUp, VXLANReady: d.vxlanUp,
-		Conflicts: len(d.conflicts), Pending: len(d.dirtyRoutes)}
+		Conflicts: len(d.conflicts), Pending: len(d.pending)}
 	if d.ipipErr != nil {
 		s.IPIPError = d.ipipErr.Error()
 	}

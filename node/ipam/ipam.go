@@ -232,7 +232,7 @@ func (c *Client) getBlock(ctx context.Context, cidr netip.Prefix) (*blockKV, err
 
 func blockObj(cidr netip.Prefix, b *api.AllocationBlock) *api.IPAMBlock {
 	o := &api.IPAMBlock{Spec: *b}
-	o.Metadata.Name = cidr.String()
+	o.Metadata.Name = api.BlockName(cidr.String())
 	return o
 }
 

@@ -7,7 +7,6 @@ package memstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -322,51 +321,6 @@ func (s *Store) Watch(ctx context.Context, prefix string, revision int64) <-chan
 // Close implements datastore.Datastore.
 func (s *Store) Close() error { return nil }
 
-// decodeValue is datastore.DecodeValue, except that, like the etcd
-// backend, it works around the api package naming blocks after their CIDR
-// ("10.0.0.0/26") and IPv6 affinities "node-fd00::-122": neither passes
-// metadata.name validation, so such records get Calico's Kubernetes-style
-// names ("10-0-0-0-26") instead.
 func decodeValue(key string, data []byte, rev int64) (api.Resource, error) {
-	v, err := datastore.DecodeValue(key, data, rev)
-	if err == nil {
-		return v, nil
-	}
-	info, perr := datastore.ParseKey(key)
-	if perr != nil {
-		return nil, err
-	}
-	var obj api.Resource
-	switch info.Kind {
-	case api.KindIPAMBlock:
-		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, ipamName(info.CIDR), data)
-		obj, err = api.DecodeJSON(api.KindIPAMBlock, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true})
-	case api.KindBlockAffinity:
-		var av struct {
-			State   string `json:"state"`
-			Deleted bool   `json:"deleted"`
-		}
-		if len(strings.TrimSpace(string(data))) > 0 {
-			if jerr := json.Unmarshal(data, &av); jerr != nil {
-				return nil, err
-			}
-		}
-		a := &api.BlockAffinity{Spec: api.BlockAffinitySpec{Node: info.Node, CIDR: info.CIDR, State: av.State, Deleted: av.Deleted}}
-		a.Metadata.Name = info.Node + "-" + ipamName(info.CIDR)
-		api.Default(a)
-		obj, err = a, api.Validate(a)
-	default:
-		return nil, err
-	}
-	if err != nil {
-		return nil, err
-	}
-	if rev > 0 {
-		obj.Meta().ResourceVersion = fmt.Sprint(rev)
-	}
-	return obj, nil
-}
-
-func ipamName(cidr string) string {
-	return strings.NewReplacer(".", "-", ":", "-", "/", "-").Replace(cidr)
+	return datastore.DecodeValue(key, data, rev)
 }
