@@ -1,0 +1,290 @@
+// Package app wires confd together: settings, datastore, BGP model, key
+// store, template resources, renderer, runner, metrics and signals.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/birdctl/birdsock"
+	"github.com/roostnet/roost/confd/bgp"
+	"github.com/roostnet/roost/confd/birdfmt"
+	"github.com/roostnet/roost/confd/config"
+	"github.com/roostnet/roost/confd/funcs"
+	"github.com/roostnet/roost/confd/kvstore"
+	"github.com/roostnet/roost/confd/metrics"
+	"github.com/roostnet/roost/confd/render"
+	"github.com/roostnet/roost/confd/resource"
+	"github.com/roostnet/roost/confd/runner"
+	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/datastore/connect"
+	"github.com/roostnet/roost/etc"
+	"github.com/roostnet/roost/templates"
+)
+
+// App is one confd instance.
+type App struct {
+	cfg   *config.Config
+	log   *logrus.Logger
+	store datastore.Datastore
+
+	cache  *bgp.Cache
+	kv     *kvstore.Store
+	mirror *kvstore.Mirror
+
+	// Owned by the runner goroutine.
+	renderer  *render.Renderer
+	model     *bgp.Model
+	published map[string]string
+	warned    string
+
+	mu          sync.Mutex
+	templateErr error
+
+	runner  *runner.Runner
+	metrics *metrics.Metrics
+}
+
+// Prefixes confd watches for a node: the five v3 kinds it renders from and
+// the node's own block affinities (as Calico's confd does).
+func Prefixes(node string) []string {
+	return []string{
+		datastore.KindPrefix(api.KindBGPConfiguration),
+		datastore.KindPrefix(api.KindBGPPeer),
+		datastore.KindPrefix(api.KindNode),
+		datastore.KindPrefix(api.KindIPPool),
+		datastore.KindPrefix(api.KindBGPFilter),
+		datastore.HostAffinityPrefix(node),
+	}
+}
+
+// New opens the datastore and loads the template resources.
+func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*App, error) {
+	a := &App{
+		cfg: cfg, log: log,
+		cache:     bgp.NewCache(),
+		kv:        kvstore.New(),
+		published: map[string]string{},
+		metrics:   metrics.New(),
+	}
+	a.mirror = kvstore.NewMirror(a.kv, cfg.NodeName)
+	if err := a.loadResources(); err != nil {
+		return nil, err
+	}
+	store, err := connect.Open(ctx, cfg.Datastore)
+	if err != nil {
+		return nil, err
+	}
+	a.store = store
+	a.runner = runner.New(runner.Config{
+		Store:    store,
+		Prefixes: Prefixes(cfg.NodeName),
+		Apply:    a.apply,
+		Render:   a.render,
+		RetryMin: cfg.RetryMin,
+		RetryMax: cfg.RetryMax,
+		Observer: a.metrics,
+		Log:      log,
+		Once:     cfg.Onetime,
+	})
+	return a, nil
+}
+
+// Close releases the datastore.
+func (a *App) Close() error { return a.store.Close() }
+
+// Runner exposes the main loop (tests, signals).
+func (a *App) Runner() *runner.Runner { return a.runner }
+
+func (a *App) funcMap() template.FuncMap {
+	return funcs.All(a.kv, birdfmt.Funcs(), template.FuncMap{
+		// model is this node's computed BGP model; it fails the render
+		// when the model has a fatal problem.
+		"model": func() (*bgp.Model, error) {
+			if a.model == nil {
+				return nil, errors.New("no BGP model for this node")
+			}
+			return a.model, nil
+		},
+	})
+}
+
+func (a *App) loadResources() error {
+	src := resource.Sources{
+		ConfDir: a.cfg.ConfDir, TemplateDir: a.cfg.TemplateDir,
+		EmbeddedConf: etc.ConfD(), EmbeddedTmpl: templates.FS,
+		OutputDir: a.cfg.OutputDir,
+	}
+	res, err := resource.Load(src, a.funcMap())
+	if err != nil {
+		return err
+	}
+	opts := render.Options{
+		SyncOnly: a.cfg.SyncOnly, Noop: a.cfg.Noop, KeepStageFiles: a.cfg.KeepStageFiles,
+		Log: a.log,
+	}
+	if !a.cfg.SyncOnly && !a.cfg.Noop {
+		opts.Reloader = &birdReloader{socket: a.cfg.BirdSocket}
+	}
+	a.renderer = render.New(res, opts)
+	return nil
+}
+
+// reloadTemplates re-reads conf.d and templates after an admin edit. A
+// broken edit is reported and the last good templates stay in use.
+func (a *App) reloadTemplates() {
+	err := a.loadResources()
+	a.mu.Lock()
+	a.templateErr = err
+	a.mu.Unlock()
+	if err != nil {
+		a.log.WithError(err).Error("Template or template resource is broken; keeping the last good ones")
+		return
+	}
+	a.log.Info("Templates reloaded")
+}
+
+func (a *App) apply(key string, obj api.Resource) {
+	if err := a.cache.Apply(key, obj); err != nil {
+		a.log.WithError(err).WithField("key", key).Warn("BGP model ignored a resource")
+	}
+	if err := a.mirror.Apply(key, obj); err != nil {
+		a.log.WithError(err).WithField("key", key).Warn("Key store ignored a resource")
+	}
+}
+
+// render computes the model, publishes its keys and renders every
+// template resource from this one consistent state.
+func (a *App) render(ctx context.Context) (render.Result, error) {
+	m, errs := bgp.Compute(a.cache, bgp.Options{NodeName: a.cfg.NodeName, RouterID: a.cfg.RouterID, SecretsDir: a.cfg.SecretsDir})
+	a.reportProblems(errs)
+	if err := bgp.Fatal(errs); err != nil {
+		a.model = nil
+		return render.Result{}, &render.Error{Stage: render.StageTemplate, Err: err}
+	}
+	a.model = m
+	a.publishModel(m)
+	res, err := a.renderer.Render(ctx, nil)
+	if a.cfg.Noop && res.Diff != "" {
+		fmt.Fprint(os.Stdout, res.Diff)
+	}
+	return res, err
+}
+
+// reportProblems logs the model's warnings once per distinct set, so a
+// steady state does not repeat them on every render.
+func (a *App) reportProblems(errs []error) {
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	sort.Strings(msgs)
+	joined := strings.Join(msgs, "\n")
+	if joined == a.warned {
+		return
+	}
+	a.warned = joined
+	for _, m := range msgs {
+		a.log.WithField("node", a.cfg.NodeName).Warn(m)
+	}
+}
+
+// Run runs until ctx ends (or after one render with --onetime).
+func (a *App) Run(ctx context.Context) error {
+	if a.cfg.Onetime {
+		if err := a.preflight(ctx); err != nil {
+			return err
+		}
+	}
+	var servers []*http.Server
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	if a.cfg.MetricsAddr != "" {
+		s, err := serve(a.cfg.MetricsAddr, a.metrics.Handler())
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		servers = append(servers, s)
+	}
+	if a.cfg.HealthAddr != "" {
+		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status))
+		if err != nil {
+			return fmt.Errorf("health: %w", err)
+		}
+		servers = append(servers, s)
+	}
+	if !a.cfg.Onetime && (a.cfg.ConfDir != "" || a.cfg.TemplateDir != "") {
+		stop, err := a.watchTemplates(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	return a.runner.Run(ctx)
+}
+
+// status adds a broken template edit to the runner's status.
+func (a *App) status() runner.Status {
+	s := a.runner.Status()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.templateErr != nil && s.LastError == nil {
+		s.LastError = a.templateErr
+	}
+	return s
+}
+
+func serve(addr string, h http.Handler) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go s.Serve(ln)
+	return s, nil
+}
+
+// birdReloader runs `configure` over BIRD's control socket. BIRD rereads
+// the file it was started with (the rendered bird.cfg).
+type birdReloader struct {
+	socket string
+	mu     sync.Mutex
+	client *birdsock.Client
+}
+
+func (r *birdReloader) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.client == nil {
+		c, err := birdsock.Dial(ctx, r.socket)
+		if err != nil {
+			return fmt.Errorf("BIRD is not reachable: %w", err)
+		}
+		r.client = c
+	}
+	if err := r.client.Configure(ctx, ""); err != nil {
+		var be *birdsock.BirdError
+		if !errors.As(err, &be) {
+			// A broken connection: dial afresh next time.
+			r.client.Close()
+			r.client = nil
+		}
+		return fmt.Errorf("BIRD configure: %w", err)
+	}
+	return nil
+}
