@@ -273,18 +273,19 @@ func (r *birdReloader) Reload(ctx context.Context) error {
 	if r.client == nil {
 		c, err := birdsock.Dial(ctx, r.socket)
 		if err != nil {
-			return fmt.Errorf("BIRD is not reachable: %w", err)
+			return fmt.Errorf("BIRD is not reachable: %w (%w)", err, render.ErrDaemonDown)
 		}
 		r.client = c
 	}
 	if err := r.client.Configure(ctx, ""); err != nil {
 		var be *birdsock.BirdError
 		if !errors.As(err, &be) {
-			// A broken connection: dial afresh next time.
+			// A broken connection (BIRD restarting): dial afresh next time.
 			r.client.Close()
 			r.client = nil
+			return fmt.Errorf("BIRD configure: %w (%w)", err, render.ErrDaemonDown)
 		}
-		return fmt.Errorf("BIRD configure: %w", err)
+		return fmt.Errorf("BIRD rejected the configuration: %w", err)
 	}
 	return nil
 }

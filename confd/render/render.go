@@ -28,6 +28,13 @@ type Reloader interface {
 	Reload(ctx context.Context) error
 }
 
+// ErrDaemonDown marks a reload error where the daemon could not be reached
+// at all (BIRD not running yet, or restarting). The checked files then stay
+// in place, since BIRD reads them when it starts, and the reload is retried.
+// Any other reload error means the daemon rejected the config: the
+// previous files are restored.
+var ErrDaemonDown = errors.New("daemon not reachable")
+
 // ReloaderFunc adapts a function.
 type ReloaderFunc func(ctx context.Context) error
 
@@ -56,6 +63,9 @@ type Renderer struct {
 	// last holds the bytes we last wrote (or found) per destination, so an
 	// unchanged render costs no file reads.
 	last map[string]fileState
+	// reloadPending: files were written but the daemon was down; the next
+	// render reloads even when nothing changed.
+	reloadPending []*rendered
 }
 
 type fileState struct {
@@ -160,6 +170,16 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 	}
 	res.Timings.Execute = time.Since(t0)
 	if len(res.Changed) == 0 {
+		if len(r.reloadPending) == 0 || r.opts.SyncOnly || r.opts.Noop {
+			return res, nil
+		}
+		t := time.Now()
+		if err := r.reload(ctx, r.reloadPending); err != nil {
+			return res, err
+		}
+		r.reloadPending = nil
+		res.Reloaded = true
+		res.Timings.Reload = time.Since(t)
 		return res, nil
 	}
 	if r.opts.Noop {
@@ -244,10 +264,16 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 		return res, nil
 	}
 	t4 := time.Now()
-	if err := r.reload(ctx, moved); err != nil {
+	pending := append(r.reloadPending, moved...)
+	if err := r.reload(ctx, pending); err != nil {
+		if errors.Is(err, ErrDaemonDown) {
+			r.reloadPending = pending
+			return res, err
+		}
 		r.restore(moved)
 		return res, err
 	}
+	r.reloadPending = nil
 	res.Reloaded = true
 	res.Timings.Reload = time.Since(t4)
 	return res, nil

@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,6 +148,32 @@ func TestFailedReloadRestoresFiles(t *testing.T) {
 	res, err := r.Render(ctx, data{"10.0.0.1", []string{"Mesh_a", "Mesh_b"}})
 	if err != nil || !res.Reloaded || !strings.Contains(read(t, filepath.Join(dir, "peers.cfg")), "Mesh_b") {
 		t.Fatalf("retry: %+v %v", res, err)
+	}
+}
+
+// BIRD not running yet: the checked files stay (BIRD reads them when it
+// starts) and the reload is retried on the next render, changed or not.
+func TestDaemonDownKeepsFilesAndRetriesReload(t *testing.T) {
+	dir := t.TempDir()
+	reloads := 0
+	reloadErr := fmt.Errorf("dial bird.ctl: %w", ErrDaemonDown)
+	r := New(set(t, dir), Options{Reloader: counter(&reloads, &reloadErr)})
+	ctx := context.Background()
+	_, err := r.Render(ctx, data{"10.0.0.1", []string{"Mesh_a"}})
+	if !errors.Is(err, ErrDaemonDown) {
+		t.Fatalf("want ErrDaemonDown, got %v", err)
+	}
+	if !strings.Contains(read(t, filepath.Join(dir, "peers.cfg")), "Mesh_a") {
+		t.Fatal("files must stay when the daemon is down")
+	}
+	reloadErr = nil
+	res, err := r.Render(ctx, data{"10.0.0.1", []string{"Mesh_a"}})
+	if err != nil || !res.Reloaded || len(res.Changed) != 0 || reloads != 2 {
+		t.Fatalf("retry without changes must reload: %+v %v reloads=%d", res, err, reloads)
+	}
+	res, err = r.Render(ctx, data{"10.0.0.1", []string{"Mesh_a"}})
+	if err != nil || res.Reloaded || reloads != 2 {
+		t.Fatalf("after a good reload nothing is pending: %+v %v", res, err)
 	}
 }
 

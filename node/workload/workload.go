@@ -315,6 +315,16 @@ func configureInside(nl *netlink.Handle, inside netlink.Link, ip netip.Addr) err
 	if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: gw}); err != nil {
 		return fmt.Errorf("default route: %w", err)
 	}
+	// The gateway is the host end of the veth. A permanent neighbour
+	// means the workload does not depend on proxy ARP, which only answers
+	// when the host itself has a route to 169.254.1.1 (a default route).
+	hostMAC, err := net.ParseMAC(names.HostVethMAC)
+	if err != nil {
+		return err
+	}
+	if err := nl.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostMAC}); err != nil {
+		return fmt.Errorf("neighbour %s: %w", gw, err)
+	}
 	return nil
 }
 

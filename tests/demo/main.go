@@ -75,16 +75,19 @@ func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bi
 		if err := os.WriteFile(stateFile, []byte(l.Opts.Name+"\n"+l.Dir+"\n"), 0o644); err != nil {
 			return err
 		}
-		// A failure still tears down; only a successful run stays up.
+		// The lab stays up even after a failure, for inspection.
 		defer func() {
 			if err != nil {
-				l.Close()
-				os.Remove(stateFile)
+				fmt.Printf("\nThe lab is left up for inspection (KEEP=1): logs in %s, remove it with `make demo-down`.\n", l.Dir)
 			}
 		}()
 	}
 	if !keep {
 		defer func() {
+			if err != nil {
+				step("Logs")
+				l.DumpLogs(os.Stdout, 15)
+			}
 			step("Tearing down")
 			l.Close()
 			fmt.Println("Removed every namespace, process and file the demo created.")
@@ -130,11 +133,11 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	var all []*lab.Workload
 	for _, h := range l.Hosts {
 		for i := 1; i <= nWorkloads; i++ {
-			w, err := l.AddWorkload(ctx, h, fmt.Sprintf("w%d", i))
+			w, err := l.AddWorkload(ctx, h, fmt.Sprintf("%s-w%d", h.Name, i))
 			if err != nil {
 				return err
 			}
-			fmt.Printf("    %s/%s -> %s\n", h.Name, w.Name, w.IP)
+			fmt.Printf("    %-9s on %s -> %s\n", w.Name, h.Name, w.IP)
 			all = append(all, w)
 		}
 	}

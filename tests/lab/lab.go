@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -170,6 +171,9 @@ func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
 		{"-n", h.NS, "link", "set", "lo", "up"},
 		{"-n", h.NS, "link", "set", "eth0", "up"},
 		{"-n", h.NS, "addr", "add", h.Prefix.String(), "dev", "eth0"},
+		// Like a real host, a default route (to the switch namespace,
+		// which forwards nothing further).
+		{"-n", h.NS, "route", "add", "default", "via", l.addr(254).String()},
 	}
 	for _, s := range steps {
 		if err := l.run(ctx, "ip", s...); err != nil {
@@ -312,6 +316,20 @@ func (l *Lab) StartEnv(ctx context.Context, ns, name string, env []string, bin s
 	l.mu.Unlock()
 	l.Opts.Log("started %s (pid %d)", name, cmd.Process.Pid)
 	return p, nil
+}
+
+// DumpLogs writes the last lines of every process's log, for failures.
+func (l *Lab) DumpLogs(w io.Writer, lines int) {
+	l.mu.Lock()
+	procs := append([]*Proc(nil), l.procs...)
+	l.mu.Unlock()
+	for _, p := range procs {
+		state := "running"
+		if p.Exited() {
+			state = fmt.Sprintf("exited: %v", p.err)
+		}
+		fmt.Fprintf(w, "--- %s (%s), last %d lines of %s\n%s\n", p.Name, state, lines, p.LogPath, p.Tail(lines))
+	}
 }
 
 // Exited reports whether the process has ended.
