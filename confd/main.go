@@ -50,7 +50,9 @@ func run(args []string) int {
 	defer stop()
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
-		log.WithError(err).Error("confd could not start")
+		// Plain text: the message names file, resource and field, and
+		// reads better unquoted than as a log field.
+		fmt.Fprintln(os.Stderr, "confd: cannot start:", err)
 		return 1
 	}
 	defer a.Close()
@@ -65,7 +67,7 @@ func run(args []string) int {
 	}()
 
 	if err := a.Run(ctx); err != nil {
-		log.WithError(err).Error("confd failed")
+		fmt.Fprintln(os.Stderr, "confd:", err)
 		return 1
 	}
 	log.Info("confd stopped")
