@@ -21,7 +21,6 @@ import (
 	"github.com/roostnet/roost/datastore/file"
 	"github.com/roostnet/roost/internal/etcdtest"
 	"github.com/roostnet/roost/node/dataplane"
-	"github.com/roostnet/roost/node/internal/memstore"
 	"github.com/roostnet/roost/node/internal/nstest"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
@@ -59,7 +58,6 @@ type node struct {
 
 func backends(t *testing.T) map[string]func(t *testing.T) datastore.Datastore {
 	return map[string]func(t *testing.T) datastore.Datastore{
-		"mem": func(t *testing.T) datastore.Datastore { return memstore.New() },
 		"file": func(t *testing.T) datastore.Datastore {
 			ds, err := file.New(context.Background(), t.TempDir(), file.WithLogger(quiet()))
 			if err != nil {

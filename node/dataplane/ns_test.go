@@ -17,7 +17,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/node/dataplane"
-	"github.com/roostnet/roost/node/internal/memstore"
+	"github.com/roostnet/roost/internal/dstest"
 	"github.com/roostnet/roost/node/internal/nstest"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
@@ -79,7 +79,7 @@ func eventually(t *testing.T, d time.Duration, what string, f func() error) {
 // workload, and starts a dataplane on each (events on, periodic resync
 // effectively off so that repairs must come from events).
 func newCluster(t *testing.T, aIP, bIP string, pool dataplane.Pool) *cluster {
-	ds := memstore.New()
+	ds := dstest.NewFile(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &api.IPPool{}
 	p.Metadata.Name = "p1"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
-	"github.com/roostnet/roost/node/internal/memstore"
+	"github.com/roostnet/roost/internal/dstest"
 	"github.com/roostnet/roost/node/names"
 )
 
@@ -28,11 +28,11 @@ type backend struct {
 var extraBackends []backend
 
 func backends() []backend {
-	mem := backend{"mem", func(t *testing.T) (datastore.Datastore, func(string) []byte) {
-		s := memstore.New()
-		return s, s.Raw
+	file := backend{"file", func(t *testing.T) (datastore.Datastore, func(string) []byte) {
+		s := dstest.NewFile(t)
+		return s, dstest.Raw(s)
 	}}
-	return append([]backend{mem}, extraBackends...)
+	return append([]backend{file}, extraBackends...)
 }
 
 func forEachBackend(t *testing.T, f func(t *testing.T, ds datastore.Datastore, raw func(string) []byte)) {
@@ -551,14 +551,30 @@ func TestTunnelAddressLifecycle(t *testing.T) {
 	})
 }
 
+// racer runs a hook before each transaction of a real store, so a test
+// can let "another node" write first.
+type racer struct {
+	datastore.Datastore
+	before func(ops []datastore.Op)
+}
+
+func (r *racer) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
+	if hook := r.before; hook != nil {
+		r.before = nil // the hook's own writes do not recurse
+		hook(ops)
+		r.before = hook
+	}
+	return r.Datastore.Txn(ctx, ops...)
+}
+
 // TestClaimRace makes another node win the block a claim is about to
 // create: the loser must drop its pending affinity and take another block.
 func TestClaimRace(t *testing.T) {
 	ctx := ctxT(t)
-	ds := memstore.New()
+	ds := &racer{Datastore: dstest.NewFile(t)}
 	mkPool(t, ds, "p1", "10.80.0.0/29", 30, api.EncapNever, api.EncapNever)
 	var stolen netip.Prefix
-	ds.BeforeTxn = func(ops []datastore.Op) {
+	ds.before = func(ops []datastore.Op) {
 		if stolen.IsValid() || len(ops) != 2 || ops[0].Type != datastore.OpCreate {
 			return
 		}
@@ -583,7 +599,7 @@ func TestClaimRace(t *testing.T) {
 	if !stolen.IsValid() || stolen.Contains(ip) {
 		t.Fatalf("got %s, stolen block %s", ip, stolen)
 	}
-	if ds.Raw(datastore.AffinityKey("n1", stolen)) != nil {
+	if dstest.Raw(ds)(datastore.AffinityKey("n1", stolen)) != nil {
 		t.Fatal("n1's pending affinity for the lost block was not removed")
 	}
 	blocks, _ := c.AffineBlocks(ctx, 4)

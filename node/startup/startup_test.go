@@ -11,7 +11,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
-	"github.com/roostnet/roost/node/internal/memstore"
+	"github.com/roostnet/roost/internal/dstest"
 )
 
 func quiet() logrus.FieldLogger {
@@ -34,7 +34,7 @@ func TestNodeName(t *testing.T) {
 
 func TestRegister(t *testing.T) {
 	ctx := context.Background()
-	ds := memstore.New()
+	ds := dstest.NewFile(t)
 	as := api.ASNumber(65001)
 	addrs := Addrs{V4: netip.MustParsePrefix("10.0.0.5/24"), V6: netip.MustParsePrefix("2001:db8::5/64")}
 	n, err := Register(ctx, ds, "n1", addrs, &as, quiet())
@@ -111,7 +111,7 @@ func TestDefaultPool(t *testing.T) {
 	}
 
 	// Several nodes starting together: exactly one pool.
-	ds := memstore.New()
+	ds := dstest.NewFile(t)
 	var wg sync.WaitGroup
 	created := make(chan bool, 8)
 	for range 8 {
@@ -142,7 +142,7 @@ func TestDefaultPool(t *testing.T) {
 		t.Fatalf("pool %+v", p.Spec)
 	}
 	// An existing IPv4 pool (any name) means no default pool.
-	ds2 := memstore.New()
+	ds2 := dstest.NewFile(t)
 	other := &api.IPPool{}
 	other.Metadata.Name = "mine"
 	other.Spec.CIDR = "10.1.0.0/16"
@@ -154,7 +154,7 @@ func TestDefaultPool(t *testing.T) {
 		t.Fatalf("with a pool: %v %v", c, err)
 	}
 	pc.Disabled = true
-	if c, err := EnsureDefaultPool(ctx, memstore.New(), pc, quiet()); err != nil || c {
+	if c, err := EnsureDefaultPool(ctx, dstest.NewFile(t), pc, quiet()); err != nil || c {
 		t.Fatalf("NO_DEFAULT_POOLS: %v %v", c, err)
 	}
 }

@@ -168,6 +168,18 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 	defer inNL.Close()
 	log := h.log().WithFields(logrus.Fields{"workload": r.Namespace + "/" + r.Name})
 
+	// Names are cluster-wide (per namespace): refuse to take over a
+	// workload attached to another node, whose address and handle it
+	// would otherwise share.
+	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
+	if kv, err := h.DS.Get(ctx, key); err == nil {
+		if w, ok := kv.Value.(*api.WorkloadEndpoint); ok && w.Spec.Node != "" && w.Spec.Node != h.NodeName {
+			return nil, fmt.Errorf("workload %s/%s is already attached on node %s: detach it there first or choose another name", r.Namespace, r.Name, w.Spec.Node)
+		}
+	} else if !errors.Is(err, datastore.ErrNotFound) {
+		return nil, fmt.Errorf("workload %s/%s: reading its WorkloadEndpoint: %w", r.Namespace, r.Name, err)
+	}
+
 	ip, err := h.address(ctx, &r)
 	if err != nil {
 		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)

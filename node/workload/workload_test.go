@@ -15,7 +15,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
-	"github.com/roostnet/roost/node/internal/memstore"
+	"github.com/roostnet/roost/internal/dstest"
 	"github.com/roostnet/roost/node/internal/nstest"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
@@ -30,7 +30,7 @@ func quiet() logrus.FieldLogger {
 type env struct {
 	host *nstest.NS
 	h    *Host
-	ds   *memstore.Store
+	ds   datastore.Datastore
 }
 
 func setup(t *testing.T) *env {
@@ -40,7 +40,7 @@ func setup(t *testing.T) *env {
 	host.Dummy(t, "eth0")
 	host.Addr(t, "eth0", "10.0.0.1/24")
 	host.Route(t, "0.0.0.0/0", "eth0", "10.0.0.254")
-	ds := memstore.New()
+	ds := dstest.NewFile(t)
 	p := &api.IPPool{}
 	p.Metadata.Name = "p1"
 	p.Spec.CIDR = "10.244.0.0/16"
@@ -187,7 +187,7 @@ func TestAttachDetach(t *testing.T) {
 	if _, err := w.NL.LinkByName("eth0"); err == nil {
 		t.Fatal("eth0 still in the workload")
 	}
-	if e.ds.Raw(datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web")) != nil || e.ds.Raw(datastore.HandleKey(names.WorkloadHandle("default", "web"))) != nil {
+	if dstest.Raw(e.ds)(datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web")) != nil || dstest.Raw(e.ds)(datastore.HandleKey(names.WorkloadHandle("default", "web"))) != nil {
 		t.Fatal("endpoint or handle left")
 	}
 	// Again: nothing to do, no error.
@@ -232,4 +232,24 @@ func TestAttachRequestedIPAndStaleVeth(t *testing.T) {
 	if _, err := e.h.Detach(ctx, Request{Name: "db", Namespace: "prod"}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A workload name attached on another node is refused, not shared: the
+// handle and address belong to that node's workload.
+func TestAttachRefusesNameOnAnotherNode(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	w1 := nstest.New(t, "wl1")
+	res, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w1.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := &Host{NodeName: "n2", DS: e.ds, IPAM: ipam.New(e.ds, "n2", ipam.WithLogger(quiet())), NL: e.host.NL, NS: e.host.Handle, Log: quiet()}
+	w2 := nstest.New(t, "wl2")
+	_, err = other.Attach(ctx, Request{Name: "web", NetNS: w2.Path})
+	if err == nil || !strings.Contains(err.Error(), "already attached on node n1") {
+		t.Fatalf("want a refusal naming n1, got %v", err)
+	}
+	// n1's workload is untouched.
+	checkAttached(t, e, w1, res)
 }
