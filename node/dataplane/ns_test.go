@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/roostnet/roost/api"
-	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/internal/dstest"
+	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/internal/nstest"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
