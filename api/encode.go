@@ -34,7 +34,7 @@ func MarshalYAML(rs ...Resource) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		y, err := jsonToYAML(b)
+		y, err := JSONToYAML(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s %q: %w", r.ResourceKind(), r.Meta().Name, err)
 		}
@@ -43,9 +43,10 @@ func MarshalYAML(rs ...Resource) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// jsonToYAML keeps the field order of the JSON (kind, apiVersion, metadata,
-// spec) by going through a yaml.Node rather than a map.
-func jsonToYAML(b []byte) ([]byte, error) {
+// JSONToYAML converts JSON to block-style YAML, keeping the field order of
+// the JSON (kind, apiVersion, metadata, spec) by going through a yaml.Node
+// rather than a map.
+func JSONToYAML(b []byte) ([]byte, error) {
 	var n yaml.Node
 	if err := yaml.Unmarshal(b, &n); err != nil {
 		return nil, err
@@ -67,6 +68,9 @@ func setBlockStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
 	if n.Kind == yaml.ScalarNode && n.Style&yaml.DoubleQuotedStyle != 0 && n.Tag == "!!str" {
 		n.Style = 0 // let the encoder quote only where YAML needs it
+	}
+	if (n.Kind == yaml.SequenceNode || n.Kind == yaml.MappingNode) && len(n.Content) == 0 {
+		n.Style = yaml.FlowStyle // [] and {}
 	}
 	for _, c := range n.Content {
 		setBlockStyle(c)

@@ -11,8 +11,8 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/roostnet/roost/api"
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 )
 
 // Output formats.
@@ -48,44 +48,12 @@ func writeData(w io.Writer, format string, v any) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	y, err := jsonToYAML(b)
+	y, err := api.JSONToYAML(b)
 	if err != nil {
 		return err
 	}
 	_, err = w.Write(y)
 	return err
-}
-
-// jsonToYAML converts JSON to block-style YAML, keeping the key order.
-func jsonToYAML(b []byte) ([]byte, error) {
-	var n yaml.Node
-	if err := yaml.Unmarshal(b, &n); err != nil {
-		return nil, err
-	}
-	blockStyle(&n)
-	var out bytes.Buffer
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(&n); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
-}
-
-func blockStyle(n *yaml.Node) {
-	n.Style &^= yaml.FlowStyle
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && n.Style&yaml.DoubleQuotedStyle != 0 {
-		n.Style = 0 // quote only where YAML needs it
-	}
-	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 || n.Kind == yaml.MappingNode && len(n.Content) == 0 {
-		n.Style = yaml.FlowStyle // [] and {}
-	}
-	for _, c := range n.Content {
-		blockStyle(c)
-	}
 }
 
 // writeColumns prints a calicoctl get style table: a heading and rows
