@@ -21,6 +21,7 @@ type Metrics struct {
 	Registry       *prometheus.Registry
 	renders        *prometheus.CounterVec
 	renderDuration prometheus.Histogram
+	stageDuration  *prometheus.HistogramVec
 	filesWritten   prometheus.Counter
 	checksFailed   prometheus.Counter
 	reloads        *prometheus.CounterVec
@@ -37,6 +38,9 @@ func New() *Metrics {
 			Help: "Renders by result (ok, or the failing stage: template, check, write, reload)."}, []string{"result"}),
 		renderDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roost_confd_render_duration_seconds",
 			Help: "Time for one render including check and reload.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		stageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roost_confd_render_stage_seconds",
+			Help: "Time per render stage: model (BGP model and key store), execute (templates), write (stage and rename), check, reload.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"stage"}),
 		filesWritten: prometheus.NewCounter(prometheus.CounterOpts{Name: "roost_confd_files_written_total", Help: "Files written."}),
 		checksFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roost_confd_checks_failed_total", Help: "Config checks that failed."}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_reloads_total",
@@ -47,7 +51,7 @@ func New() *Metrics {
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_confd_last_successful_reload_timestamp_seconds",
 			Help: "Unix time of the last successful reload."}),
 	}
-	m.Registry.MustRegister(m.renders, m.renderDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
+	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -68,6 +72,12 @@ func (m *Metrics) Event(t datastore.EventType) { m.events.WithLabelValues(t.Stri
 func (m *Metrics) Rendered(res render.Result, err error, took time.Duration) {
 	m.renderDuration.Observe(took.Seconds())
 	if err == nil {
+		t := res.Timings
+		m.stageDuration.WithLabelValues("model").Observe(max(0, took-t.Execute-t.Write-t.Check-t.Reload).Seconds())
+		m.stageDuration.WithLabelValues("execute").Observe(t.Execute.Seconds())
+		m.stageDuration.WithLabelValues("write").Observe(t.Write.Seconds())
+		m.stageDuration.WithLabelValues("check").Observe(t.Check.Seconds())
+		m.stageDuration.WithLabelValues("reload").Observe(t.Reload.Seconds())
 		m.renders.WithLabelValues("ok").Inc()
 		m.filesWritten.Add(float64(len(res.Changed)))
 		if res.Reloaded {

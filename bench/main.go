@@ -1,0 +1,257 @@
+// Command bench is Roost's performance harness: it runs a real etcd on
+// free loopback ports, loads a Calico-style full-mesh cluster into it,
+// runs the real confd (bin/confd as a child process; -inproc runs the
+// same code, config.Load + app.New + Run, inside the harness) and, for the
+// check/reload figures, a real BIRD 2 in its own network namespace, and
+// measures change latency, CPU per change, burst coalescing, cold start
+// and the node agent's dataplane benchmarks. It prints a Markdown report
+// and, with -out, writes it into docs/performance.md between the
+// `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
+//
+//	go run ./bench                    # quick (the default of `make bench`)
+//	go run ./bench -full              # 200 changes per size, 3 repetitions
+//	go run ./bench -only latency -sizes 1000 -changes 200
+//
+// Needs root (network namespaces), etcd, bird and bin/confd (make build).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	sizes      []int
+	changes    int
+	reps       int
+	gap        time.Duration
+	burstNodes int
+	burstReps  int
+	coldNodes  int
+	coldAff    int
+	coldReps   int
+	nodeCount  int
+	only       map[string]bool
+	out        string
+	confdBin   string
+	inproc     bool
+	work       string
+	full       bool
+	cpuprofile string
+}
+
+func (o *options) want(s string) bool { return len(o.only) == 0 || o.only[s] }
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		o                 options
+		sizes, only, work string
+	)
+	flag.BoolVar(&o.full, "full", false, "full run: 200 changes per size, 3 repetitions of everything (~15 min)")
+	flag.StringVar(&sizes, "sizes", "3,100,1000,5000", "cluster sizes (nodes in the full mesh) for the latency scenarios")
+	flag.IntVar(&o.changes, "changes", 0, "measured changes per size (default 60, -full 200)")
+	flag.IntVar(&o.reps, "reps", 0, "repetitions of each latency run (default 1, -full 3); medians are reported")
+	flag.DurationVar(&o.gap, "gap", 100*time.Millisecond, "idle time between two measured changes (isolated changes)")
+	flag.IntVar(&o.burstNodes, "burst", 1000, "Node writes in the burst scenario (on a cluster of that many nodes plus this one)")
+	flag.IntVar(&o.burstReps, "burst-reps", 0, "bursts per mode (default 2, -full 5)")
+	flag.IntVar(&o.coldNodes, "cold-nodes", 5000, "nodes for the cold start")
+	flag.IntVar(&o.coldAff, "cold-affinities", 20000, "block affinities for the cold start")
+	flag.IntVar(&o.coldReps, "cold-reps", 0, "cold starts (default 3, -full 7)")
+	flag.IntVar(&o.nodeCount, "node-count", 0, "repetitions of the node agent benchmarks (default 3, -full 5)")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node")
+	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
+	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
+	flag.BoolVar(&o.inproc, "inproc", false, "run confd inside the harness (same code path; for -cpuprofile; CPU figures then include the harness)")
+	flag.StringVar(&work, "workdir", "", "scratch directory (default: a new one under $TMPDIR; keep it on a disk, not tmpfs, for realistic fsync costs)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness process (with -inproc: confd's too)")
+	flag.Parse()
+
+	def := func(p *int, quick, full int) {
+		if *p == 0 {
+			*p = quick
+			if o.full {
+				*p = full
+			}
+		}
+	}
+	def(&o.changes, 60, 200)
+	def(&o.reps, 1, 3)
+	def(&o.burstReps, 2, 5)
+	def(&o.coldReps, 3, 7)
+	def(&o.nodeCount, 3, 5)
+	for _, s := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 2 {
+			fmt.Fprintf(os.Stderr, "bench: -sizes: %q is not a cluster size (>= 2)\n", s)
+			return 2
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	if only != "" {
+		o.only = map[string]bool{}
+		for _, s := range strings.Split(only, ",") {
+			o.only[strings.TrimSpace(s)] = true
+		}
+	}
+	if abs, err := filepath.Abs(o.confdBin); err == nil {
+		o.confdBin = abs
+	}
+	if _, err := os.Stat(o.confdBin); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v (run `make build` first)\n", err)
+		return 1
+	}
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if work == "" {
+		d, err := os.MkdirTemp("", "roost-bench-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		work = d
+		defer os.RemoveAll(d)
+	}
+	rep := &report{opt: o, start: time.Now(), loadBefore: loadavg()}
+	rep.machine = machineInfo()
+
+	needEtcd := o.want("latency") || o.want("bird") || o.want("burst") || o.want("cold")
+	var e *env
+	if needEtcd {
+		srv, err := startEtcd(work)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer srv.Stop()
+		cli, err := srv.Client()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		defer cli.Close()
+		e = &env{ctx: ctx, cli: cli, etcd: srv.URL, work: work, opt: o}
+		rep.etcdVersion = etcdVersion(ctx, cli, srv.URL)
+	}
+	failed := false
+	fail := func(what string, err error) {
+		failed = true
+		fmt.Fprintf(os.Stderr, "bench: %s: %v\n", what, err)
+		rep.errors = append(rep.errors, fmt.Sprintf("%s: %v", what, err))
+	}
+	for _, mode := range []struct {
+		name string
+		bird bool
+	}{{"latency", false}, {"bird", true}} {
+		if !o.want(mode.name) {
+			continue
+		}
+		for _, n := range o.sizes {
+			var runs []*latencyResult
+			for i := 0; i < o.reps && ctx.Err() == nil; i++ {
+				e.logf("%s: %d nodes, run %d/%d (%d changes)", mode.name, n, i+1, o.reps, o.changes)
+				r, err := e.latency(n, o.changes, mode.bird)
+				if err != nil {
+					fail(fmt.Sprintf("%s at %d nodes", mode.name, n), err)
+					break
+				}
+				e.logf("  p50 %v p99 %v cpu/change %v renders %d", pct(r.latencies(), 50), pct(r.latencies(), 99), r.cpuPerChange(), r.renders)
+				runs = append(runs, r)
+			}
+			if len(runs) > 0 {
+				rep.latency = append(rep.latency, runs)
+			}
+		}
+	}
+	if o.want("burst") && ctx.Err() == nil {
+		for _, bird := range []bool{false, true} {
+			e.logf("burst: %d Node writes, bird=%v, %d reps", o.burstNodes, bird, o.burstReps)
+			rs, err := e.burst(o.burstNodes, o.burstReps, bird)
+			if err != nil {
+				fail("burst", err)
+				continue
+			}
+			for _, r := range rs {
+				e.logf("  writes %v, renders %d, reloads %d, last write -> final %v, exact %v", r.writeTime, r.renders, r.reloads, r.final, r.exact)
+			}
+			rep.bursts = append(rep.bursts, rs)
+		}
+	}
+	if o.want("cold") && ctx.Err() == nil {
+		e.logf("cold start: %d nodes, %d affinities, %d reps", o.coldNodes, o.coldAff, o.coldReps)
+		rs, err := e.cold(o.coldNodes, o.coldAff, o.coldReps)
+		if err != nil {
+			fail("cold start", err)
+		} else {
+			for _, r := range rs {
+				e.logf("  first config %v, VmHWM %d kB (%d kB after 2s)", r.first, r.hwmKB, r.hwm2KB)
+			}
+			rep.cold = rs
+		}
+	}
+	if o.want("node") && ctx.Err() == nil {
+		e2 := &env{ctx: ctx, opt: o}
+		e2.logf("node agent: node/dataplane benchmarks, %d runs", o.nodeCount)
+		rs, err := nodeBenchmarks(ctx, o.nodeCount)
+		if err != nil {
+			fail("node agent benchmarks", err)
+		}
+		rep.node = rs
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "bench: interrupted")
+		return 1
+	}
+	rep.loadAfter = loadavg()
+	rep.took = time.Since(rep.start)
+	md := rep.markdown()
+	fmt.Print(md)
+	if o.out != "" {
+		if err := writeReport(o.out, md); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", o.out)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func (r *latencyResult) latencies() []time.Duration {
+	out := make([]time.Duration, len(r.samples))
+	for i, s := range r.samples {
+		out[i] = s.latency
+	}
+	return out
+}
+
+func (r *latencyResult) cpuPerChange() time.Duration {
+	if len(r.samples) == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(len(r.samples))
+}

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+type machine struct {
+	cpu, kernel, goVersion, bird, commit string
+	cores                                int
+}
+
+func machineInfo() machine {
+	m := machine{cores: runtime.NumCPU(), goVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if i := strings.IndexByte(l, ':'); i > 0 {
+					m.cpu = strings.TrimSpace(l[i+1:])
+				}
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(b))
+	}
+	if bin, err := birdBinary(); err == nil {
+		out, _ := exec.Command(bin, "--version").CombinedOutput()
+		m.bird = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "BIRD version "))
+	}
+	if out, err := exec.Command("git", "describe", "--always", "--dirty", "--abbrev=12").Output(); err == nil {
+		m.commit = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func etcdVersion(ctx context.Context, cli *clientv3.Client, url string) string {
+	st, err := cli.Status(ctx, url)
+	if err != nil {
+		return "?"
+	}
+	return st.Version
+}
+
+// nodeBench is one node/dataplane benchmark over several runs.
+type nodeBench struct {
+	name    string
+	nsPerOp []float64
+	cpuMs   []float64 // cpu-ms/op when the benchmark reports it
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+(\d+)\s+(.*)$`)
+
+// nodeBenchmarks runs node/dataplane's benchmarks (each in its own
+// throwaway network namespace, see node/internal/nstest).
+func nodeBenchmarks(ctx context.Context, count int) ([]*nodeBench, error) {
+	goBin := os.Getenv("GO")
+	if goBin == "" {
+		goBin = "go"
+	}
+	cmd := exec.CommandContext(ctx, goBin, "test", "-run", "^$", "-bench",
+		"^(BenchmarkProgram10kWorkloadRoutesCold|BenchmarkNoopResync10k|Benchmark1000RemoteVTEPs|BenchmarkOneNodeChangeAmong1000)$",
+		"-benchtime", "5x", "-count", strconv.Itoa(count), "./node/dataplane/")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("%v\n%s", err, out)
+	}
+	byName := map[string]*nodeBench{}
+	var order []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		nb := byName[m[1]]
+		if nb == nil {
+			nb = &nodeBench{name: m[1]}
+			byName[m[1]] = nb
+			order = append(order, m[1])
+		}
+		f := strings.Fields(m[4])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case "ns/op":
+				nb.nsPerOp = append(nb.nsPerOp, v)
+			case "cpu-ms/op":
+				nb.cpuMs = append(nb.cpuMs, v)
+			}
+		}
+	}
+	var res []*nodeBench
+	for _, n := range order {
+		res = append(res, byName[n])
+	}
+	if len(res) == 0 {
+		return nil, fmt.Errorf("no benchmark results in:\n%s", out)
+	}
+	return res, nil
+}
+
+func medianF(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+type report struct {
+	opt                   options
+	machine               machine
+	etcdVersion           string
+	start                 time.Time
+	took                  time.Duration
+	loadBefore, loadAfter string
+	latency               [][]*latencyResult // per (mode, size): repetitions
+	bursts                [][]burstResult
+	cold                  []coldResult
+	node                  []*nodeBench
+	errors                []string
+}
+
+// ms formats a duration in milliseconds, to a precision that fits it.
+func ms(d time.Duration) string {
+	f := float64(d) / float64(time.Millisecond)
+	switch {
+	case f == 0:
+		return "0"
+	case f < 1:
+		return fmt.Sprintf("%.2f ms", f)
+	case f < 100:
+		return fmt.Sprintf("%.1f ms", f)
+	default:
+		return fmt.Sprintf("%.0f ms", f)
+	}
+}
+
+func mb(kb int64) string { return fmt.Sprintf("%.1f MB", float64(kb)/1024) }
+
+func mark(ok bool) string {
+	if ok {
+		return "✅"
+	}
+	return "❌"
+}
+
+// medianOver applies f to each repetition and takes the median.
+func medianOver(runs []*latencyResult, f func(*latencyResult) time.Duration) time.Duration {
+	var v []time.Duration
+	for _, r := range runs {
+		v = append(v, f(r))
+	}
+	return median(v)
+}
+
+func stageMedian(r *latencyResult, st string) time.Duration {
+	var v []time.Duration
+	for _, s := range r.samples {
+		v = append(v, s.stages[st])
+	}
+	return median(v)
+}
+
+func (rep *report) markdown() string {
+	var b strings.Builder
+	o := rep.opt
+	m := rep.machine
+	mode := "quick"
+	if o.full {
+		mode = "full"
+	}
+	confdMode := "`bin/confd` child process"
+	if o.inproc {
+		confdMode = "in-process (`-inproc`)"
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("### Run\n\n")
+	p("| | |\n|---|---|\n")
+	p("| machine | %s, %d cores, Linux %s |\n", m.cpu, m.cores, m.kernel)
+	p("| software | %s, BIRD %s, etcd %s |\n", m.goVersion, m.bird, rep.etcdVersion)
+	p("| commit | `%s` |\n", m.commit)
+	p("| date | %s (took %s) |\n", rep.start.UTC().Format("2006-01-02 15:04 UTC"), rep.took.Round(time.Second))
+	p("| load average (1/5/15 min) | before %s, after %s |\n", rep.loadBefore, rep.loadAfter)
+	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes, %d-write bursts × %d, %d cold starts, node benchmarks × %d; confd %s |\n",
+		mode, o.changes, o.reps, o.gap, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, confdMode)
+	p("\n")
+	if len(rep.errors) > 0 {
+		p("**Errors:**\n\n")
+		for _, e := range rep.errors {
+			p("- %s\n", strings.SplitN(e, "\n", 2)[0])
+		}
+		p("\n")
+	}
+
+	var syncRuns, birdRuns [][]*latencyResult
+	for _, runs := range rep.latency {
+		if runs[0].withBird {
+			birdRuns = append(birdRuns, runs)
+		} else {
+			syncRuns = append(syncRuns, runs)
+		}
+	}
+	if len(syncRuns) > 0 {
+		p("### 1. Change → config latency, watch mode, `--sync-only`\n\n")
+		p("etcd write issued → the rendered file holds the change (inotify on the output directory). Medians over runs of the per-run percentiles.\n\n")
+		p("| nodes | BGP sessions | config size | changes | p50 | p99 | max | etcd put p50 | renders / change | confd CPU / change | confd VmHWM | target |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, runs := range syncRuns {
+			r0 := runs[0]
+			p50 := medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 50) })
+			p99 := medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 99) })
+			mx := medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 100) })
+			put := medianOver(runs, func(r *latencyResult) time.Duration {
+				var v []time.Duration
+				for _, s := range r.samples {
+					v = append(v, s.put)
+				}
+				return median(v)
+			})
+			cpu := medianOver(runs, (*latencyResult).cpuPerChange)
+			var hwm int64
+			var rend float64
+			for _, r := range runs {
+				hwm = max(hwm, r.hwmKB)
+				rend += float64(r.renders) / float64(len(r.samples)) / float64(len(runs))
+			}
+			target := ""
+			switch r0.nodes {
+			case 1000:
+				target = fmt.Sprintf("p50 ≤ 10 ms %s, p99 ≤ 30 ms %s, CPU ≤ 15 ms %s", mark(p50 <= 10*time.Millisecond), mark(p99 <= 30*time.Millisecond), mark(cpu <= 15*time.Millisecond))
+			case 5000:
+				target = fmt.Sprintf("p50 ≤ 50 ms %s", mark(p50 <= 50*time.Millisecond))
+			}
+			p("| %d | %d | %d kB | %d×%d | %s | %s | %s | %s | %.2f | %s | %s | %s |\n", r0.nodes, r0.nodes-1+2, r0.bytes/1024, len(r0.samples), len(runs),
+				ms(p50), ms(p99), ms(mx), ms(put), rend, ms(cpu), mb(hwm), target)
+		}
+		p("\nPer kind of change (p50, first run):\n\n")
+		kinds := []string{"BGPPeer add", "BGPPeer remove", "Node add", "Node remove", "affinity add"}
+		p("| nodes | %s |\n|---:|%s\n", strings.Join(kinds, " | "), strings.Repeat("---:|", len(kinds)))
+		for _, runs := range syncRuns {
+			p("| %d |", runs[0].nodes)
+			for _, k := range kinds {
+				var v []time.Duration
+				for _, s := range runs[0].samples {
+					if s.kind == k {
+						v = append(v, s.latency)
+					}
+				}
+				p(" %s |", ms(median(v)))
+			}
+			p("\n")
+		}
+		p("\n")
+	}
+	if len(birdRuns) > 0 {
+		p("### 2. With the check (`bird -p`) and a real BIRD 2 `configure`\n\n")
+		p("Same changes, confd without `--sync-only`; BIRD runs on the rendered bird.cfg in its own network namespace. *File* is write → file in place (model, templates, staging, check, rename); *+ configure* adds confd's `configure` round trip to BIRD. Stages are medians per change from confd's `roost_confd_render_stage_seconds`.\n\n")
+		p("| nodes | file p50 | file p99 | + configure p50 | + configure p99 | model | execute | write | check | configure | confd CPU / change (+ check processes) | BIRD CPU / change | `bird -p` alone | BIRD RSS | BIRD idle CPU |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, runs := range birdRuns {
+			r0 := runs[0]
+			e2e := func(r *latencyResult, q float64) time.Duration {
+				var v []time.Duration
+				for _, s := range r.samples {
+					v = append(v, s.latency+s.stages["reload"])
+				}
+				return pct(v, q)
+			}
+			birdCPU := medianOver(runs, func(r *latencyResult) time.Duration {
+				var t time.Duration
+				for _, s := range r.samples {
+					t += s.birdCPU
+				}
+				return t / time.Duration(max(len(r.samples), 1))
+			})
+			p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/s |\n", r0.nodes,
+				ms(medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 50) })),
+				ms(medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 99) })),
+				ms(medianOver(runs, func(r *latencyResult) time.Duration { return e2e(r, 50) })),
+				ms(medianOver(runs, func(r *latencyResult) time.Duration { return e2e(r, 99) })),
+				ms(stageMedian(r0, "model")), ms(stageMedian(r0, "execute")), ms(stageMedian(r0, "write")),
+				ms(stageMedian(r0, "check")), ms(stageMedian(r0, "reload")),
+				ms(medianOver(runs, (*latencyResult).cpuPerChange)),
+				ms(birdCPU), ms(medianOver(runs, func(r *latencyResult) time.Duration { return r.parse })),
+				mb(r0.birdRSS), ms(r0.birdIdle))
+		}
+		p("\n")
+	}
+	if len(rep.bursts) > 0 {
+		p("### 4. Burst: Node writes as fast as etcd takes them\n\n")
+		p("32 concurrent writers update every other node's AS number (one Node write each). *Final* is from the moment the write etcd ordered last was issued to the moment the rendered peers.cfg holds every update; *exact* compares the files with a `confd --onetime` render of the same datastore afterwards.\n\n")
+		p("| mode | writes | write time | renders | reloads | peers.cfg writes | last write → final config | exact | target (≤ 20 renders/reloads, ≤ 200 ms) |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---|---|\n")
+		for _, rs := range rep.bursts {
+			for _, r := range rs {
+				md := "sync-only"
+				n := r.renders
+				if r.withBird {
+					md = "check + BIRD configure"
+					n = max(r.renders, r.reloads)
+				}
+				p("| %s | %d | %s | %d | %d | %d | %s | %v | %s %s |\n", md, r.writes, ms(r.writeTime), r.renders, r.reloads, r.files, ms(r.final), r.exact,
+					mark(n <= 20), mark(r.final <= 200*time.Millisecond && r.exact))
+			}
+		}
+		p("\n")
+	}
+	if len(rep.cold) > 0 {
+		p("### 5. Cold start of `bin/confd`\n\n")
+		var first []time.Duration
+		var hwm, hwm2, rss []float64
+		for _, c := range rep.cold {
+			first = append(first, c.first)
+			hwm = append(hwm, float64(c.hwmKB))
+			hwm2 = append(hwm2, float64(c.hwm2KB))
+			rss = append(rss, float64(c.rssKB))
+		}
+		sort.Slice(first, func(i, j int) bool { return first[i] < first[j] })
+		p("%d nodes (full mesh), %d block affinities in etcd (4 per node; confd watches only its own node's), `--sync-only`: exec → the complete first config on disk. Peak RSS is VmHWM of the process.\n\n", o.coldNodes, o.coldAff)
+		p("| starts | first config median | min | max | VmHWM at first config | VmHWM 2 s later | VmRSS 2 s later | target |\n|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		fc := median(first)
+		h := medianF(hwm2)
+		p("| %d | %s | %s | %s | %s | %s | %s | ≤ 1 s %s, ≤ 100 MB %s |\n\n", len(first), ms(fc), ms(first[0]), ms(first[len(first)-1]),
+			mb(int64(medianF(hwm))), mb(int64(h)), mb(int64(medianF(rss))), mark(fc <= time.Second), mark(h <= 100*1024))
+	}
+	if len(rep.node) > 0 {
+		p("### 6. roost-node dataplane (node/dataplane benchmarks, real kernel, throwaway network namespaces)\n\n")
+		p("| benchmark | runs | median wall / op | median CPU / op | target |\n|---|---:|---:|---:|---|\n")
+		for _, nb := range rep.node {
+			wall := time.Duration(medianF(nb.nsPerOp))
+			cpu := "–"
+			if len(nb.cpuMs) > 0 {
+				cpu = fmt.Sprintf("%.1f ms", medianF(nb.cpuMs))
+			}
+			target := ""
+			switch nb.name {
+			case "BenchmarkProgram10kWorkloadRoutesCold":
+				target = "10,000 routes ≤ 2 s " + mark(wall <= 2*time.Second)
+			case "BenchmarkNoopResync10k":
+				c := medianF(nb.cpuMs)
+				if len(nb.cpuMs) == 0 {
+					c = float64(wall) / 1e6
+				}
+				target = "≤ 50 ms CPU " + mark(c <= 50)
+			}
+			p("| %s | %d | %s | %s | %s |\n", strings.TrimPrefix(nb.name, "Benchmark"), len(nb.nsPerOp), ms(wall), cpu, target)
+		}
+		p("\n")
+	}
+	return b.String()
+}
+
+const (
+	beginMark = "<!-- bench:begin -->"
+	endMark   = "<!-- bench:end -->"
+)
+
+// writeReport replaces the generated section of path (or creates it).
+func writeReport(path, md string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	section := beginMark + "\n<!-- Generated by `make bench` (go run ./bench); edits here are overwritten. -->\n\n" + md + endMark
+	s := string(old)
+	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
+	if i >= 0 && j > i {
+		s = s[:i] + section + s[j+len(endMark):]
+	} else {
+		if s == "" {
+			s = "# Performance\n\n"
+		}
+		s += "\n" + section + "\n"
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
