@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/sirupsen/logrus"
+
 	"context"
 	"fmt"
 
@@ -68,7 +70,11 @@ func (a *app) openDatastore(ctx context.Context, cmd *cobra.Command) (datastore.
 		return nil, err
 	}
 	a.dsType = cfg.Type
-	ds, err := connect.Open(ctx, cfg)
+	// A CLI says only what matters: backend warnings, not connection chatter.
+	log := logrus.New()
+	log.SetOutput(a.env.Stderr)
+	log.SetLevel(logrus.WarnLevel)
+	ds, err := connect.Open(ctx, cfg, connect.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("open datastore (%s): %w", cfg, err)
 	}

@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*App, err
 	if err := a.loadResources(); err != nil {
 		return nil, err
 	}
-	store, err := connect.Open(ctx, cfg.Datastore)
+	store, err := connect.Open(ctx, cfg.Datastore, connect.WithLogger(log))
 	if err != nil {
 		return nil, err
 	}

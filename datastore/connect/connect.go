@@ -7,25 +7,40 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/etcd"
 	"github.com/roostnet/roost/datastore/file"
 )
 
+// Option tunes Open.
+type Option func(*options)
+
+type options struct{ log *logrus.Logger }
+
+// WithLogger sends the backend's logs to l (default: logrus's standard
+// logger), so they follow the program's level and format.
+func WithLogger(l *logrus.Logger) Option { return func(o *options) { o.log = l } }
+
 // Open normalizes cfg and opens its backend.
-func Open(ctx context.Context, cfg datastore.Config) (datastore.Datastore, error) {
+func Open(ctx context.Context, cfg datastore.Config, opts ...Option) (datastore.Datastore, error) {
+	o := options{log: logrus.StandardLogger()}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Normalize(); err != nil {
 		return nil, err
 	}
 	switch cfg.Type {
 	case datastore.TypeEtcd:
-		s, err := etcd.New(ctx, cfg)
+		s, err := etcd.New(ctx, cfg, etcd.WithLogger(logrus.NewEntry(o.log)))
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	case datastore.TypeFile:
-		s, err := file.New(ctx, cfg.File)
+		s, err := file.New(ctx, cfg.File, file.WithLogger(o.log.WithField("component", "datastore-file")))
 		if err != nil {
 			return nil, err
 		}
