@@ -50,5 +50,23 @@ func splitLines(s string) []string {
 	if s == "" {
 		return nil
 	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = redact(l)
+	}
+	return lines
+}
+
+// redact hides BGP passwords: a diff is printed to a terminal or a log.
+func redact(line string) string {
+	i := strings.Index(line, `password "`)
+	if i < 0 {
+		return line
+	}
+	rest := line[i+len(`password "`):]
+	j := strings.IndexByte(rest, '"')
+	if j < 0 {
+		return line[:i] + `password "<redacted>`
+	}
+	return line[:i] + `password "<redacted>"` + rest[j+1:]
 }

@@ -229,3 +229,10 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff:\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestDiffRedactsPasswords(t *testing.T) {
+	got := Diff("f", []byte("a\n"), []byte("a\n  password \"s3cret\";\n"))
+	if strings.Contains(got, "s3cret") || !strings.Contains(got, `password "<redacted>";`) {
+		t.Errorf("password not redacted:\n%s", got)
+	}
+}
