@@ -1,5 +1,6 @@
 // Command demo runs Roost's main job on one machine: a lab of hosts (network
-// namespaces on one L2 segment) with one etcd, and on every host BIRD 2,
+// namespaces on one L2 segment, or on two L3 subnets joined by a router
+// namespace with -mode crosssubnet) with one etcd, and on every host BIRD 2,
 // confd and roost-node started as on a real host. It attaches workloads,
 // waits for BGP to converge, shows `birdctl node status` and the routes,
 // pings every workload from every other one, prints a summary and tears
@@ -23,7 +24,7 @@ import (
 func main() {
 	hosts := flag.Int("hosts", 3, "number of hosts")
 	workloads := flag.Int("workloads", 2, "workloads per host")
-	mode := flag.String("mode", envOr("MODE", "bgp"), "pool mode: bgp (no encapsulation) or vxlan [$MODE]")
+	mode := flag.String("mode", envOr("MODE", "bgp"), "pool mode: bgp (no encapsulation), vxlan or crosssubnet (two subnets, VXLAN only between them) [$MODE]")
 	keep := flag.Bool("keep", os.Getenv("KEEP") == "1", "leave the lab running and print how to use it [$KEEP=1]")
 	bin := flag.String("bin", "bin", "directory with confd, birdctl and roost-node")
 	down := flag.Bool("down", false, "tear down a lab left by KEEP=1")
@@ -57,17 +58,28 @@ func step(format string, args ...any) {
 
 func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bin string) (err error) {
 	var vxlan string
+	opts := lab.Options{Hosts: nHosts, BinDir: bin, KeepDir: keep, Detach: keep}
 	switch mode {
 	case "bgp":
 		vxlan = "Never"
 	case "vxlan":
 		vxlan = "Always"
+	case "crosssubnet":
+		vxlan = "CrossSubnet"
+		opts.Segments = []string{"10.99.0.0/24", "10.99.1.0/24"}
+		if nHosts < 3 {
+			return errors.New("MODE=crosssubnet needs at least 3 hosts")
+		}
 	default:
-		return fmt.Errorf("MODE=%q: use bgp or vxlan", mode)
+		return fmt.Errorf("MODE=%q: use bgp, vxlan or crosssubnet", mode)
 	}
 	start := time.Now()
-	step("Creating a lab of %d hosts (network namespaces on one segment) with etcd", nHosts)
-	l, err := lab.New(ctx, lab.Options{Hosts: nHosts, BinDir: bin, KeepDir: keep, Detach: keep})
+	if len(opts.Segments) > 1 {
+		step("Creating a lab of %d hosts (network namespaces on two subnets joined by a router) with etcd", nHosts)
+	} else {
+		step("Creating a lab of %d hosts (network namespaces on one segment) with etcd", nHosts)
+	}
+	l, err := lab.New(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -97,6 +109,13 @@ func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bi
 		fmt.Printf("    %-6s netns %-12s %s\n", h.Name, h.NS, h.Prefix)
 	}
 	fmt.Printf("    etcd   netns %-12s %s\n", l.Switch, l.EtcdURL)
+	if l.Router != "" {
+		var legs []string
+		for _, sg := range l.Segments {
+			legs = append(legs, sg.Gateway.String())
+		}
+		fmt.Printf("    router netns %-12s %s (forwards between the subnets)\n", l.Router, strings.Join(legs, ", "))
+	}
 
 	step("Applying a BGPConfiguration and an IP pool (mode %s)", mode)
 	if err := l.Apply(ctx, fmt.Sprintf(`apiVersion: projectcalico.org/v3
@@ -113,20 +132,8 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	}
 
 	step("Starting roost-node, confd and BIRD on every host")
-	for _, h := range l.Hosts {
-		if _, err := l.StartNode(ctx, h); err != nil {
-			return err
-		}
-	}
-	for _, h := range l.Hosts {
-		if err := waitNode(ctx, l, h); err != nil {
-			return err
-		}
-	}
-	for _, h := range l.Hosts {
-		if err := l.StartConfdAndBird(ctx, h); err != nil {
-			return err
-		}
+	if err := l.StartHosts(ctx, l.Hosts); err != nil {
+		return err
 	}
 
 	step("Attaching %d workloads per host", nWorkloads)
@@ -158,6 +165,13 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 		fmt.Print(out)
 	}
 	h0 := l.Hosts[0]
+	if mode != "bgp" {
+		// Remote blocks' routes are roost-node's (BIRD does not program
+		// routes of encapsulated pools); wait for them before showing.
+		if err := waitBlockRoutes(ctx, l, 30*time.Second); err != nil {
+			return err
+		}
+	}
 	step("Routing table of %s (proto bird: learned over BGP; proto 80: programmed by roost-node)", h0.Name)
 	out, err := l.Exec(ctx, h0.NS, nil, "ip", "route")
 	if err != nil {
@@ -165,6 +179,10 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	}
 	fmt.Print(out)
 	routes := strings.Count(out, "\n")
+	if mode == "crosssubnet" {
+		fmt.Printf("    %s reaches blocks of hosts on its own subnet %s directly (via <node ip> dev eth0),\n", h0.Name, h0.Segment.Prefix)
+		fmt.Printf("    and blocks of hosts behind the router through vxlan.calico (encapsulated).\n")
+	}
 
 	step("Pinging every workload from every other workload")
 	ok, failed := 0, 0
@@ -212,17 +230,33 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	return nil
 }
 
-// waitNode waits until roost-node registered the host's Node resource.
-func waitNode(ctx context.Context, l *lab.Lab, h *lab.Host) error {
-	deadline := time.Now().Add(30 * time.Second)
+// waitBlockRoutes waits until every host has a route to every other
+// host's blocks (roost-node programs those for VXLAN pools).
+func waitBlockRoutes(ctx context.Context, l *lab.Lab, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		if _, err := l.Birdctl(ctx, nil, "get", "node", h.Name); err == nil {
+		missing := ""
+		for _, h := range l.Hosts {
+			out, err := l.Exec(ctx, h.NS, nil, "ip", "route", "show", "proto", "80")
+			if err != nil {
+				return err
+			}
+			if n := strings.Count(out, " via "); n < len(l.Hosts)-1 {
+				missing = fmt.Sprintf("%s has %d of %d remote block routes", h.Name, n, len(l.Hosts)-1)
+				break
+			}
+		}
+		if missing == "" {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: roost-node did not register the Node", h.Name)
+			return errors.New(missing)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 

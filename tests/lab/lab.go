@@ -1,8 +1,11 @@
 // Package lab builds a multi-host Roost lab on one machine: hosts are
-// network namespaces on one L2 segment (a bridge in a "switch" namespace),
-// etcd runs in the switch namespace, and each host runs BIRD 2 and confd
-// (and roost-node) exactly as on a real host. Everything it creates is
-// removed by Close, also after failures, in reverse order of creation.
+// network namespaces on L2 segments (bridges in a "switch" namespace),
+// etcd runs in the switch namespace on the first segment, and each host
+// runs BIRD 2 and confd (and roost-node) exactly as on a real host. With
+// more than one segment, a router namespace forwards between them (hosts
+// then sit on separate L3 subnets, as CrossSubnet needs). Everything it
+// creates is removed by Close, also after failures, in reverse order of
+// creation.
 package lab
 
 import (
@@ -23,9 +26,19 @@ import (
 
 // Options shape a lab.
 type Options struct {
-	Name    string // short prefix for namespaces (default "rl<pid>")
-	Hosts   int
-	Subnet  string // host segment, default 10.99.0.0/24; hosts get .11, .12, ...
+	Name   string // short prefix for namespaces (default "rl<pid>")
+	Hosts  int
+	Subnet string // host segment, default 10.99.0.0/24; hosts get .11, .12, ...
+	// Segments, when set, replaces Subnet with several host segments
+	// (IPv4 /24 or larger, e.g. 10.99.0.0/24 and 10.99.1.0/24), each a
+	// bridge of its own. A router namespace <Name>-rt holds .1 on every
+	// segment and forwards between them; hosts' default routes point at
+	// it. etcd (.254) sits on the first segment.
+	Segments []string
+	// Segment picks the segment (index into Segments) of the i-th host
+	// (0-based) that New creates; default: hosts split in order into
+	// equal groups (3 hosts on 2 segments: host1, host2 | host3).
+	Segment func(i int) int
 	BinDir  string // where confd, birdctl, roost-node live (default ./bin)
 	Dir     string // working directory; default a new temp dir
 	KeepDir bool   // leave Dir on Close (logs)
@@ -39,23 +52,45 @@ type Options struct {
 type Lab struct {
 	Opts     Options
 	Dir      string
-	Switch   string // switch namespace
+	Switch   string // switch namespace (bridges, etcd)
+	Router   string // router namespace; "" with a single segment
 	EtcdURL  string
 	Hosts    []*Host
-	subnet   netip.Prefix
+	Segments []*Segment
+	machines int // namespaces attached so far (hosts and others): address and name index
 	mu       sync.Mutex
 	cleanups []func()
 	procs    []*Proc
 }
 
-// Host is one lab host.
+// Segment is one L2 segment: a bridge in the switch namespace.
+type Segment struct {
+	Index   int
+	Prefix  netip.Prefix // e.g. 10.99.0.0/24
+	Bridge  string       // bridge name in the switch namespace
+	Gateway netip.Addr   // hosts' default route: the router (.1), or the switch (.254) with one segment
+}
+
+// Addr is the segment's address with the given last byte.
+func (s *Segment) Addr(last int) netip.Addr {
+	a := s.Prefix.Addr().As4()
+	a[3] = byte(last)
+	return netip.AddrFrom4(a)
+}
+
+// Host is one lab host (or, from AddMachine, another namespace on a
+// segment).
 type Host struct {
-	Name   string // node name, e.g. host1
-	NS     string // network namespace
-	IP     netip.Addr
-	Prefix netip.Prefix // IP with the segment's prefix length
-	Dir    string       // per-host files: bird config, socket, logs
-	lab    *Lab
+	Name    string // node name, e.g. host1
+	NS      string // network namespace
+	IP      netip.Addr
+	Prefix  netip.Prefix // IP with the segment's prefix length
+	Segment *Segment
+	Dir     string // per-host files: bird config, socket, logs
+	lab     *Lab
+
+	mu     sync.Mutex
+	agents []*Proc // roost-node, confd, BIRD: stopped by StopAgents
 }
 
 // BirdDir is where confd writes the host's BIRD config.
@@ -89,11 +124,22 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	subnet, err := netip.ParsePrefix(o.Subnet)
-	if err != nil {
-		return nil, fmt.Errorf("subnet: %w", err)
+	if len(o.Segments) == 0 {
+		o.Segments = []string{o.Subnet}
 	}
-	l = &Lab{Opts: o, subnet: subnet.Masked()}
+	l = &Lab{Opts: o}
+	for i, sn := range o.Segments {
+		p, err := netip.ParsePrefix(sn)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+			return nil, fmt.Errorf("segment %q: want an IPv4 prefix of /24 or larger", sn)
+		}
+		l.Segments = append(l.Segments, &Segment{Index: i, Prefix: p.Masked(), Bridge: fmt.Sprintf("br%d", i)})
+	}
+	if o.Segment == nil {
+		n, hosts := len(l.Segments), max(o.Hosts, 1)
+		o.Segment = func(i int) int { return i * n / hosts }
+		l.Opts.Segment = o.Segment
+	}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -114,26 +160,41 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 			l.defer_(func() { os.RemoveAll(d) })
 		}
 	}
-	// The switch: a namespace with a bridge, and etcd on the segment.
+	// The switch: a namespace with a bridge per segment, and etcd on the
+	// first segment.
 	l.Switch = o.Name + "-sw"
 	if err := l.addNS(l.Switch); err != nil {
 		return nil, err
 	}
-	swIP := l.addr(254)
-	if err := l.run(ctx, "ip", "-n", l.Switch, "link", "add", "br0", "type", "bridge"); err != nil {
+	seg0 := l.Segments[0]
+	swIP := seg0.Addr(254)
+	if err := l.run(ctx, "ip", "-n", l.Switch, "link", "set", "lo", "up"); err != nil {
 		return nil, err
 	}
-	for _, args := range [][]string{
-		{"-n", l.Switch, "link", "set", "lo", "up"},
-		{"-n", l.Switch, "link", "set", "br0", "up"},
-		{"-n", l.Switch, "addr", "add", fmt.Sprintf("%s/%d", swIP, l.subnet.Bits()), "dev", "br0"},
-	} {
-		if err := l.run(ctx, "ip", args...); err != nil {
-			return nil, err
+	for _, sg := range l.Segments {
+		for _, args := range [][]string{
+			{"-n", l.Switch, "link", "add", sg.Bridge, "type", "bridge"},
+			{"-n", l.Switch, "link", "set", sg.Bridge, "up"},
+		} {
+			if err := l.run(ctx, "ip", args...); err != nil {
+				return nil, err
+			}
 		}
 	}
-	for i := 1; i <= o.Hosts; i++ {
-		if _, err := l.AddHost(ctx, fmt.Sprintf("host%d", i)); err != nil {
+	if err := l.run(ctx, "ip", "-n", l.Switch, "addr", "add", fmt.Sprintf("%s/%d", swIP, seg0.Prefix.Bits()), "dev", seg0.Bridge); err != nil {
+		return nil, err
+	}
+	if len(l.Segments) == 1 {
+		seg0.Gateway = swIP
+	} else if err := l.addRouter(ctx); err != nil {
+		return nil, err
+	}
+	for i := 0; i < o.Hosts; i++ {
+		sg := o.Segment(i)
+		if sg < 0 || sg >= len(l.Segments) {
+			return nil, fmt.Errorf("Segment(%d) = %d: the lab has %d segments", i, sg, len(l.Segments))
+		}
+		if _, err := l.AddHostOn(ctx, fmt.Sprintf("host%d", i+1), sg); err != nil {
 			return nil, err
 		}
 	}
@@ -143,18 +204,89 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 	return l, nil
 }
 
-// addr is the subnet's address with the given last byte.
-func (l *Lab) addr(last int) netip.Addr {
-	a := l.subnet.Addr().As4()
-	a[3] = byte(last)
-	return netip.AddrFrom4(a)
+// addRouter creates the router namespace: one leg with address .1 on
+// every segment, forwarding on. The switch namespace (etcd) routes the
+// other segments through it.
+func (l *Lab) addRouter(ctx context.Context) error {
+	l.Router = l.Opts.Name + "-rt"
+	if err := l.addNS(l.Router); err != nil {
+		return err
+	}
+	if err := l.run(ctx, "ip", "-n", l.Router, "link", "set", "lo", "up"); err != nil {
+		return err
+	}
+	for _, sg := range l.Segments {
+		sg.Gateway = sg.Addr(1)
+		vr, vs := fmt.Sprintf("%sr%d", l.Opts.Name, sg.Index), fmt.Sprintf("%sR%d", l.Opts.Name, sg.Index)
+		if err := l.plug(ctx, l.Router, fmt.Sprintf("eth%d", sg.Index), vr, vs, sg, netip.PrefixFrom(sg.Gateway, sg.Prefix.Bits())); err != nil {
+			return err
+		}
+	}
+	if err := l.run(ctx, "ip", "netns", "exec", l.Router, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		return err
+	}
+	for _, sg := range l.Segments[1:] {
+		if err := l.run(ctx, "ip", "-n", l.Switch, "route", "add", sg.Prefix.String(), "via", l.Segments[0].Gateway.String()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// AddHost creates one more host namespace on the segment.
+// plug connects namespace ns to segment sg with a veth (dev inside ns)
+// holding addr. vh and vs are the temporary and switch-side names,
+// unique per lab.
+func (l *Lab) plug(ctx context.Context, ns, dev, vh, vs string, sg *Segment, addr netip.Prefix) error {
+	steps := [][]string{
+		{"link", "add", vh, "type", "veth", "peer", "name", vs},
+		{"link", "set", vh, "netns", ns, "name", dev},
+		{"link", "set", vs, "netns", l.Switch},
+		{"-n", l.Switch, "link", "set", vs, "master", sg.Bridge, "up"},
+		{"-n", ns, "link", "set", dev, "up"},
+		{"-n", ns, "addr", "add", addr.String(), "dev", dev},
+	}
+	for _, s := range steps {
+		if err := l.run(ctx, "ip", s...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AddHost creates one more host namespace on the first segment.
 func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
-	idx := len(l.Hosts) + 1
-	h := &Host{Name: name, NS: fmt.Sprintf("%s-h%d", l.Opts.Name, idx), IP: l.addr(10 + idx), lab: l}
-	h.Prefix = netip.PrefixFrom(h.IP, l.subnet.Bits())
+	return l.AddHostOn(ctx, name, 0)
+}
+
+// AddHostOn creates one more host namespace on segment seg and lists it
+// in l.Hosts.
+func (l *Lab) AddHostOn(ctx context.Context, name string, seg int) (*Host, error) {
+	h, err := l.AddMachine(ctx, name, seg)
+	if err != nil {
+		return nil, err
+	}
+	l.Hosts = append(l.Hosts, h)
+	return h, nil
+}
+
+// AddMachine creates a namespace on segment seg that is not one of the
+// lab's Roost hosts (not listed in l.Hosts), e.g. an external BGP router
+// a test configures itself. It has eth0 with the next free address, a
+// default route to the segment's gateway, forwarding on, and a directory.
+func (l *Lab) AddMachine(ctx context.Context, name string, seg int) (*Host, error) {
+	if seg < 0 || seg >= len(l.Segments) {
+		return nil, fmt.Errorf("%s: no segment %d", name, seg)
+	}
+	sg := l.Segments[seg]
+	l.mu.Lock()
+	l.machines++
+	idx := l.machines
+	l.mu.Unlock()
+	if 10+idx >= 250 {
+		return nil, fmt.Errorf("%s: the lab is full", name)
+	}
+	h := &Host{Name: name, NS: fmt.Sprintf("%s-h%d", l.Opts.Name, idx), IP: sg.Addr(10 + idx), Segment: sg, lab: l}
+	h.Prefix = netip.PrefixFrom(h.IP, sg.Prefix.Bits())
 	h.Dir = filepath.Join(l.Dir, name)
 	if err := os.MkdirAll(h.BirdDir(), 0o755); err != nil {
 		return nil, err
@@ -163,17 +295,15 @@ func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
 		return nil, err
 	}
 	vh, vs := fmt.Sprintf("%sh%d", l.Opts.Name, idx), fmt.Sprintf("%ss%d", l.Opts.Name, idx)
+	if err := l.plug(ctx, h.NS, "eth0", vh, vs, sg, h.Prefix); err != nil {
+		return nil, err
+	}
 	steps := [][]string{
-		{"link", "add", vh, "type", "veth", "peer", "name", vs},
-		{"link", "set", vh, "netns", h.NS, "name", "eth0"},
-		{"link", "set", vs, "netns", l.Switch},
-		{"-n", l.Switch, "link", "set", vs, "master", "br0", "up"},
 		{"-n", h.NS, "link", "set", "lo", "up"},
-		{"-n", h.NS, "link", "set", "eth0", "up"},
-		{"-n", h.NS, "addr", "add", h.Prefix.String(), "dev", "eth0"},
-		// Like a real host, a default route (to the switch namespace,
-		// which forwards nothing further).
-		{"-n", h.NS, "route", "add", "default", "via", l.addr(254).String()},
+		// Like a real host, a default route: to the router between the
+		// segments, or to the switch namespace (which forwards nothing
+		// further) when there is one segment.
+		{"-n", h.NS, "route", "add", "default", "via", sg.Gateway.String()},
 	}
 	for _, s := range steps {
 		if err := l.run(ctx, "ip", s...); err != nil {
@@ -184,7 +314,6 @@ func (l *Lab) AddHost(ctx context.Context, name string) (*Host, error) {
 	if err := l.run(ctx, "ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 		return nil, err
 	}
-	l.Hosts = append(l.Hosts, h)
 	return h, nil
 }
 

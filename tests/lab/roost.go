@@ -46,21 +46,119 @@ func (l *Lab) Apply(ctx context.Context, yaml string) error {
 	return err
 }
 
+// StartOption changes how StartNode or StartConfdAndBird start a host's
+// agents.
+type StartOption func(*startConfig)
+
+type startConfig struct {
+	secretsDir string
+	env        []string
+}
+
+// WithSecretsDir passes confd --secrets-dir: the password of a
+// secretKeyRef {name: N, key: K} is the file <dir>/N/K.
+func WithSecretsDir(dir string) StartOption {
+	return func(c *startConfig) { c.secretsDir = dir }
+}
+
+// WithEnv adds environment variables (NAME=value) to the agents.
+func WithEnv(env ...string) StartOption {
+	return func(c *startConfig) { c.env = append(c.env, env...) }
+}
+
+func startConfigOf(opts []StartOption) startConfig {
+	var c startConfig
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
 // StartConfdAndBird starts confd on the host, waits for its first render,
 // then starts BIRD on the rendered config (the order a real host uses).
-func (l *Lab) StartConfdAndBird(ctx context.Context, h *Host) error {
+func (l *Lab) StartConfdAndBird(ctx context.Context, h *Host, opts ...StartOption) error {
+	c := startConfigOf(opts)
 	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
-	if _, err := l.StartEnv(ctx, h.NS, h.Name+"-confd", env, l.Bin("confd"),
-		"--output-dir", h.BirdDir(), "--bird-socket", h.Socket(), "--retry-max", "2s",
-		"--health-addr", "127.0.0.1:9099"); err != nil {
+	env = append(env, c.env...)
+	args := []string{"--output-dir", h.BirdDir(), "--bird-socket", h.Socket(), "--retry-max", "2s",
+		"--health-addr", "127.0.0.1:9099"}
+	if c.secretsDir != "" {
+		args = append(args, "--secrets-dir", c.secretsDir)
+	}
+	p, err := l.StartEnv(ctx, h.NS, h.Name+"-confd", env, l.Bin("confd"), args...)
+	if err != nil {
 		return err
 	}
+	h.addAgent(p)
 	cfg := filepath.Join(h.BirdDir(), "bird.cfg")
 	if err := waitFile(ctx, cfg, 30*time.Second); err != nil {
 		return fmt.Errorf("%s: confd rendered no config: %w", h.Name, err)
 	}
-	_, err := l.Start(ctx, h.NS, h.Name+"-bird", "bird", "-f", "-c", cfg, "-s", h.Socket(), "-P", filepath.Join(h.Dir, "bird.pid"))
-	return err
+	p, err = l.Start(ctx, h.NS, h.Name+"-bird", "bird", "-f", "-c", cfg, "-s", h.Socket(), "-P", filepath.Join(h.Dir, "bird.pid"))
+	if err != nil {
+		return err
+	}
+	h.addAgent(p)
+	return nil
+}
+
+func (h *Host) addAgent(p *Proc) {
+	h.mu.Lock()
+	h.agents = append(h.agents, p)
+	h.mu.Unlock()
+}
+
+// StopAgents stops what StartNode and StartConfdAndBird started on the
+// host, last started first (BIRD closes its sessions on the way out).
+func (h *Host) StopAgents() {
+	h.mu.Lock()
+	agents := h.agents
+	h.agents = nil
+	h.mu.Unlock()
+	for i := len(agents) - 1; i >= 0; i-- {
+		agents[i].Stop()
+	}
+}
+
+// WaitNode waits until roost-node registered the host's Node resource.
+func (l *Lab) WaitNode(ctx context.Context, h *Host, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := l.Birdctl(ctx, nil, "get", "node", h.Name)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: roost-node did not register the Node within %s: %v", h.Name, timeout, firstLine(err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// StartHosts starts the agents of hosts the way a real cluster comes up:
+// every roost-node first (registration, IPAM), then, once each Node
+// exists, confd and BIRD on every host.
+func (l *Lab) StartHosts(ctx context.Context, hosts []*Host, opts ...StartOption) error {
+	for _, h := range hosts {
+		if _, err := l.StartNode(ctx, h, opts...); err != nil {
+			return err
+		}
+	}
+	for _, h := range hosts {
+		if err := l.WaitNode(ctx, h, 30*time.Second); err != nil {
+			return err
+		}
+	}
+	for _, h := range hosts {
+		if err := l.StartConfdAndBird(ctx, h, opts...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func waitFile(ctx context.Context, path string, timeout time.Duration) error {

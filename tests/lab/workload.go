@@ -17,11 +17,17 @@ type Workload struct {
 }
 
 // StartNode runs the node agent on the host, as a real host would.
-func (l *Lab) StartNode(ctx context.Context, h *Host, extraEnv ...string) (*Proc, error) {
+func (l *Lab) StartNode(ctx context.Context, h *Host, opts ...StartOption) (*Proc, error) {
+	c := startConfigOf(opts)
 	env := append(l.DatastoreEnv(), "NODENAME="+h.Name, "IP="+h.Prefix.String(), "ROOST_NODE_LISTEN=127.0.0.1:9098",
 		"FELIX_ROUTEREFRESHINTERVAL=10s")
-	env = append(env, extraEnv...)
-	return l.StartEnv(ctx, h.NS, h.Name+"-node", env, l.Bin("roost-node"), "run")
+	env = append(env, c.env...)
+	p, err := l.StartEnv(ctx, h.NS, h.Name+"-node", env, l.Bin("roost-node"), "run")
+	if err != nil {
+		return nil, err
+	}
+	h.addAgent(p)
+	return p, nil
 }
 
 // AddWorkload creates a namespace and attaches it to h with
