@@ -76,6 +76,7 @@ func run() int {
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
 	flag.BoolVar(&o.inproc, "inproc", false, "run confd inside the harness (same code path; for -cpuprofile; CPU figures then include the harness)")
 	flag.StringVar(&work, "workdir", "", "scratch directory (default: a new one under $TMPDIR; keep it on a disk, not tmpfs, for realistic fsync costs)")
+	keep := flag.Bool("keep", false, "keep the scratch directory (rendered configs, logs)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness process (with -inproc: confd's too)")
 	flag.Parse()
 
@@ -132,7 +133,11 @@ func run() int {
 			return 1
 		}
 		work = d
-		defer os.RemoveAll(d)
+		if *keep {
+			fmt.Fprintln(os.Stderr, "bench: scratch directory", d)
+		} else {
+			defer os.RemoveAll(d)
+		}
 	}
 	rep := &report{opt: o, start: time.Now(), loadBefore: loadavg()}
 	rep.machine = machineInfo()

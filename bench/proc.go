@@ -21,7 +21,10 @@ import (
 const clockTicks = 100
 
 // cpuTime is a process's user+system CPU time so far, all threads.
-func cpuTime(pid int) (time.Duration, error) {
+func cpuTime(pid int) (time.Duration, error) { return statCPU(pid, 11, 12) }
+
+// statCPU sums fields of /proc/<pid>/stat, indexed after the command.
+func statCPU(pid int, fields ...int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -33,17 +36,25 @@ func cpuTime(pid int) (time.Duration, error) {
 		return 0, errors.New("malformed stat")
 	}
 	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); utime is field 14, stime 15.
-	if len(f) < 13 {
+	// f[0] is field 3 (state); utime is field 14, stime 15, cutime and
+	// cstime (waited-for children) 16 and 17.
+	if len(f) < 15 {
 		return 0, errors.New("short stat")
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
+	var sum int64
+	for _, i := range fields {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		sum += v
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(sum) * time.Second / clockTicks, nil
 }
+
+// childCPUTime is the CPU time of a process's waited-for children
+// (confd's `bird -p` checks).
+func childCPUTime(pid int) (time.Duration, error) { return statCPU(pid, 13, 14) }
 
 // statusKB reads a "VmHWM:" style field of /proc/<pid>/status in kB.
 func statusKB(pid int, field string) (int64, error) {

@@ -314,7 +314,9 @@ func (rep *report) markdown() string {
 				ms(medianOver(runs, func(r *latencyResult) time.Duration { return e2e(r, 99) })),
 				ms(stageMedian(r0, "model")), ms(stageMedian(r0, "execute")), ms(stageMedian(r0, "write")),
 				ms(stageMedian(r0, "check")), ms(stageMedian(r0, "reload")),
-				ms(medianOver(runs, (*latencyResult).cpuPerChange)),
+				ms(medianOver(runs, (*latencyResult).cpuPerChange))+" (+ "+ms(medianOver(runs, func(r *latencyResult) time.Duration {
+					return r.childCPU / time.Duration(max(len(r.samples), 1))
+				}))+")",
 				ms(birdCPU), ms(medianOver(runs, func(r *latencyResult) time.Duration { return r.parse })),
 				mb(r0.birdRSS), ms(r0.birdIdle))
 		}

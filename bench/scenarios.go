@@ -182,6 +182,7 @@ type latencyResult struct {
 	changes  int
 	samples  []sample
 	cpu      time.Duration // confd CPU over the measured changes
+	childCPU time.Duration // its children's (the checks)
 	window   time.Duration
 	renders  int
 	hwmKB    int64
@@ -211,7 +212,7 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 		c := r.nthChange(j)
 		var m0 map[string]float64
 		var bird0 time.Duration
-		if withBird && measure {
+		if withBird {
 			if m0, err = scrape(e.ctx, r.confd.Metrics()); err != nil {
 				return nil, err
 			}
@@ -237,8 +238,8 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 				if err != nil {
 					return nil, err
 				}
-				if m0 == nil || renders(m1) > renders(m0) {
-					if m0 != nil {
+				if renders(m1) > renders(m0) {
+					if measure {
 						s.renders = int(renders(m1) - renders(m0))
 						s.stages = map[string]time.Duration{}
 						for _, st := range stages {
@@ -269,6 +270,7 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 		return nil, err
 	}
 	cpu0, _ := cpuTime(r.confd.Pid())
+	ch0, _ := childCPUTime(r.confd.Pid())
 	w0 := time.Now()
 	for j := 5; j < 5+changes; j++ {
 		s, err := do(j, true)
@@ -276,11 +278,16 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 			return nil, err
 		}
 		res.samples = append(res.samples, *s)
+		if os.Getenv("BENCH_DEBUG") != "" {
+			e.logf("  %s: latency %v put %v stages %v birdCPU %v", s.kind, s.latency, s.put, s.stages, s.birdCPU)
+		}
 		time.Sleep(e.opt.gap)
 	}
 	cpu1, _ := cpuTime(r.confd.Pid())
+	ch1, _ := childCPUTime(r.confd.Pid())
 	res.window = time.Since(w0)
 	res.cpu = cpu1 - cpu0
+	res.childCPU = ch1 - ch0
 	m1, err := scrape(e.ctx, r.confd.Metrics())
 	if err != nil {
 		return nil, err
