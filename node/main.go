@@ -2,6 +2,8 @@
 // IPAM blocks, attaches workloads and programs workload and tunnel routes.
 //
 //	roost-node run                        the agent (as root, host network namespace)
+//	roost-node run --with-bird --with-confd  the agent, supervising confd and BIRD (the image's entrypoint)
+//	roost-node health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live
 //	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]
 //	roost-node workload del --name N [--namespace NS]
 //	roost-node cleanup                    remove every route and device the agent owns
@@ -14,10 +16,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -31,11 +36,15 @@ import (
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/startup"
+	"github.com/roostnet/roost/node/supervisor"
 	"github.com/roostnet/roost/node/workload"
 )
 
 func main() {
 	if err := root().Execute(); err != nil {
+		if errors.Is(err, errHealth) { // the reason is printed already
+			os.Exit(1)
+		}
 		fmt.Fprintln(os.Stderr, "roost-node:", err)
 		os.Exit(1)
 	}
@@ -49,7 +58,7 @@ func root() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version.Version,
 	}
-	cmd.AddCommand(runCmd(), workloadCmd(), cleanupCmd(), &cobra.Command{
+	cmd.AddCommand(runCmd(), healthCmd(), workloadCmd(), cleanupCmd(), &cobra.Command{
 		Use: "version", Short: "print the version",
 		Run: func(*cobra.Command, []string) { fmt.Println("roost-node", version.Version) },
 	})
@@ -94,13 +103,16 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func runCmd() *cobra.Command {
 	var cfg config.Run
-	settings := cfg.Settings()
+	settings := cfg.RunSettings()
 	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "run the node agent",
+		Use:   "run [--with-bird] [--with-confd]",
+		Short: "run the node agent (and supervise confd and BIRD)",
 		Long: "Registers this host as a Node (name, addresses, AS), creates the default IPv4 pool when none exists,\n" +
 			"keeps the IPIP/VXLAN tunnel addresses in step with the pools and programs routes, tunnel devices and\n" +
-			"VXLAN neighbours from the datastore. Needs root in the host's network namespace.",
+			"VXLAN neighbours from the datastore. Needs root in the host's network namespace.\n\n" +
+			"With --with-confd and --with-bird it also starts and supervises confd and BIRD 2, in order: the node\n" +
+			"registers, confd renders, BIRD starts on the rendered configuration. A child that dies is restarted\n" +
+			"with backoff; SIGTERM stops BIRD, then confd, then the agent. See docs/install.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
@@ -128,13 +140,17 @@ func runCmd() *cobra.Command {
 				return fmt.Errorf("netlink: %w", err)
 			}
 			defer h.Close()
-			a := agent.New(agent.Options{
+			opts := agent.Options{
 				Startup: cfg.Startup, Dataplane: cfg.Dataplane, AutodetectInterval: cfg.AutodetectInterval,
 				Listen: cfg.Listen, IPForward: cfg.IPForward,
 				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
 				Log: log,
-			})
+			}
 			log.WithFields(logrus.Fields{"version": version.Version, "datastore": cfg.Datastore.String()}).Info("roost-node starting")
+			if cfg.Supervise.WithBird || cfg.Supervise.WithConfd {
+				return runSupervised(ctx, &cfg, opts, log)
+			}
+			a := agent.New(opts)
 			if err := a.Run(ctx); err != nil {
 				return err
 			}
@@ -256,4 +272,153 @@ func cleanupCmd() *cobra.Command {
 	}
 	config.Register(cmd.Flags(), settings)
 	return cmd
+}
+
+// runSupervised is `run --with-bird --with-confd`: the agent registers the
+// node, then confd renders and BIRD starts; on SIGTERM BIRD stops first,
+// then confd, then the agent. The HTTP server's /readyz includes BIRD.
+func runSupervised(ctx context.Context, cfg *config.Run, opts agent.Options, log *logrus.Logger) error {
+	opts.Metrics = agent.NewMetrics() // one registry for the agent's and the supervisor's metrics
+	sup, err := supervisor.New(supervisor.Options{
+		Config: cfg.Supervise, Datastore: cfg.Datastore, BaseEnv: os.Environ(), Log: log,
+		Registerer: opts.Metrics.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	opts.Listen = "" // served below, with the supervisor's state
+	a := agent.New(opts)
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	defer func() {
+		stopAgent()
+		a.Wait()
+	}()
+	if err := a.Start(agentCtx); err != nil {
+		return err
+	}
+
+	var srv *http.Server
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+		}
+		view := supervisor.AgentView{
+			Alive:  func() bool { return a.Status().Alive },
+			Ready:  func() bool { return a.Status().Ready },
+			Status: func() any { return a.Status() },
+		}
+		srv = &http.Server{Handler: supervisor.Handler(view, sup, opts.Metrics.Registry), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.WithError(err).Error("HTTP server failed")
+			}
+		}()
+		log.WithField("listen", ln.Addr().String()).Info("serving /healthz, /readyz and /metrics")
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := sup.Reload(); err == nil {
+				log.Info("SIGHUP: asked confd to render again")
+			}
+		}
+	}()
+
+	startErr := sup.Start(ctx, a.Status().Node)
+	if startErr == nil {
+		log.Info("the node is registered, confd rendered and BIRD answers")
+		_ = supervisor.Notify("READY=1")
+		<-ctx.Done()
+	}
+	log.Info("stopping: BIRD, then confd, then the agent")
+	_ = supervisor.Notify("STOPPING=1")
+	sup.Stop()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(sctx)
+		cancel()
+	}
+	stopAgent()
+	a.Wait()
+	if startErr != nil && ctx.Err() == nil {
+		return startErr
+	}
+	log.Info("roost-node stopped")
+	return nil
+}
+
+func healthCmd() *cobra.Command {
+	var cfg config.Health
+	settings := cfg.Settings()
+	checks := map[string]*bool{}
+	cmd := &cobra.Command{
+		Use:   "health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live ...",
+		Short: "probe BIRD, confd and the agent for orchestrators (exit 0, or 1 with a one-line reason)",
+		Long: "Runs the chosen checks and prints one line: \"ok: ...\" (exit 0) or the first failure's reason (exit 1).\n" +
+			"It reads the same settings as `run` (BIRD_SOCKET, ROOST_CONFD_HEALTH_ADDR, ROOST_NODE_LISTEN), so in a\n" +
+			"container or unit with roost-node's environment it needs no flags.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+			defer cancel()
+			var done []string
+			for _, c := range config.HealthChecks {
+				if !*checks[c.Flag] {
+					continue
+				}
+				if err := runCheck(ctx, c.Flag, &cfg); err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %v\n", c.Flag, err)
+					cmd.SilenceErrors = true
+					return errHealth
+				}
+				done = append(done, c.Flag)
+			}
+			if len(done) == 0 {
+				return errors.New("choose at least one check: --bird-ready, --bird-live, --confd-live, --node-ready, --node-live")
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s\n", strings.Join(done, ", "))
+			return nil
+		},
+	}
+	for _, c := range config.HealthChecks {
+		checks[c.Flag] = cmd.Flags().Bool(c.Flag, false, c.Help)
+	}
+	config.Register(cmd.Flags(), settings)
+	return cmd
+}
+
+// errHealth is a failed check: the reason is already printed.
+var errHealth = errors.New("unhealthy")
+
+func runCheck(ctx context.Context, check string, cfg *config.Health) error {
+	switch check {
+	case "bird-live":
+		return supervisor.BirdLive(ctx, cfg.BirdSocket)
+	case "bird-ready":
+		return supervisor.BirdReady(ctx, cfg.BirdSocket, cfg.ReadyRequireEstablished)
+	case "confd-live", "node-live", "node-ready":
+		addr, path := cfg.Listen, "/healthz"
+		if check == "confd-live" {
+			addr = cfg.ConfdHealthAddr
+		}
+		if check == "node-ready" {
+			path = "/readyz"
+		}
+		if addr == "" {
+			return fmt.Errorf("no address to check (the %s server is off)", strings.TrimSuffix(check, "-live"))
+		}
+		url, err := supervisor.LocalURL(addr, path)
+		if err != nil {
+			return err
+		}
+		return supervisor.HTTPCheck(ctx, url)
+	}
+	return fmt.Errorf("unknown check %q", check)
 }

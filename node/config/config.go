@@ -22,7 +22,9 @@ import (
 type Setting struct {
 	Flag, Env, Default, Help string
 	Secret                   bool
-	set                      func(string) error
+	// Bool settings may be given as a bare flag (--with-bird means true).
+	Bool bool
+	set  func(string) error
 }
 
 // Common are the settings every subcommand needs.
@@ -41,6 +43,7 @@ type Run struct {
 	Listen             string
 	AutodetectInterval time.Duration
 	IPForward          bool
+	Supervise          Supervise
 }
 
 // Workload holds the settings of `roost-node workload`.
@@ -123,9 +126,15 @@ func (r *Run) Settings() []*Setting {
 		&Setting{Flag: "vxlan-port", Env: "FELIX_VXLANPORT", Default: "4789", Help: "VXLAN UDP port", set: integer("FELIX_VXLANPORT", &dp.VXLANPort)},
 		&Setting{Flag: "route-refresh-interval", Env: "FELIX_ROUTEREFRESHINTERVAL", Default: "90s", Help: "period of the full comparison with the kernel (kernel events repair drift in between)", set: duration("FELIX_ROUTEREFRESHINTERVAL", &dp.ResyncInterval)},
 		&Setting{Flag: "autodetect-poll-interval", Env: "AUTODETECT_POLL_INTERVAL", Default: "30s", Help: "how often autodetected addresses are checked again", set: duration("AUTODETECT_POLL_INTERVAL", &r.AutodetectInterval)},
-		&Setting{Flag: "listen", Env: "ROOST_NODE_LISTEN", Default: ":9099", Help: `serve /healthz, /readyz and /metrics here; "" turns it off`, set: str(&r.Listen)},
-		&Setting{Flag: "ip-forward", Env: "ROOST_IP_FORWARD", Default: "true", Help: "set net.ipv4.ip_forward=1 at start", set: boolean("ROOST_IP_FORWARD", &r.IPForward)},
+		&Setting{Flag: "listen", Env: "ROOST_NODE_LISTEN", Default: DefaultNodeListen, Help: `serve /healthz, /readyz and /metrics here; "" turns it off`, set: str(&r.Listen)},
+		&Setting{Flag: "ip-forward", Env: "ROOST_IP_FORWARD", Default: "true", Bool: true, Help: "set net.ipv4.ip_forward=1 at start", set: boolean("ROOST_IP_FORWARD", &r.IPForward)},
 	)
+}
+
+// RunSettings lists the settings of the `run` command: the agent's
+// (Settings) and the supervisor's (Supervise.Settings).
+func (r *Run) RunSettings() []*Setting {
+	return append(r.Settings(), r.Supervise.Settings()...)
 }
 
 // Settings lists the settings of `workload`.
@@ -142,9 +151,24 @@ func Register(fs *pflag.FlagSet, settings []*Setting) {
 		if s.Env != "" {
 			help += " [$" + s.Env + "]"
 		}
-		fs.String(s.Flag, s.Default, help)
+		if !s.Bool {
+			fs.String(s.Flag, s.Default, help)
+			continue
+		}
+		// Shown and parsed like a bool flag (--with-bird, --with-bird=false);
+		// the value is checked by Resolve like every other setting.
+		v := &boolText{s: s.Default}
+		fs.Var(v, s.Flag, help)
+		fs.Lookup(s.Flag).NoOptDefVal = "true"
 	}
 }
+
+// boolText is a flag value that pflag presents as a bool.
+type boolText struct{ s string }
+
+func (b *boolText) String() string     { return b.s }
+func (b *boolText) Set(v string) error { b.s = v; return nil }
+func (b *boolText) Type() string       { return "bool" }
 
 // Resolve applies flags (when changed), else variables, else defaults.
 func Resolve(fs *pflag.FlagSet, settings []*Setting, getenv func(string) string) error {
