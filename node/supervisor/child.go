@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -110,6 +112,11 @@ func StartChild(spec Spec, log logrus.FieldLogger, obs Observer) *Child {
 // WaitReady returns once the child has been started and found ready, or
 // with an error when ctx ends or the child is stopped first.
 func (c *Child) WaitReady(ctx context.Context) error {
+	select {
+	case <-c.firstReady:
+		return nil
+	default:
+	}
 	select {
 	case <-c.firstReady:
 		return nil
@@ -229,7 +236,9 @@ func (c *Child) start(restart bool) (*proc, error) {
 	}()
 	go func() {
 		p.err = cmd.Wait()
-		// Grandchildren may hold the pipe; do not wait for them long.
+		// Whatever the child left in its group (confd's `bird -p` checks, a
+		// shell's background jobs) goes with it; then the pipe closes.
+		killGroup(p.pid)
 		select {
 		case <-logDone:
 		case <-time.After(2 * time.Second):
@@ -265,7 +274,7 @@ func (c *Child) watchReady(ctx context.Context, p *proc, restart bool) {
 
 // exited records an unexpected exit and removes what the child left.
 func (c *Child) exited(p *proc, up time.Duration) {
-	killGroup(p.pid)
+	waitGroupGone(p.pid, 2*time.Second)
 	reason := exitReason(p.err)
 	c.update(func(s *ChildStatus) { s.Running, s.Ready, s.LastExit = false, false, reason })
 	c.obs.ChildUp(c.spec.Name, false)
@@ -292,7 +301,7 @@ func (c *Child) stop(p *proc) {
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		<-p.exited
 	}
-	killGroup(p.pid)
+	waitGroupGone(p.pid, 2*time.Second)
 	reason := exitReason(p.err)
 	c.update(func(s *ChildStatus) { s.Running, s.Ready, s.LastExit = false, false, reason })
 	c.obs.ChildUp(c.spec.Name, false)
@@ -304,6 +313,49 @@ func killGroup(pgid int) {
 	if pgid > 1 {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
+}
+
+// waitGroupGone waits until no live (non-zombie) process is left in the
+// process group, killing it again meanwhile.
+func waitGroupGone(pgid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for len(groupMembers(pgid)) > 0 && time.Now().Before(deadline) {
+		killGroup(pgid)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// groupMembers lists the live processes of a process group, from /proc.
+func groupMembers(pgid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...; comm may contain spaces.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func exitReason(err error) string {
