@@ -191,9 +191,12 @@ func run() int {
 		}
 	}
 	if o.want("burst") && ctx.Err() == nil {
-		for _, bird := range []bool{false, true} {
-			e.logf("burst: %d Node writes, bird=%v, %d reps", o.burstNodes, bird, o.burstReps)
-			rs, err := e.burst(o.burstNodes, o.burstReps, bird)
+		for _, c := range []struct {
+			bird    bool
+			writers int
+		}{{false, 32}, {false, 1}, {true, 32}, {true, 1}} {
+			e.logf("burst: %d Node writes by %d writer(s), bird=%v, %d reps", o.burstNodes, c.writers, c.bird, o.burstReps)
+			rs, err := e.burst(o.burstNodes, o.burstReps, c.writers, c.bird)
 			if err != nil {
 				fail("burst", err)
 				continue

@@ -330,13 +330,14 @@ type burstResult struct {
 	finalAck  time.Duration // last write acknowledged -> exact final config
 	renders   int
 	reloads   int
-	files     int // peers.cfg replacements seen
+	writers   int
+	files     int // files written (renamed into place)
 	exact     bool
 }
 
 // burst: every other node changes its AS number, `writes` Node updates
-// issued by 32 concurrent writers as fast as etcd takes them.
-func (e *env) burst(n, reps int, withBird bool) ([]burstResult, error) {
+// issued by `writers` concurrent writers as fast as etcd takes them.
+func (e *env) burst(n, reps, writers int, withBird bool) ([]burstResult, error) {
 	if err := e.prepare(n+1, 0); err != nil {
 		return nil, err
 	}
@@ -348,7 +349,7 @@ func (e *env) burst(n, reps int, withBird bool) ([]burstResult, error) {
 	var out []burstResult
 	for rep := 0; rep < reps; rep++ {
 		as := 65010 + rep
-		res := burstResult{nodes: n + 1, withBird: withBird, writes: n}
+		res := burstResult{nodes: n + 1, withBird: withBird, writes: n, writers: writers}
 		kvs := make([]kv, n)
 		for i := range kvs {
 			kvs[i] = mustEncode(newNode(i+1, as))
@@ -370,9 +371,9 @@ func (e *env) burst(n, reps int, withBird bool) ([]burstResult, error) {
 		}
 		close(next)
 		var wg sync.WaitGroup
-		errs := make(chan error, 32)
+		errs := make(chan error, writers)
 		t0 := time.Now()
-		for w := 0; w < 32; w++ {
+		for w := 0; w < writers; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -428,7 +429,7 @@ func (e *env) burst(n, reps int, withBird bool) ([]burstResult, error) {
 		}
 		res.renders = int(renders(m1) - renders(m0))
 		res.reloads = int(reloads(m1) - reloads(m0))
-		res.files = 1 + r.watch.drain("peers.cfg")
+		res.files = int(m1["roost_confd_files_written_total"] - m0["roost_confd_files_written_total"])
 		exact, err := e.exact(r.out)
 		if err != nil {
 			return nil, err

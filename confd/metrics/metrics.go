@@ -39,7 +39,7 @@ func New() *Metrics {
 		renderDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "roost_confd_render_duration_seconds",
 			Help: "Time for one render including check and reload.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		stageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "roost_confd_render_stage_seconds",
-			Help: "Time per render stage: model (BGP model and key store), execute (templates), write (stage and rename), check, reload.",
+			Help:    "Time per render stage: model (BGP model and key store), execute (templates), write (stage and rename), check, reload.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"stage"}),
 		filesWritten: prometheus.NewCounter(prometheus.CounterOpts{Name: "roost_confd_files_written_total", Help: "Files written."}),
 		checksFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "roost_confd_checks_failed_total", Help: "Config checks that failed."}),

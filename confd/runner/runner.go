@@ -18,6 +18,12 @@ import (
 	"github.com/roostnet/roost/datastore"
 )
 
+// Defaults of Config.MinInterval and Config.Quiet.
+const (
+	DefaultMinInterval = 100 * time.Millisecond
+	DefaultQuiet       = 20 * time.Millisecond
+)
+
 // Config wires a Runner.
 type Config struct {
 	Store    datastore.Datastore
@@ -30,8 +36,18 @@ type Config struct {
 	Render func(ctx context.Context) (render.Result, error)
 	// Retry backoff after a failed render (defaults 500ms .. 30s).
 	RetryMin, RetryMax time.Duration
-	Observer           Observer
-	Log                logrus.FieldLogger
+	// MinInterval spaces renders during sustained churn: the next render
+	// starts MinInterval after the end of the previous one (default 100ms;
+	// negative: no spacing), or earlier once no change has arrived for
+	// Quiet (default 20ms). A change after a quiet spell renders at once;
+	// a stream of 1,000 writes over a second costs about ten renders (and
+	// BIRD reconfigures) instead of hundreds; and the final state is
+	// rendered at most Quiet after the last write (plus a render already
+	// under way).
+	MinInterval time.Duration
+	Quiet       time.Duration
+	Observer    Observer
+	Log         logrus.FieldLogger
 	// Once makes Run return after the first render, with its error.
 	Once bool
 }
@@ -79,6 +95,12 @@ func New(cfg Config) *Runner {
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 30 * time.Second
 	}
+	if cfg.MinInterval == 0 {
+		cfg.MinInterval = DefaultMinInterval
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = DefaultQuiet
+	}
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
@@ -117,6 +139,22 @@ func (r *Runner) setStatus(f func(*Status)) {
 	r.mu.Lock()
 	f(&r.status)
 	r.mu.Unlock()
+}
+
+// holdFor says how long a due render waits: none after a quiet spell
+// (MinInterval since the last render) or once changes have stopped
+// (Quiet since the last one); else until the earlier of the two.
+func (r *Runner) holdFor(lastEnd, lastChange time.Time) time.Duration {
+	if lastEnd.IsZero() || r.cfg.MinInterval <= 0 {
+		return 0
+	}
+	now := time.Now()
+	untilSpaced := r.cfg.MinInterval - now.Sub(lastEnd)
+	untilQuiet := r.cfg.Quiet - now.Sub(lastChange)
+	if untilSpaced <= 0 || untilQuiet <= 0 {
+		return 0
+	}
+	return min(untilSpaced, untilQuiet)
 }
 
 // watchState tracks one prefix's sync state and, during a relist, which
@@ -167,6 +205,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		retry    *time.Timer
 		retryC   <-chan time.Time
 		lastSync = false
+		// Spacing between renders (MinInterval, Quiet): hold is armed
+		// while a render waits.
+		lastEnd, lastChange time.Time
+		hold                *time.Timer
+		holdC               <-chan time.Time
 	)
 	allInSync := func() bool {
 		for _, w := range watches {
@@ -189,10 +232,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.cfg.Apply(ev.Key, ev.Value)
 			dirty = true
+			lastChange = time.Now()
 		case datastore.Deleted:
 			delete(w.keys, ev.Key)
 			r.cfg.Apply(ev.Key, nil)
 			dirty = true
+			lastChange = time.Now()
 		case datastore.Resync:
 			w.inSync = false
 			if ev.Relist {
@@ -230,6 +275,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-retryC:
 			retryC = nil
 			dirty = true
+		case <-holdC:
+			holdC = nil
 		}
 		// Coalesce: take everything already queued before rendering.
 	drain:
@@ -256,13 +303,23 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.cfg.Log.WithField("inSync", inSync).Info("Datastore sync state changed")
 		}
-		if !inSync || !dirty {
+		if !inSync || !dirty || holdC != nil {
+			continue
+		}
+		if wait := r.holdFor(lastEnd, lastChange); wait > 0 {
+			if hold == nil {
+				hold = time.NewTimer(wait)
+			} else {
+				hold.Reset(wait)
+			}
+			holdC = hold.C
 			continue
 		}
 		dirty = false
 		start := time.Now()
 		res, err := r.cfg.Render(ctx)
 		took := time.Since(start)
+		lastEnd = time.Now()
 		if ctx.Err() != nil {
 			return nil
 		}
