@@ -379,18 +379,15 @@ func (l *Lab) defer_(f func()) {
 	l.mu.Unlock()
 }
 
-// Close stops every process and removes namespaces and files. It is safe
-// to call more than once.
+// Close stops every process and removes namespaces and files, in reverse
+// order of creation: workloads are detached while their host's agents
+// and etcd still run, processes stop before their namespaces go. It is
+// safe to call more than once.
 func (l *Lab) Close() {
 	l.mu.Lock()
-	procs := l.procs
-	l.procs = nil
 	cleanups := l.cleanups
 	l.cleanups = nil
 	l.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].Stop()
-	}
 	for i := len(cleanups) - 1; i >= 0; i-- {
 		cleanups[i]()
 	}
@@ -443,6 +440,7 @@ func (l *Lab) StartEnv(ctx context.Context, ns, name string, env []string, bin s
 	l.mu.Lock()
 	l.procs = append(l.procs, p)
 	l.mu.Unlock()
+	l.defer_(p.Stop)
 	l.Opts.Log("started %s (pid %d)", name, cmd.Process.Pid)
 	return p, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Workload is a network namespace attached to a host by roost-node.
@@ -53,7 +54,9 @@ func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string) (*Workload,
 	}
 	// Detach before the namespace goes (cleanups run in reverse order).
 	l.defer_(func() {
-		_ = exec.Command("ip", "netns", "exec", h.NS, "env", "DATASTORE_TYPE=etcdv3", "ETCD_ENDPOINTS="+l.EtcdURL, "NODENAME="+h.Name,
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = exec.CommandContext(ctx, "ip", "netns", "exec", h.NS, "env", "DATASTORE_TYPE=etcdv3", "ETCD_ENDPOINTS="+l.EtcdURL, "NODENAME="+h.Name,
 			l.Bin("roost-node"), "workload", "del", "--name", name).Run()
 	})
 	return w, nil

@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"testing"
+
+	"github.com/roostnet/roost/tests/lab"
+)
+
+var (
+	tagBGP   = tag("bgp")
+	tagVXLAN = tag("vx")
+	tagCross = tag("cs")
+	tagPool  = tag("pool")
+)
+
+// TestFullMeshBGP: three hosts in a node-to-node mesh with a no-encap
+// pool: every session Established, BIRD programs every remote block
+// straight to its node, every workload pair pings.
+func TestFullMeshBGP(t *testing.T) {
+	fullMesh(t, tagBGP, "Never")
+}
+
+// TestFullMeshVXLAN: the same with vxlanMode Always: roost-node programs
+// the remote blocks through vxlan.calico.
+func TestFullMeshVXLAN(t *testing.T) {
+	fullMesh(t, tagVXLAN, "Always")
+}
+
+func fullMesh(t *testing.T, tag, vxlanMode string) {
+	c := newLab(t, tag, lab.Options{Hosts: 3})
+	c.apply(poolYAML(true, vxlanMode))
+	start := time.Now()
+	c.start(c.Hosts)
+	ws := c.addWorkloads(c.Hosts, 2)
+	c.waitSessions(mesh(c.Hosts))
+	want := noEncap
+	if vxlanMode != "Never" {
+		want = c.vxlanTo
+	}
+	n := c.waitBlockRoutes(c.Hosts, want)
+	record(t, "converged in %s (%d hosts, %d sessions, %d block routes)", time.Since(start).Round(time.Millisecond), len(c.Hosts), len(c.Hosts)*(len(c.Hosts)-1), n)
+	c.pingAll(ws)
+}
+
+// TestCrossSubnet: hosts on two L3 subnets joined by a router namespace,
+// pool vxlanMode CrossSubnet. Blocks of same-subnet hosts are routed
+// straight over eth0, the others through vxlan.calico; traffic follows
+// (the VXLAN device's counters move only for cross-subnet pings).
+func TestCrossSubnet(t *testing.T) {
+	c := newLab(t, tagCross, lab.Options{Hosts: 3, Segments: []string{"10.99.0.0/24", "10.99.1.0/24"}})
+	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
+	if h1.Segment != h2.Segment || h1.Segment == h3.Segment {
+		t.Fatalf("want host1 and host2 on one subnet, host3 on the other: %s %s %s", h1.Prefix, h2.Prefix, h3.Prefix)
+	}
+	c.apply(poolYAML(true, "CrossSubnet"))
+	start := time.Now()
+	c.start(c.Hosts)
+	ws := c.addWorkloads(c.Hosts, 1)
+	c.waitSessions(mesh(c.Hosts))
+	n := c.waitBlockRoutes(c.Hosts, c.crossSubnet)
+	record(t, "converged in %s (%d hosts on 2 subnets, %d block routes)", time.Since(start).Round(time.Millisecond), len(c.Hosts), n)
+
+	// The routes, spelled out for host1.
+	rs, err := c.routes(h1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := c.blocks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*lab.Host{h2, h3} {
+		for _, b := range blocks[o.Name] {
+			t.Logf("%s: %s", h1.Name, rs[b])
+		}
+	}
+
+	w1, w2, w3 := ws[0], ws[1], ws[2]
+	tx := func(h *lab.Host) uint64 {
+		t.Helper()
+		n, err := c.vxlanTxPackets(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Same subnet: unencapsulated both ways.
+	before1, before2 := tx(h1), tx(h2)
+	c.pingPairs(pingPair{w1, w2}, pingPair{w2, w1})
+	if a1, a2 := tx(h1), tx(h2); a1 != before1 || a2 != before2 {
+		t.Errorf("same-subnet pings went through vxlan.calico: tx packets host1 %d -> %d, host2 %d -> %d", before1, a1, before2, a2)
+	}
+	// Across the router: encapsulated both ways.
+	before1, before3 := tx(h1), tx(h3)
+	c.pingPairs(pingPair{w1, w3}, pingPair{w3, w1}, pingPair{w2, w3}, pingPair{w3, w2})
+	if a1, a3 := tx(h1), tx(h3); a1 == before1 || a3 == before3 {
+		t.Errorf("cross-subnet pings did not go through vxlan.calico: tx packets host1 %d -> %d, host3 %d -> %d", before1, a1, before3, a3)
+	}
+}
+
+// vxlanTxPackets is the transmit counter of h's vxlan.calico.
+func (c *cluster) vxlanTxPackets(h *lab.Host) (uint64, error) {
+	out, err := c.Exec(c.ctx, h.NS, nil, "ip", "-j", "-s", "link", "show", "dev", "vxlan.calico")
+	if err != nil {
+		return 0, err
+	}
+	var links []struct {
+		Stats struct {
+			TX struct {
+				Packets uint64 `json:"packets"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		return 0, fmt.Errorf("ip -s link: %v: %s", err, out)
+	}
+	return links[0].Stats.TX.Packets, nil
+}
