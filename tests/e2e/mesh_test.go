@@ -120,3 +120,49 @@ func (c *cluster) vxlanTxPackets(h *lab.Host) (uint64, error) {
 	}
 	return links[0].Stats.TX.Packets, nil
 }
+
+// TestPoolVXLANToNoEncap: a converged VXLAN cluster; the pool is switched
+// to no encapsulation with birdctl apply. Every host drops its
+// vxlan.calico routes and BIRD programs the blocks straight to the nodes,
+// while every BGP session stays up (no flap: the sessions' Since do not
+// change).
+func TestPoolVXLANToNoEncap(t *testing.T) {
+	c := newLab(t, tagPool, lab.Options{Hosts: 3})
+	c.apply(poolYAML(true, "Always"))
+	c.start(c.Hosts)
+	ws := c.addWorkloads(c.Hosts, 1)
+	before := c.waitSessions(mesh(c.Hosts))
+	c.waitBlockRoutes(c.Hosts, c.vxlanTo)
+	c.pingAll(ws)
+
+	start := time.Now()
+	c.apply(poolYAML(true, "Never"))
+	n := c.waitBlockRoutes(c.Hosts, noEncap)
+	c.eventually(convergeTimeout, "no route left on vxlan.calico", func() error {
+		for _, h := range c.Hosts {
+			rs, err := c.routes(h)
+			if err != nil {
+				return err
+			}
+			for _, r := range rs {
+				if r.Dev == "vxlan.calico" {
+					return fmt.Errorf("%s: %s", h.Name, r)
+				}
+			}
+		}
+		return nil
+	})
+	record(t, "reprogrammed in %s (%d block routes from vxlan.calico to eth0)", time.Since(start).Round(time.Millisecond), n)
+	after, err := c.checkSessions(mesh(c.Hosts))
+	if err != nil {
+		t.Fatalf("sessions after the switch: %v", err)
+	}
+	for _, h := range c.Hosts {
+		for addr, p := range before[h] {
+			if q := after[h][addr]; q.Since != p.Since {
+				t.Errorf("%s: session %s flapped: up since %s before the switch, since %s after (%s)", h.Name, p.Protocol, p.Since, q.Since, q.Info)
+			}
+		}
+	}
+	c.pingAll(ws)
+}
