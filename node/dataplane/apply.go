@@ -201,6 +201,34 @@ func routeType(t int) int {
 	return t
 }
 
+// matches is sameRoute(have, toNetlink(dst, w)) without building the
+// netlink route; false also when w's device is unknown.
+func (d *Dataplane) matches(have netlink.Route, w *route) bool {
+	if w.blackhole {
+		return routeType(have.Type) == unix.RTN_BLACKHOLE
+	}
+	if routeType(have.Type) != unix.RTN_UNICAST {
+		return false
+	}
+	idx, ok := d.linkIdx[w.dev]
+	if !ok || have.LinkIndex != idx {
+		return false
+	}
+	if w.gw.IsValid() {
+		a, ok := netip.AddrFromSlice(have.Gw)
+		if !ok || a.Unmap() != w.gw {
+			return false
+		}
+	} else if len(have.Gw) != 0 {
+		return false
+	}
+	scope := netlink.SCOPE_UNIVERSE
+	if w.scopeLink {
+		scope = netlink.SCOPE_LINK
+	}
+	return (have.Flags&int(netlink.FLAG_ONLINK) != 0) == w.onlink && have.Scope == scope
+}
+
 // sameRoute compares a kernel route with an intended one.
 func sameRoute(have netlink.Route, want *netlink.Route) bool {
 	if routeType(have.Type) != routeType(want.Type) {
@@ -265,7 +293,8 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 		if !has {
 			return false, nil
 		}
-		if err := d.nl.RouteDel(&have); err != nil && !errors.Is(err, syscall.ESRCH) {
+		del := have // only this copy escapes (to the netlink call), not have
+		if err := d.nl.RouteDel(&del); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return false, fmt.Errorf("deleting route %s: %w", dst, err)
 		}
 		d.unsetProgrammed(dst)
@@ -275,6 +304,9 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 	}
 	if _, conflict := d.conflicts[dst]; conflict {
 		return false, nil // reported already; retried at the next resync
+	}
+	if has && d.matches(have, want) {
+		return false, nil // the common case of a resync: nothing to build
 	}
 	nr, ok := d.toNetlink(dst, want)
 	if !ok {
@@ -678,29 +710,42 @@ func (d *Dataplane) resyncLocked() error {
 	}
 	d.devicesDirty = false
 
-	routes, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN},
-		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	// The kernel's view replaces ours. The previous map is kept for the
+	// comparison below and then reused as the next resync's spare, so a
+	// resync of 10,000 routes allocates no new 10,000-entry maps.
+	before := d.programmed
+	d.programmed = d.spareProgrammed
+	if d.programmed == nil {
+		d.programmed = make(map[netip.Prefix]netlink.Route, len(before))
+	}
+	clear(d.programmed)
+	for _, s := range d.progByLink {
+		clear(s)
+	}
+	var stale []netlink.Route
+	err = d.listOwnRoutes(func(r netlink.Route) {
+		dst, ok := netPrefix(r.Dst)
+		if !ok {
+			return
+		}
+		if r.Priority != 0 {
+			stale = append(stale, r) // ours, but not a metric we use
+			return
+		}
+		d.setProgrammed(dst, r)
+	})
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		d.programmed, d.spareProgrammed = before, d.programmed
+		d.rebuildProgByLink()
 		d.needResync = true
 		return fmt.Errorf("listing routes: %w", err)
 	}
-	before := d.programmed
-	d.programmed = make(map[netip.Prefix]netlink.Route, len(routes))
-	d.progByLink = map[int]set[netip.Prefix]{}
-	for _, r := range routes {
-		dst, ok := netPrefix(r.Dst)
-		if !ok {
-			continue
+	for i := range stale {
+		if err := d.nl.RouteDel(&stale[i]); err != nil && !errors.Is(err, syscall.ESRCH) {
+			d.log.WithError(err).WithField("dst", stale[i].Dst).Warn("removing stale route")
 		}
-		if r.Priority != 0 {
-			// Ours, but not a metric we use: remove it.
-			if err := d.nl.RouteDel(&r); err != nil && !errors.Is(err, syscall.ESRCH) {
-				d.log.WithError(err).WithField("dst", dst).Warn("removing stale route")
-			}
-			continue
-		}
-		d.setProgrammed(dst, r)
 	}
+	defer func() { clear(before); d.spareProgrammed = before }()
 	for dst := range before {
 		if _, still := d.programmed[dst]; !still {
 			d.repairKinds[dst] = true // deleted behind our back
@@ -740,6 +785,45 @@ func (d *Dataplane) resyncLocked() error {
 	d.removeStaleNeighsLocked()
 	d.lastResync = time.Now()
 	return err
+}
+
+// routeIterator is implemented by *netlink.Handle: a route dump through a
+// callback, without collecting a slice of routes first.
+type routeIterator interface {
+	RouteListFilteredIter(family int, filter *netlink.Route, filterMask uint64, f func(netlink.Route) (cont bool)) error
+}
+
+// listOwnRoutes calls f for every IPv4 route of the main table carrying
+// the agent's protocol number.
+func (d *Dataplane) listOwnRoutes(f func(netlink.Route)) error {
+	filter := &netlink.Route{Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN}
+	mask := uint64(netlink.RT_FILTER_PROTOCOL | netlink.RT_FILTER_TABLE)
+	if it, ok := d.nl.(routeIterator); ok {
+		return it.RouteListFilteredIter(netlink.FAMILY_V4, filter, mask, func(r netlink.Route) bool {
+			f(r)
+			return true
+		})
+	}
+	routes, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, filter, mask)
+	for _, r := range routes {
+		f(r)
+	}
+	return err
+}
+
+// rebuildProgByLink recomputes the per-link index of programmed routes.
+func (d *Dataplane) rebuildProgByLink() {
+	for _, s := range d.progByLink {
+		clear(s)
+	}
+	for dst, r := range d.programmed {
+		if r.LinkIndex != 0 {
+			if d.progByLink[r.LinkIndex] == nil {
+				d.progByLink[r.LinkIndex] = set[netip.Prefix]{}
+			}
+			d.progByLink[r.LinkIndex].add(dst)
+		}
+	}
 }
 
 func (d *Dataplane) loadNeighsLocked(idx int) error {

@@ -3,7 +3,9 @@ package dataplane_test
 import (
 	"fmt"
 	"net/netip"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -13,6 +15,27 @@ import (
 )
 
 const benchWorkloads = 10000
+
+// cpuClock measures this process's CPU time (user + system, all threads)
+// over the timed parts of a benchmark; report adds it as cpu-ms/op.
+type cpuClock struct {
+	total   time.Duration
+	started time.Duration
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func (c *cpuClock) start() { c.started = processCPU() }
+func (c *cpuClock) stop()  { c.total += processCPU() - c.started }
+func (c *cpuClock) report(b *testing.B) {
+	b.ReportMetric(float64(c.total)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+}
 
 // benchHost is a namespace with an uplink and 100 workload-style veths.
 func benchHost(b *testing.B, ifaces int) (*nstest.NS, []string) {
@@ -44,15 +67,19 @@ func loadWorkloads(d *dataplane.Dataplane, ifaces []string) {
 // table, including its initial full sync.
 func BenchmarkProgram10kWorkloadRoutesCold(b *testing.B) {
 	ns, ifaces := benchHost(b, 100)
+	var cpu cpuClock
+	defer cpu.report(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		d := dataplane.New(dataplane.Config{NodeName: "n1"}, dataplane.Kernel(ns.NL), quiet(), nil)
 		loadWorkloads(d, ifaces)
 		b.StartTimer()
+		cpu.start()
 		if err := d.Apply(); err != nil {
 			b.Fatal(err)
 		}
+		cpu.stop()
 		b.StopTimer()
 		if st := d.Status(); st.Routes != benchWorkloads {
 			b.Fatalf("%d routes programmed", st.Routes)
@@ -74,12 +101,16 @@ func BenchmarkNoopResync10k(b *testing.B) {
 	if err := d.Apply(); err != nil {
 		b.Fatal(err)
 	}
+	var cpu cpuClock
 	b.ResetTimer()
+	cpu.start()
 	for range b.N {
 		if err := d.Resync(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
+	cpu.report(b)
 }
 
 const benchVTEPs = 1000
@@ -105,15 +136,19 @@ func Benchmark1000RemoteVTEPs(b *testing.B) {
 	ns := nstest.New(b, "bench")
 	ns.Dummy(b, "eth0")
 	ns.Addr(b, "eth0", "10.0.0.1/16")
+	var cpu cpuClock
+	defer cpu.report(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
 		d := dataplane.New(dataplane.Config{NodeName: "n0"}, dataplane.Kernel(ns.NL), quiet(), nil)
 		loadVTEPs(d)
 		b.StartTimer()
+		cpu.start()
 		if err := d.Apply(); err != nil {
 			b.Fatal(err)
 		}
+		cpu.stop()
 		b.StopTimer()
 		if st := d.Status(); st.Routes != benchVTEPs || !st.VXLANReady {
 			b.Fatalf("status %+v", st)
@@ -137,12 +172,16 @@ func BenchmarkOneNodeChangeAmong1000(b *testing.B) {
 	if err := d.Apply(); err != nil {
 		b.Fatal(err)
 	}
+	var cpu cpuClock
 	b.ResetTimer()
+	cpu.start()
 	for i := range b.N {
 		d.SetNode(remoteNode(500, 1+i%2))
 		if err := d.Apply(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
+	cpu.report(b)
 	_ = netlink.FAMILY_V4
 }

@@ -252,12 +252,14 @@ type Dataplane struct {
 	linkIdx    map[string]int
 	linkName   map[int]string
 	programmed map[netip.Prefix]netlink.Route
-	progByLink map[int]set[netip.Prefix]
-	conflicts  map[netip.Prefix]int // destination -> foreign protocol
-	neighs     map[netip.Addr]string
-	fdb        map[string]netip.Addr
-	vtepByIP   map[netip.Addr]string
-	vtepByMAC  map[string]string
+	// spareProgrammed is an empty map kept for the next resync.
+	spareProgrammed map[netip.Prefix]netlink.Route
+	progByLink      map[int]set[netip.Prefix]
+	conflicts       map[netip.Prefix]int // destination -> foreign protocol
+	neighs          map[netip.Addr]string
+	fdb             map[string]netip.Addr
+	vtepByIP        map[netip.Addr]string
+	vtepByMAC       map[string]string
 
 	// Devices.
 	parent      string
