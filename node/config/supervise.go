@@ -77,7 +77,7 @@ func readySetting(p *bool) *Setting {
 // HealthChecks are the checks of `roost-node health`, one flag each.
 var HealthChecks = []struct{ Flag, Help string }{
 	{"bird-live", "BIRD answers on its control socket"},
-	{"bird-ready", "BIRD answers, is up and running (not starting, reconfiguring or recovering) and every BGP session is Established (unless --ready-require-established=false)"},
+	{"bird-ready", "BIRD answers, is up (not shutting down, not in graceful restart recovery) and every BGP session is Established (unless --ready-require-established=false)"},
 	{"confd-live", "confd's /healthz answers 200 (its datastore watches run)"},
 	{"node-live", "roost-node's /healthz answers 200 (the node is registered)"},
 	{"node-ready", "roost-node's /readyz answers 200 (datastore in sync, dataplane programmed and, under the supervisor, BIRD ready)"},

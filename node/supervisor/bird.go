@@ -224,6 +224,7 @@ func (t *BGPTracker) Reset() {
 	defer t.mu.Unlock()
 	t.seen = map[string]bool{}
 	t.latched = false
+	t.state = BGPState{Reason: "BIRD (re)started; not checked yet", Sessions: map[string]string{}}
 	if t.client != nil {
 		t.client.Close()
 		t.client = nil
@@ -281,7 +282,7 @@ func (t *BGPTracker) Poll(ctx context.Context) {
 		}
 		t.client = c
 	}
-	st, err := t.client.Status(ctx)
+	st, recovering, err := birdStatus(ctx, t.client)
 	if err != nil {
 		fail(err)
 		return
@@ -310,7 +311,8 @@ func (t *BGPTracker) Poll(ctx context.Context) {
 		}
 	}
 	sort.Strings(missing)
-	if !t.latched && len(missing) == 0 && st.Up {
+	settled, why := birdSettled(st, recovering)
+	if !t.latched && len(missing) == 0 && settled {
 		t.latched = true
 		if t.require && t.log != nil {
 			t.log.WithField("sessions", len(sessions)).Info("every BGP session has been Established")
@@ -324,14 +326,42 @@ func (t *BGPTracker) Poll(ctx context.Context) {
 	s := BGPState{Answering: true, Status: st.Message, Sessions: sessions, EverEstablished: ever,
 		AllEstablishedOnce: t.latched, Checked: now}
 	switch {
-	case !st.Up:
-		s.Reason = "BIRD: " + st.Message
+	case !settled:
+		s.Reason = "BIRD: " + why
 	case !t.require || t.latched:
 		s.Ready = true
 	default:
 		s.Reason = fmt.Sprintf("%d of %d BGP sessions not yet Established: %s", len(missing), len(sessions), strings.Join(firstN(missing, 5), ", "))
 	}
 	t.state = s
+}
+
+// birdStatus runs `show status`. BIRD 2 reports graceful restart recovery
+// on extra lines ("Graceful restart recovery in progress", code 0024)
+// before the final "Daemon is up and running".
+func birdStatus(ctx context.Context, c *birdsock.Client) (st *birdsock.Status, recovering bool, err error) {
+	rep, err := c.Exec(ctx, "show status")
+	if err != nil {
+		return nil, false, err
+	}
+	text := rep.Text()
+	st, err = birdsock.ParseStatus(text)
+	if err != nil {
+		return nil, false, err
+	}
+	return st, strings.Contains(text, "Graceful restart recovery in progress"), nil
+}
+
+// birdSettled: BIRD runs and is not shutting down or recovering from a
+// graceful restart (exports to peers are deferred until recovery ends).
+func birdSettled(st *birdsock.Status, recovering bool) (bool, string) {
+	switch {
+	case !st.Up:
+		return false, st.Message
+	case recovering:
+		return false, "graceful restart recovery in progress"
+	}
+	return true, ""
 }
 
 func firstN(s []string, n int) []string {

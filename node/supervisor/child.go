@@ -264,11 +264,12 @@ func (c *Child) watchReady(ctx context.Context, p *proc, restart bool) {
 	if ctx.Err() != nil {
 		return
 	}
-	c.update(func(s *ChildStatus) { s.Ready = true })
-	c.log.WithFields(logrus.Fields{"pid": p.pid, "after": time.Since(p.start).Round(time.Millisecond).String()}).Info("ready")
+	// OnReady first: what it resets must not be read as the new child's.
 	if c.spec.OnReady != nil {
 		c.spec.OnReady(restart)
 	}
+	c.update(func(s *ChildStatus) { s.Ready = true })
+	c.log.WithFields(logrus.Fields{"pid": p.pid, "after": time.Since(p.start).Round(time.Millisecond).String()}).Info("ready")
 	c.readyOnce.Do(func() { close(c.firstReady) })
 }
 

@@ -38,12 +38,12 @@ func BirdReady(ctx context.Context, socket string, requireEstablished bool) erro
 		return fmt.Errorf("BIRD is not answering on %s: %s", socket, oneLine(unwrapDial(err)))
 	}
 	defer c.Close()
-	st, err := c.Status(ctx)
+	st, recovering, err := birdStatus(ctx, c)
 	if err != nil {
 		return fmt.Errorf("BIRD on %s: show status: %s", socket, oneLine(err.Error()))
 	}
-	if !st.Up {
-		return fmt.Errorf("BIRD is not up: %s", st.Message)
+	if ok, why := birdSettled(st, recovering); !ok {
+		return fmt.Errorf("BIRD is not ready: %s", why)
 	}
 	if !requireEstablished {
 		return nil

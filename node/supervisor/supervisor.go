@@ -257,8 +257,11 @@ func (s *Supervisor) Status() Status {
 	if confd != nil {
 		cs := confd.Status()
 		st.Children = append(st.Children, cs)
-		if !cs.Running {
+		switch {
+		case !cs.Running:
 			reasons = append(reasons, "confd is not running")
+		case !cs.Ready:
+			reasons = append(reasons, "confd is starting (no render yet)")
 		}
 	}
 	if bird != nil {
@@ -269,6 +272,8 @@ func (s *Supervisor) Status() Status {
 		switch {
 		case !bs.Running:
 			reasons = append(reasons, "BIRD is not running")
+		case !bs.Ready:
+			reasons = append(reasons, "BIRD is starting")
 		case !bgp.Ready:
 			reasons = append(reasons, bgp.Reason)
 		}
