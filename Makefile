@@ -40,6 +40,26 @@ demo: deps build
 demo-down:
 	$(GO) run ./tests/demo -down
 
+# The node image (etc/image/Dockerfile) with the first container engine that
+# works: docker, podman or buildah. IMAGE=name:tag picks the tag.
+IMAGE ?= roost/node:$(VERSION)
+.PHONY: image
+image:
+	@engine=; why=; \
+	for e in docker podman buildah; do \
+	  if ! command -v $$e >/dev/null 2>&1; then why="$$why $$e: not installed;"; continue; fi; \
+	  if $$e info >/dev/null 2>&1; then engine=$$e; break; fi; \
+	  why="$$why $$e: installed but \`$$e info\` fails (no engine/daemon reachable);"; \
+	done; \
+	if [ -z "$$engine" ]; then \
+	  echo "make image: no container engine available:$$why" >&2; \
+	  echo "make image: install and start docker or podman (or buildah) to build $(IMAGE) from etc/image/Dockerfile." >&2; \
+	  exit 1; \
+	fi; \
+	echo "make image: building $(IMAGE) with $$engine"; \
+	if [ "$$engine" = buildah ]; then set -- buildah build; else set -- $$engine build; fi; \
+	"$$@" -f etc/image/Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
