@@ -64,7 +64,7 @@ func run() int {
 	flag.StringVar(&sizes, "sizes", "3,100,1000,5000", "cluster sizes (nodes in the full mesh) for the latency scenarios")
 	flag.IntVar(&o.changes, "changes", 0, "measured changes per size (default 60, -full 200)")
 	flag.IntVar(&o.reps, "reps", 0, "repetitions of each latency run (default 1, -full 3); medians are reported")
-	flag.DurationVar(&o.gap, "gap", 100*time.Millisecond, "idle time between two measured changes (isolated changes)")
+	flag.DurationVar(&o.gap, "gap", 150*time.Millisecond, "idle time between two measured changes (isolated changes)")
 	flag.IntVar(&o.burstNodes, "burst", 1000, "Node writes in the burst scenario (on a cluster of that many nodes plus this one)")
 	flag.IntVar(&o.burstReps, "burst-reps", 0, "bursts per mode (default 2, -full 5)")
 	flag.IntVar(&o.coldNodes, "cold-nodes", 5000, "nodes for the cold start")

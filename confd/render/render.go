@@ -142,6 +142,7 @@ type rendered struct {
 	changed bool
 	old     *fileState // nil when the destination did not exist
 	staged  string
+	moved   bool // staged was renamed to the destination
 }
 
 // Render executes every template with data, then stages, checks, writes
@@ -187,40 +188,79 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 		return res, nil
 	}
 
-	// Stage the whole set (changed or not) per destination directory, so
-	// the check sees includes exactly as BIRD will.
 	t1 := time.Now()
-	stages := map[string]string{}
-	cleanup := func() {
-		if r.opts.KeepStageFiles {
-			return
-		}
-		for _, d := range stages {
-			os.RemoveAll(d)
+	check := false
+	if !r.opts.SyncOnly {
+		for _, o := range outs {
+			check = check || o.res.CheckCmd != ""
 		}
 	}
-	defer cleanup()
-	for _, o := range outs {
-		dir := filepath.Dir(o.res.Dest)
-		sd, ok := stages[dir]
-		if !ok {
+	if check || r.opts.KeepStageFiles {
+		// Stage the whole set per destination directory, so the check
+		// sees includes exactly as BIRD will. Unchanged files are linked
+		// from their destinations (same bytes, nothing to write).
+		stages := map[string]string{}
+		cleanup := func() {
+			if r.opts.KeepStageFiles {
+				return
+			}
+			for _, d := range stages {
+				os.RemoveAll(d)
+			}
+		}
+		defer cleanup()
+		for _, o := range outs {
+			dir := filepath.Dir(o.res.Dest)
+			sd, ok := stages[dir]
+			if !ok {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+				}
+				d, err := os.MkdirTemp(dir, ".roost-stage-")
+				if err != nil {
+					return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+				}
+				sd, stages[dir] = d, d
+			}
+			o.staged = filepath.Join(sd, filepath.Base(o.res.Dest))
+			if !o.changed && !r.opts.KeepStageFiles && os.Link(o.res.Dest, o.staged) == nil {
+				continue
+			}
+			if err := writeFile(o.staged, o.data, o.res, o.changed); err != nil {
+				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+			}
+		}
+		if r.opts.KeepStageFiles {
+			for _, d := range stages {
+				res.Stage = d
+			}
+		}
+	} else {
+		// Nothing checks the set: each changed file is written beside its
+		// destination and renamed over it below.
+		defer func() {
+			for _, o := range outs {
+				if o.staged != "" && !o.moved {
+					os.Remove(o.staged) // a later step failed
+				}
+			}
+		}()
+		for _, o := range outs {
+			if !o.changed {
+				continue
+			}
+			dir := filepath.Dir(o.res.Dest)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
-			d, err := os.MkdirTemp(dir, ".roost-stage-")
+			f, err := os.CreateTemp(dir, "."+filepath.Base(o.res.Dest)+".roost-")
 			if err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
-			sd, stages[dir] = d, d
-		}
-		o.staged = filepath.Join(sd, filepath.Base(o.res.Dest))
-		if err := writeFile(o.staged, o.data, o.res); err != nil {
-			return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
-		}
-	}
-	if r.opts.KeepStageFiles {
-		for _, d := range stages {
-			res.Stage = d
+			o.staged = f.Name()
+			if err := writeTo(f, o.data, o.res, true); err != nil {
+				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
+			}
 		}
 	}
 	res.Timings.Write = time.Since(t1)
@@ -255,6 +295,7 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 			r.restore(moved)
 			return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 		}
+		o.moved = true
 		moved = append(moved, o)
 		r.remember(o.res.Dest, o.data)
 	}
@@ -324,7 +365,7 @@ func (r *Renderer) restore(moved []*rendered) {
 			delete(r.last, o.res.Dest)
 		} else {
 			tmp := o.res.Dest + ".roost-restore"
-			if err = writeFile(tmp, o.old.data, o.res); err == nil {
+			if err = writeFile(tmp, o.old.data, o.res, true); err == nil {
 				err = os.Rename(tmp, o.res.Dest)
 			}
 			r.remember(o.res.Dest, o.old.data)
@@ -367,31 +408,38 @@ func (r *Renderer) remember(dest string, data []byte) {
 	r.last[dest] = fileState{data: data, mode: st.Mode().Perm(), mtime: st.ModTime(), size: st.Size()}
 }
 
-func writeFile(p string, data []byte, rs *resource.Resource) error {
+// writeFile writes a file with the resource's mode and owner; sync makes
+// it durable before it is renamed into place.
+func writeFile(p string, data []byte, rs *resource.Resource, sync bool) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, rs.Mode)
 	if err != nil {
 		return err
 	}
+	return writeTo(f, data, rs, sync)
+}
+
+func writeTo(f *os.File, data []byte, rs *resource.Resource, sync bool) error {
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(p, rs.Mode); err != nil { // umask-proof
-		return err
-	}
-	if rs.UID >= 0 || rs.GID >= 0 {
-		if err := os.Chown(p, rs.UID, rs.GID); err != nil {
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
 			return err
 		}
 	}
-	return nil
+	if err := f.Chmod(rs.Mode); err != nil { // umask-proof
+		f.Close()
+		return err
+	}
+	if rs.UID >= 0 || rs.GID >= 0 {
+		if err := f.Chown(rs.UID, rs.GID); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }
 
 // expand fills {{.src}} / {{.dest}} in a command.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"text/template"
 
@@ -234,5 +235,45 @@ func TestDiffRedactsPasswords(t *testing.T) {
 	got := Diff("f", []byte("a\n"), []byte("a\n  password \"s3cret\";\n"))
 	if strings.Contains(got, "s3cret") || !strings.Contains(got, `password "<redacted>";`) {
 		t.Errorf("password not redacted:\n%s", got)
+	}
+}
+
+// Without a check (sync-only), only changed files are written, each beside
+// its destination and renamed over it; nothing is left behind.
+func TestSyncOnlyWritesChangedFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	r := New(set(t, dir), Options{SyncOnly: true})
+	ctx := context.Background()
+	if res, err := r.Render(ctx, data{"10.0.0.1", []string{"Mesh_10_0_0_2"}}); err != nil || len(res.Changed) != 2 || res.Checked || res.Reloaded {
+		t.Fatalf("first render: %+v %v", res, err)
+	}
+	ino := func(name string) uint64 {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o640 {
+			t.Errorf("%s: mode %v, want 0640", name, st.Mode().Perm())
+		}
+		return st.Sys().(*syscall.Stat_t).Ino
+	}
+	mainIno, peersIno := ino("bird.cfg"), ino("peers.cfg")
+	res, err := r.Render(ctx, data{"10.0.0.1", []string{"Mesh_10_0_0_2", "Mesh_10_0_0_3"}})
+	if err != nil || len(res.Changed) != 1 || res.Changed[0] != filepath.Join(dir, "peers.cfg") {
+		t.Fatalf("peer added: %+v %v", res, err)
+	}
+	if ino("bird.cfg") != mainIno {
+		t.Error("the unchanged bird.cfg was rewritten")
+	}
+	if ino("peers.cfg") == peersIno || !strings.Contains(read(t, filepath.Join(dir, "peers.cfg")), "Mesh_10_0_0_3") {
+		t.Error("peers.cfg was not replaced")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("directory holds %v, want only the two destinations", names)
 	}
 }
