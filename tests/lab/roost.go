@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/roostnet/roost/birdctl/birdsock"
 )
 
 // DatastoreEnv is the environment every Roost program in the lab gets.
@@ -74,31 +76,77 @@ func startConfigOf(opts []StartOption) startConfig {
 	return c
 }
 
-// StartConfdAndBird starts confd on the host, waits for its first render,
-// then starts BIRD on the rendered config (the order a real host uses).
-func (l *Lab) StartConfdAndBird(ctx context.Context, h *Host, opts ...StartOption) error {
+// startEntrypoint runs the host's node the way the image and the systemd
+// unit do: `roost-node run --with-bird --with-confd`, one process that
+// registers the node, starts confd, waits for its first render and starts
+// BIRD on the rendered config (see docs/install.md).
+func (l *Lab) startEntrypoint(ctx context.Context, h *Host, opts ...StartOption) (*Proc, error) {
 	c := startConfigOf(opts)
-	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
-	env = append(env, c.env...)
-	args := []string{"--output-dir", h.BirdDir(), "--bird-socket", h.Socket(), "--retry-max", "2s",
-		"--health-addr", "127.0.0.1:9099"}
+	env := append(l.DatastoreEnv(), "NODENAME="+h.Name, "IP="+h.Prefix.String(), "ROOST_NODE_LISTEN=127.0.0.1:9098",
+		"FELIX_ROUTEREFRESHINTERVAL=10s",
+		// confd and BIRD, as StartConfdAndBird used to start them.
+		"ROOST_BIRD_CONFIG="+filepath.Join(h.BirdDir(), "bird.cfg"), "BIRD_SOCKET="+h.Socket(),
+		"ROOST_CONFD_PATH="+l.Bin("confd"), "ROOST_CONFD_HEALTH_ADDR=127.0.0.1:9099", "ROOST_CONFD_RETRY_MAX=2s")
 	if c.secretsDir != "" {
-		args = append(args, "--secrets-dir", c.secretsDir)
+		env = append(env, "ROOST_SECRETS_DIR="+c.secretsDir)
 	}
-	p, err := l.StartEnv(ctx, h.NS, h.Name+"-confd", env, l.Bin("confd"), args...)
+	env = append(env, c.env...)
+	p, err := l.StartEnv(ctx, h.NS, h.Name+"-node", env, l.Bin("roost-node"), "run", "--with-bird", "--with-confd")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h.addAgent(p)
+	return p, nil
+}
+
+// StartConfdAndBird makes sure confd and BIRD run on the host and waits
+// until confd rendered and BIRD answers on the host's socket. The host's
+// entrypoint (StartNode) starts them after registering the node; it is
+// started here if it is not running yet.
+func (l *Lab) StartConfdAndBird(ctx context.Context, h *Host, opts ...StartOption) error {
+	p := h.agent()
+	if p == nil {
+		var err error
+		if p, err = l.StartNode(ctx, h, opts...); err != nil {
+			return err
+		}
+	}
 	cfg := filepath.Join(h.BirdDir(), "bird.cfg")
 	if err := waitFile(ctx, cfg, 30*time.Second); err != nil {
-		return fmt.Errorf("%s: confd rendered no config: %w", h.Name, err)
+		return fmt.Errorf("%s: confd rendered no config: %w\n%s", h.Name, err, p.Tail(20))
 	}
-	p, err = l.Start(ctx, h.NS, h.Name+"-bird", "bird", "-f", "-c", cfg, "-s", h.Socket(), "-P", filepath.Join(h.Dir, "bird.pid"))
-	if err != nil {
-		return err
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := birdsock.Dial(actx, h.Socket())
+		if err == nil {
+			_, err = c.Status(actx)
+			c.Close()
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			return fmt.Errorf("%s: BIRD does not answer on %s: %v\n%s", h.Name, h.Socket(), err, p.Tail(20))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	h.addAgent(p)
+}
+
+// agent returns the host's running entrypoint, if any.
+func (h *Host) agent() *Proc {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range h.agents {
+		if !p.Exited() {
+			return p
+		}
+	}
 	return nil
 }
 
@@ -108,8 +156,9 @@ func (h *Host) addAgent(p *Proc) {
 	h.mu.Unlock()
 }
 
-// StopAgents stops what StartNode and StartConfdAndBird started on the
-// host, last started first (BIRD closes its sessions on the way out).
+// StopAgents stops what StartNode started on the host: SIGTERM makes
+// roost-node stop BIRD (with graceful restart unless the host was started
+// WithEnv("ROOST_BIRD_GRACEFUL_RESTART=false")), then confd, then itself.
 func (h *Host) StopAgents() {
 	h.mu.Lock()
 	agents := h.agents
@@ -140,8 +189,8 @@ func (l *Lab) WaitNode(ctx context.Context, h *Host, timeout time.Duration) erro
 }
 
 // StartHosts starts the agents of hosts the way a real cluster comes up:
-// every roost-node first (registration, IPAM), then, once each Node
-// exists, confd and BIRD on every host.
+// every host's entrypoint (roost-node registers the node, then runs confd
+// and BIRD), then waits until every Node exists and every BIRD answers.
 func (l *Lab) StartHosts(ctx context.Context, hosts []*Host, opts ...StartOption) error {
 	for _, h := range hosts {
 		if _, err := l.StartNode(ctx, h, opts...); err != nil {

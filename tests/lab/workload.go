@@ -17,18 +17,10 @@ type Workload struct {
 	Host *Host
 }
 
-// StartNode runs the node agent on the host, as a real host would.
+// StartNode runs the host's node as a real host would: the entrypoint
+// `roost-node run --with-bird --with-confd` (agent, confd and BIRD).
 func (l *Lab) StartNode(ctx context.Context, h *Host, opts ...StartOption) (*Proc, error) {
-	c := startConfigOf(opts)
-	env := append(l.DatastoreEnv(), "NODENAME="+h.Name, "IP="+h.Prefix.String(), "ROOST_NODE_LISTEN=127.0.0.1:9098",
-		"FELIX_ROUTEREFRESHINTERVAL=10s")
-	env = append(env, c.env...)
-	p, err := l.StartEnv(ctx, h.NS, h.Name+"-node", env, l.Bin("roost-node"), "run")
-	if err != nil {
-		return nil, err
-	}
-	h.addAgent(p)
-	return p, nil
+	return l.startEntrypoint(ctx, h, opts...)
 }
 
 // AddWorkload creates a namespace and attaches it to h with
