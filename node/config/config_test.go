@@ -55,3 +55,53 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
+
+func TestSuperviseSettings(t *testing.T) {
+	var r Run
+	s := r.RunSettings()
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	Register(fs, s)
+	if err := fs.Parse([]string{"--with-bird", "--bird-graceful-restart=false", "--stop-timeout=3s"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"ROOST_WITH_CONFD": "true", "BIRD_SOCKET": "/run/x/bird.ctl", "ROOST_RESTART_BACKOFF_MAX": "5"}
+	if err := Resolve(fs, s, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	sv := r.Supervise
+	switch {
+	case !sv.WithBird || !sv.WithConfd: // bare flag; variable
+		t.Fatalf("with: %+v", sv)
+	case sv.BirdGracefulRestart || sv.StopTimeout != 3*time.Second:
+		t.Fatalf("flags: %+v", sv)
+	case sv.BirdSocket != "/run/x/bird.ctl" || sv.BackoffMax != 5*time.Second:
+		t.Fatalf("env: %+v", sv)
+	case sv.BirdConfig != DefaultBirdConfig || !sv.BirdLogStderr || !sv.ReadyRequireEstablished ||
+		sv.BackoffMin != time.Second || sv.StableAfter != time.Minute || sv.ConfdHealthAddr != DefaultConfdHealthAddr:
+		t.Fatalf("defaults: %+v", sv)
+	}
+	if f := fs.Lookup("with-bird"); f.Value.Type() != "bool" || f.NoOptDefVal != "true" {
+		t.Errorf("--with-bird is not shown as a bool flag: %s %q", f.Value.Type(), f.NoOptDefVal)
+	}
+
+	var r2 Run
+	s2 := r2.RunSettings()
+	fs2 := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	Register(fs2, s2)
+	bad := map[string]string{"ROOST_WITH_BIRD": "maybe", "ROOST_RESTART_STABLE_AFTER": "soon"}
+	err := Resolve(fs2, s2, func(k string) string { return bad[k] })
+	if err == nil || !strings.Contains(err.Error(), "ROOST_WITH_BIRD") || !strings.Contains(err.Error(), "ROOST_RESTART_STABLE_AFTER") {
+		t.Fatalf("invalid values: %v", err)
+	}
+
+	var h Health
+	hs := h.Settings()
+	fs3 := pflag.NewFlagSet("health", pflag.ContinueOnError)
+	Register(fs3, hs)
+	if err := Resolve(fs3, hs, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if h.BirdSocket != DefaultBirdSocket || h.Listen != DefaultNodeListen || h.Timeout != 5*time.Second || !h.ReadyRequireEstablished {
+		t.Fatalf("health defaults: %+v", h)
+	}
+}

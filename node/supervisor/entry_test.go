@@ -130,9 +130,13 @@ func (e *entryEnv) env(extra ...string) []string {
 
 // run starts the entrypoint.
 func (e *entryEnv) run(extraEnv ...string) *testProc {
+	return e.runArgs([]string{"run", "--with-bird", "--with-confd"}, extraEnv...)
+}
+
+func (e *entryEnv) runArgs(args []string, extraEnv ...string) *testProc {
 	e.runs++
 	log := filepath.Join(e.dir, fmt.Sprintf("node-%d.log", e.runs))
-	return startInNS(e.t, e.node, log, e.env(extraEnv...), filepath.Join(e.bins, "roost-node"), "run", "--with-bird", "--with-confd")
+	return startInNS(e.t, e.node, log, e.env(extraEnv...), filepath.Join(e.bins, "roost-node"), args...)
 }
 
 // readyz returns /readyz's code and body.
@@ -442,4 +446,33 @@ func TestEntrypointKilled(t *testing.T) {
 	p.kill()
 	waitFor(t, "the children to die", 10*time.Second, func() bool { return !alive(pids[0]) && !alive(pids[1]) })
 	waitFor(t, "an empty namespace", 10*time.Second, func() bool { return len(processesIn(t, e.node)) == 0 })
+}
+
+// --with-bird alone: BIRD waits for a configuration someone else renders
+// (e.g. a confd run as its own service), then runs on it.
+func TestEntrypointBirdOnly(t *testing.T) {
+	e := newEntryEnv(t)
+	p := e.runArgs([]string{"run", "--with-bird"})
+	code, r, err := 0, report{}, error(nil)
+	waitFor(t, "/readyz to wait for the config", 20*time.Second, func() bool {
+		code, r, err = e.readyz()
+		return err == nil && code == 503 && strings.Contains(r.Reason, "waiting for "+e.birdCfg)
+	})
+	if BirdLive(context.Background(), e.socket) == nil {
+		t.Fatal("BIRD runs without a configuration")
+	}
+	if err := os.MkdirAll(filepath.Dir(e.birdCfg), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.birdCfg, []byte("router id 10.201.0.1;\nprotocol device {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e.waitReady("BIRD on the config", 20*time.Second, nil)
+	if len(r.Supervisor.Children) != 1 || r.Supervisor.Children[0].Name != "bird" {
+		t.Errorf("children %+v", r.Supervisor.Children)
+	}
+	if out, code := e.health("--confd-live"); code != 1 || !strings.Contains(out, "connection refused") {
+		t.Errorf("confd-live without confd: %d %q", code, out)
+	}
+	e.stop(p, r.Supervisor.Children[0].PID)
 }
