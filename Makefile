@@ -30,8 +30,13 @@ test: deps lint build
 e2e: deps build
 	$(GO) test $(TESTFLAGS) -v ./tests/...
 
+# Performance harness (bench/): real etcd, bin/confd, BIRD in a network
+# namespace, the node agent's and confd's Go benchmarks; the report goes to
+# docs/performance.md. BENCH_FLAGS=-full runs 200 changes per size and
+# repeats everything (~20 min); the default takes about 4 minutes.
+BENCH_FLAGS ?=
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	GO=$(GO) $(GO) run ./bench -out docs/performance.md $(BENCH_FLAGS)
 
 # MODE=bgp|vxlan picks the pool mode; KEEP=1 leaves the lab up (make demo-down).
 demo: deps build

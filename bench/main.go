@@ -70,8 +70,8 @@ func run() int {
 	flag.IntVar(&o.coldNodes, "cold-nodes", 5000, "nodes for the cold start")
 	flag.IntVar(&o.coldAff, "cold-affinities", 20000, "block affinities for the cold start")
 	flag.IntVar(&o.coldReps, "cold-reps", 0, "cold starts (default 3, -full 7)")
-	flag.IntVar(&o.nodeCount, "node-count", 0, "repetitions of the node agent benchmarks (default 3, -full 5)")
-	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node")
+	flag.IntVar(&o.nodeCount, "node-count", 0, "repetitions of the Go benchmarks (node agent, confd/bgp) (default 3, -full 5)")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node,micro")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
 	flag.BoolVar(&o.inproc, "inproc", false, "run confd inside the harness (same code path; for -cpuprofile; CPU figures then include the harness)")
@@ -220,13 +220,20 @@ func run() int {
 		}
 	}
 	if o.want("node") && ctx.Err() == nil {
-		e2 := &env{ctx: ctx, opt: o}
-		e2.logf("node agent: node/dataplane benchmarks, %d runs", o.nodeCount)
+		fmt.Fprintf(os.Stderr, "bench: node agent: node/dataplane benchmarks, %d runs\n", o.nodeCount)
 		rs, err := nodeBenchmarks(ctx, o.nodeCount)
 		if err != nil {
 			fail("node agent benchmarks", err)
 		}
 		rep.node = rs
+	}
+	if o.want("micro") && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "bench: confd/bgp Go benchmarks, %d runs\n", o.nodeCount)
+		rs, err := microBenchmarks(ctx, o.nodeCount)
+		if err != nil {
+			fail("confd/bgp benchmarks", err)
+		}
+		rep.micro = rs
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "bench: interrupted")

@@ -67,42 +67,44 @@ func etcdVersion(ctx context.Context, cli *clientv3.Client, url string) string {
 	return st.Version
 }
 
-// nodeBench is one node/dataplane benchmark over several runs.
-type nodeBench struct {
+// goBench is one Go benchmark over several runs.
+type goBench struct {
+	pkg     string
 	name    string
 	nsPerOp []float64
 	cpuMs   []float64 // cpu-ms/op when the benchmark reports it
+	bytes   []float64 // B/op
+	allocs  []float64 // allocs/op
 }
 
 var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(-\d+)?\s+(\d+)\s+(.*)$`)
 
-// nodeBenchmarks runs node/dataplane's benchmarks (each in its own
-// throwaway network namespace, see node/internal/nstest).
-func nodeBenchmarks(ctx context.Context, count int) ([]*nodeBench, error) {
+// goBenchmarks runs `go test -bench` on one package and collects the
+// results by benchmark name, in order of appearance.
+func goBenchmarks(ctx context.Context, pkg, pattern, benchtime string, count int) ([]*goBench, error) {
 	goBin := os.Getenv("GO")
 	if goBin == "" {
 		goBin = "go"
 	}
-	cmd := exec.CommandContext(ctx, goBin, "test", "-run", "^$", "-bench",
-		"^(BenchmarkProgram10kWorkloadRoutesCold|BenchmarkNoopResync10k|Benchmark1000RemoteVTEPs|BenchmarkOneNodeChangeAmong1000)$",
-		"-benchtime", "5x", "-count", strconv.Itoa(count), "./node/dataplane/")
+	cmd := exec.CommandContext(ctx, goBin, "test", "-run", "^$", "-bench", pattern, "-benchmem",
+		"-benchtime", benchtime, "-count", strconv.Itoa(count), pkg)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("%v\n%s", err, out)
+		return nil, fmt.Errorf("go test %s: %v\n%s", pkg, err, out)
 	}
-	byName := map[string]*nodeBench{}
-	var order []string
+	byName := map[string]*goBench{}
+	var res []*goBench
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		m := benchLine.FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
-		nb := byName[m[1]]
-		if nb == nil {
-			nb = &nodeBench{name: m[1]}
-			byName[m[1]] = nb
-			order = append(order, m[1])
+		gb := byName[m[1]]
+		if gb == nil {
+			gb = &goBench{pkg: strings.TrimPrefix(pkg, "./"), name: m[1]}
+			byName[m[1]] = gb
+			res = append(res, gb)
 		}
 		f := strings.Fields(m[4])
 		for i := 0; i+1 < len(f); i += 2 {
@@ -112,20 +114,33 @@ func nodeBenchmarks(ctx context.Context, count int) ([]*nodeBench, error) {
 			}
 			switch f[i+1] {
 			case "ns/op":
-				nb.nsPerOp = append(nb.nsPerOp, v)
+				gb.nsPerOp = append(gb.nsPerOp, v)
 			case "cpu-ms/op":
-				nb.cpuMs = append(nb.cpuMs, v)
+				gb.cpuMs = append(gb.cpuMs, v)
+			case "B/op":
+				gb.bytes = append(gb.bytes, v)
+			case "allocs/op":
+				gb.allocs = append(gb.allocs, v)
 			}
 		}
 	}
-	var res []*nodeBench
-	for _, n := range order {
-		res = append(res, byName[n])
-	}
 	if len(res) == 0 {
-		return nil, fmt.Errorf("no benchmark results in:\n%s", out)
+		return nil, fmt.Errorf("no benchmark results from %s:\n%s", pkg, out)
 	}
 	return res, nil
+}
+
+// nodeBenchmarks runs node/dataplane's benchmarks, each in its own
+// throwaway network namespace (node/internal/nstest).
+func nodeBenchmarks(ctx context.Context, count int) ([]*goBench, error) {
+	return goBenchmarks(ctx, "./node/dataplane/",
+		"^(BenchmarkProgram10kWorkloadRoutesCold|BenchmarkNoopResync10k|Benchmark1000RemoteVTEPs|BenchmarkOneNodeChangeAmong1000)$", "5x", count)
+}
+
+// microBenchmarks runs confd's in-memory benchmarks: the BGP model and
+// templates without etcd or files.
+func microBenchmarks(ctx context.Context, count int) ([]*goBench, error) {
+	return goBenchmarks(ctx, "./confd/bgp/", "^(BenchmarkCompute|BenchmarkComputeRender|BenchmarkApplyNode)$", "1s", count)
 }
 
 func medianF(v []float64) float64 {
@@ -150,7 +165,8 @@ type report struct {
 	latency               [][]*latencyResult // per (mode, size): repetitions
 	bursts                [][]burstResult
 	cold                  []coldResult
-	node                  []*nodeBench
+	node                  []*goBench
+	micro                 []*goBench
 	errors                []string
 }
 
@@ -160,6 +176,8 @@ func ms(d time.Duration) string {
 	switch {
 	case f == 0:
 		return "0"
+	case f < 0.1:
+		return fmt.Sprintf("%.1f µs", f*1000)
 	case f < 1:
 		return fmt.Sprintf("%.2f ms", f)
 	case f < 100:
@@ -366,7 +384,7 @@ func (rep *report) markdown() string {
 			wall := time.Duration(medianF(nb.nsPerOp))
 			cpu := "–"
 			if len(nb.cpuMs) > 0 {
-				cpu = fmt.Sprintf("%.1f ms", medianF(nb.cpuMs))
+				cpu = ms(time.Duration(medianF(nb.cpuMs) * float64(time.Millisecond)))
 			}
 			target := ""
 			switch nb.name {
@@ -380,6 +398,15 @@ func (rep *report) markdown() string {
 				target = "≤ 50 ms CPU " + mark(c <= 50)
 			}
 			p("| %s | %d | %s | %s | %s |\n", strings.TrimPrefix(nb.name, "Benchmark"), len(nb.nsPerOp), ms(wall), cpu, target)
+		}
+		p("\n")
+	}
+	if len(rep.micro) > 0 {
+		p("### 7. confd in memory (confd/bgp Go benchmarks: model, templates)\n\n")
+		p("`Compute` is this node's BGP model from the indexed cache; `ComputeRender` is one Node change applied, the model computed and the five default templates executed (no etcd, no files); `ApplyNode` is one Node event into the cache. Medians of %d runs.\n\n", o.nodeCount)
+		p("| benchmark | time / op | B / op | allocs / op |\n|---|---:|---:|---:|\n")
+		for _, gb := range rep.micro {
+			p("| %s | %s | %.0f | %.0f |\n", strings.TrimPrefix(gb.name, "Benchmark"), ms(time.Duration(medianF(gb.nsPerOp))), medianF(gb.bytes), medianF(gb.allocs))
 		}
 		p("\n")
 	}

@@ -183,15 +183,18 @@ type latencyResult struct {
 	samples  []sample
 	cpu      time.Duration // confd CPU over the measured changes
 	childCPU time.Duration // its children's (the checks)
-	window   time.Duration
-	renders  int
-	hwmKB    int64
-	rssKB    int64
-	bytes    int // rendered set size
-	birdRSS  int64
-	birdHWM  int64
-	birdIdle time.Duration // BIRD CPU per second while idle
-	parse    time.Duration // bird -p on the final config (median of 5)
+	// scrapeCPU is what the harness's metric scrapes cost confd during
+	// the window (already subtracted from cpu).
+	scrapeCPU time.Duration
+	window    time.Duration
+	renders   int
+	hwmKB     int64
+	rssKB     int64
+	bytes     int // rendered set size
+	birdRSS   int64
+	birdHWM   int64
+	birdIdle  time.Duration // BIRD CPU per second while idle
+	parse     time.Duration // bird -p on the final config (median of 5)
 }
 
 var stages = []string{"model", "execute", "write", "check", "reload"}
@@ -208,14 +211,27 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 	defer r.stop()
 	res := &latencyResult{nodes: n, withBird: withBird, changes: changes}
 
+	// With BIRD, the harness reads confd's metrics after every change (to
+	// know the render, reload included, is over, and for its stages): the
+	// last scrape of one change is the first of the next, polls are 10 ms
+	// apart, and their CPU cost inside confd is measured and subtracted.
+	var last map[string]float64
+	scrapes := 0
+	metrics := func() (map[string]float64, error) {
+		scrapes++
+		return scrape(e.ctx, r.confd.Metrics())
+	}
 	do := func(j int, measure bool) (*sample, error) {
 		c := r.nthChange(j)
 		var m0 map[string]float64
 		var bird0 time.Duration
 		if withBird {
-			if m0, err = scrape(e.ctx, r.confd.Metrics()); err != nil {
-				return nil, err
+			if last == nil {
+				if last, err = metrics(); err != nil {
+					return nil, err
+				}
 			}
+			m0 = last
 			bird0, _ = cpuTime(r.bird.Pid())
 		}
 		r.watch.drain("")
@@ -234,11 +250,13 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 			// to finish (check and reload included) before the next change.
 			deadline := time.Now().Add(30 * time.Second)
 			for {
-				m1, err := scrape(e.ctx, r.confd.Metrics())
+				time.Sleep(10 * time.Millisecond)
+				m1, err := metrics()
 				if err != nil {
 					return nil, err
 				}
 				if renders(m1) > renders(m0) {
+					last = m1
 					if measure {
 						s.renders = int(renders(m1) - renders(m0))
 						s.stages = map[string]time.Duration{}
@@ -253,7 +271,6 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 				if time.Now().After(deadline) {
 					return nil, errors.New("render did not finish")
 				}
-				time.Sleep(2 * time.Millisecond)
 			}
 		}
 		return s, nil
@@ -271,6 +288,7 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 	}
 	cpu0, _ := cpuTime(r.confd.Pid())
 	ch0, _ := childCPUTime(r.confd.Pid())
+	scrapes = 0
 	w0 := time.Now()
 	for j := 5; j < 5+changes; j++ {
 		s, err := do(j, true)
@@ -288,6 +306,19 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 	res.window = time.Since(w0)
 	res.cpu = cpu1 - cpu0
 	res.childCPU = ch1 - ch0
+	if scrapes > 0 {
+		// What one scrape costs confd, measured on the idle process.
+		const k = 50
+		c0, _ := cpuTime(r.confd.Pid())
+		for i := 0; i < k; i++ {
+			if _, err := scrape(e.ctx, r.confd.Metrics()); err != nil {
+				return nil, err
+			}
+		}
+		c1, _ := cpuTime(r.confd.Pid())
+		res.scrapeCPU = time.Duration(scrapes) * (c1 - c0) / k
+		res.cpu = max(0, res.cpu-res.scrapeCPU)
+	}
 	m1, err := scrape(e.ctx, r.confd.Metrics())
 	if err != nil {
 		return nil, err

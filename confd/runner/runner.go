@@ -210,6 +210,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		lastEnd, lastChange time.Time
 		hold                *time.Timer
 		holdC               <-chan time.Time
+		// resumed: the view just became complete again; render at once.
+		resumed bool
 	)
 	allInSync := func() bool {
 		for _, w := range watches {
@@ -294,6 +296,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		inSync = allInSync()
 		if inSync != lastSync {
 			lastSync = inSync
+			resumed = inSync
 			r.setStatus(func(s *Status) {
 				s.InSync = inSync
 				s.EverInSync = s.EverInSync || inSync
@@ -303,10 +306,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.cfg.Log.WithField("inSync", inSync).Info("Datastore sync state changed")
 		}
-		if !inSync || !dirty || holdC != nil {
+		if !inSync || !dirty || (holdC != nil && !resumed) {
 			continue
 		}
-		if wait := r.holdFor(lastEnd, lastChange); wait > 0 {
+		if wait := r.holdFor(lastEnd, lastChange); wait > 0 && !resumed {
 			if hold == nil {
 				hold = time.NewTimer(wait)
 			} else {
@@ -315,7 +318,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			holdC = hold.C
 			continue
 		}
-		dirty = false
+		dirty, resumed = false, false
 		start := time.Now()
 		res, err := r.cfg.Render(ctx)
 		took := time.Since(start)

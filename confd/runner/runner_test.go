@@ -355,10 +355,22 @@ func TestRelistSweepsVanishedKeys(t *testing.T) {
 	}
 	waitFor(t, "7 nodes", func() bool { return v.len() == 7 })
 	createNodes(t, s, 0, 3)
-	waitFor(t, "10 nodes again", func() bool { return v.len() == 10 })
-	// Now delete behind a relist.
+	waitFor(t, "10 nodes again, rendered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return v.len() == 10 && len(seen) > 0 && seen[len(seen)-1] == 10
+	})
+	// Now delete behind a relist. The view holds 10 nodes before the
+	// relist too: wait for the relist's own render (it re-adds every key).
+	mu.Lock()
+	before := len(seen)
+	mu.Unlock()
 	rs.restart <- struct{}{}
-	waitFor(t, "relist", func() bool { return v.len() == 10 })
+	waitFor(t, "relist", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return v.len() == 10 && len(seen) > before
+	})
 	mu.Lock()
 	seen = nil
 	mu.Unlock()
