@@ -37,7 +37,7 @@ var labTags = map[string]bool{}
 
 var (
 	binDir   string // confd, birdctl, roost-node
-	tmpRoot  string // removed after the run
+	runRoot  string // this run's files (binaries, labs); removed after the run
 	setupErr error  // why the lab cannot run here
 	setupMu  sync.Mutex
 	setupRan bool
@@ -48,8 +48,8 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if tmpRoot != "" {
-		os.RemoveAll(tmpRoot)
+	if runRoot != "" {
+		os.RemoveAll(runRoot)
 	}
 	summaryMu.Lock()
 	if len(summary) > 0 {
@@ -111,6 +111,10 @@ func setup() error {
 		return fmt.Errorf("no veth support in a namespace: %v: %s", err, bytes.TrimSpace(out))
 	}
 	removeStaleLabs()
+	runRoot = runDir(os.Getpid())
+	if err := os.MkdirAll(runRoot, 0o755); err != nil {
+		return err
+	}
 	if d := os.Getenv("ROOST_E2E_BIN"); d != "" {
 		binDir = d
 		for _, b := range []string{"confd", "birdctl", "roost-node"} {
@@ -120,13 +124,13 @@ func setup() error {
 		}
 		return nil
 	}
-	d, err := os.MkdirTemp("", "roost-e2e-bin-")
-	if err != nil {
-		return err
-	}
-	tmpRoot = d
-	binDir = d
-	return buildBinaries(d)
+	binDir = filepath.Join(runRoot, "bin")
+	return buildBinaries(binDir)
+}
+
+// runDir holds the files of the run with this pid.
+func runDir(pid int) string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("roost-e2e-%d", pid))
 }
 
 // buildBinaries builds the programs under test from this tree, so a run
@@ -152,11 +156,26 @@ func buildBinaries(dir string) error {
 	return nil
 }
 
-var staleRE = regexp.MustCompile(`^e([a-z]+)([0-9]+)-`)
+var (
+	staleRE    = regexp.MustCompile(`^e([a-z]+)([0-9]+)-`)
+	staleDirRE = regexp.MustCompile(`^roost-e2e-([0-9]+)$`)
+)
 
-// removeStaleLabs removes the namespaces of e2e runs whose process is
-// gone (a run killed by a timeout cannot clean up after itself).
+// removeStaleLabs removes the namespaces and files of e2e runs whose
+// process is gone (a run killed by a timeout cannot clean up after
+// itself).
 func removeStaleLabs() {
+	if ents, err := os.ReadDir(os.TempDir()); err == nil {
+		for _, e := range ents {
+			m := staleDirRE.FindStringSubmatch(e.Name())
+			if m == nil {
+				continue
+			}
+			if pid, _ := strconv.Atoi(m[1]); pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+			}
+		}
+	}
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		return
@@ -201,6 +220,8 @@ func newLab(t *testing.T, tagName string, o lab.Options) *cluster {
 	}
 	o.Name = fmt.Sprintf("e%s%d", tagName, os.Getpid())
 	o.BinDir = binDir
+	o.Dir = filepath.Join(runRoot, o.Name)
+	t.Cleanup(func() { os.RemoveAll(o.Dir) }) // after Close (cleanups run last-in first-out)
 	ctx := t.Context()
 	start := time.Now()
 	l, err := lab.New(ctx, o)
