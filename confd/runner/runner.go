@@ -334,7 +334,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			backoff = min(max(backoff*2, r.cfg.RetryMin), r.cfg.RetryMax)
-			r.cfg.Log.WithError(err).WithField("retryIn", backoff).Error("Render failed; keeping the last good configuration")
+			entry := r.cfg.Log.WithError(err).WithField("retryIn", backoff)
+			if errors.Is(err, render.ErrDaemonDown) {
+				// Expected while BIRD starts or restarts: the checked
+				// files are in place and the reload is retried.
+				entry.Warn("BIRD not reachable; reload will be retried")
+			} else {
+				entry.Error("Render failed; keeping the last good configuration")
+			}
 			if retry == nil {
 				retry = time.NewTimer(backoff)
 			} else {
