@@ -232,7 +232,8 @@ func writeResourcesJSON(w io.Writer, kind string, objs []api.Resource, single bo
 }
 
 // deleteByName deletes resources of one kind by name, all or nothing.
-func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, namespace string, skipNotExists bool) error {
+// Nodes release their IPAM first, unless skipIPAM.
+func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, namespace string, skipNotExists, skipIPAM bool) error {
 	kind, err := kindFromAlias(kindArg)
 	if err != nil {
 		return err
@@ -246,7 +247,6 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	defer ds.Close()
 	var (
 		items    []item
-		ops      []datastore.Op
 		problems []string
 		seen     = map[string]bool{}
 	)
@@ -266,13 +266,24 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 		}
 		seen[kv.Key] = true
 		items = append(items, item{obj: kv.Value, key: kv.Key, current: kv})
-		ops = append(ops, datastore.Op{Type: datastore.OpDelete, Key: kv.Key, Revision: kv.Revision})
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("nothing was deleted:\n  %s", strings.Join(problems, "\n  "))
 	}
+	var released []string
+	if kind == api.KindNode && !skipIPAM {
+		if released, err = a.releaseNodes(ctx, ds, cmd.OutOrStdout(), items, false); err != nil {
+			return err
+		}
+	}
+	var ops []datastore.Op
+	for _, it := range items {
+		if !it.gone {
+			ops = append(ops, datastore.Op{Type: datastore.OpDelete, Key: it.key, Revision: it.current.Revision})
+		}
+	}
 	if err := a.commit(ctx, ds, ops, items, "deleted"); err != nil {
-		return err
+		return releasedNote(err, released)
 	}
 	if len(items) == 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "Successfully deleted 0 '%s' resource(s)\n", kind)

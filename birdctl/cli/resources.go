@@ -43,7 +43,14 @@ the input makes the update conditional on it.`},
 	opDelete: {"delete", "deleted", "Delete resources named in a file, or by kind and name",
 		`Delete the resources named by FILE (only kind and metadata matter), or the
 resources KIND NAME... Fails, deleting nothing, if any of them does not exist,
-unless --skip-not-exists is given.`},
+unless --skip-not-exists is given.
+
+Deleting a Node also releases what it holds, as calicoctl does: its
+workload endpoints (spec.node, any namespace) and their addresses, its
+tunnel addresses, its IPAM blocks with their affinities, and the counts of
+the handles with addresses in those blocks. The Node is deleted last; if
+the release fails midway, running the delete again finishes it.
+--skip-ipam deletes only the Node.`},
 }
 
 const inputHelp = `
@@ -65,13 +72,14 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 	var (
 		files         []string
 		skipNotExists bool
+		skipIPAM      bool
 		namespace     string
 	)
 	use := info.verb + " -f FILE|-"
 	example := fmt.Sprintf("  birdctl %s -f pools.yaml\n  birdctl get ippools -o yaml | birdctl %s -f -", info.verb, info.verb)
 	if op == opDelete {
 		use = "delete (-f FILE|- | KIND NAME...)"
-		example = "  birdctl delete -f pools.yaml\n  birdctl delete ippool pool1\n  birdctl delete wep -n default host1-k8s-pod1-eth0"
+		example = "  birdctl delete -f pools.yaml\n  birdctl delete ippool pool1\n  birdctl delete wep -n default host1-k8s-pod1-eth0\n  birdctl delete node node3\n  birdctl delete node node3 --skip-ipam"
 	}
 	cmd := &cobra.Command{
 		Use:     use,
@@ -87,7 +95,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 				if len(args) < 2 {
 					return errors.New("delete KIND NAME...: a name is needed")
 				}
-				return a.deleteByName(cmd, args[0], args[1:], namespace, skipNotExists)
+				return a.deleteByName(cmd, args[0], args[1:], namespace, skipNotExists, skipIPAM)
 			}
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q (the resources come from -f FILE)", args)
@@ -99,7 +107,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.mutate(cmd, op, objs, skipNotExists)
+			return a.mutate(cmd, op, objs, skipNotExists, skipIPAM)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file or directory holding the resources, - for stdin (repeatable)")
@@ -107,6 +115,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 	if op == opDelete {
 		cmd.Flags().BoolVar(&skipNotExists, "skip-not-exists", false, "ignore resources that do not exist")
 		cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of workload endpoints deleted by name")
+		cmd.Flags().BoolVar(&skipIPAM, "skip-ipam", false, "delete only the Node: keep its workload endpoints, IPAM blocks, affinities and handles")
 		cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			if len(args) == 0 {
 				return kindNames(), cobra.ShellCompDirectiveNoFileComp
@@ -224,10 +233,12 @@ type item struct {
 	obj     api.Resource
 	key     string
 	current *datastore.KV // nil when absent
+	gone    bool          // already deleted (by releasing a node)
 }
 
-// mutate writes a batch: every check first, then one transaction.
-func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipNotExists bool) error {
+// mutate writes a batch: every check first, then one transaction. Nodes
+// deleted release their IPAM first, unless skipIPAM.
+func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipNotExists, skipIPAM bool) error {
 	info := mutationInfo[op]
 	items := make([]item, 0, len(objs))
 	seen := map[string]bool{}
@@ -278,19 +289,47 @@ func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipN
 		return fmt.Errorf("nothing was %s:\n  %s", info.past, strings.Join(problems, "\n  "))
 	}
 
-	ops := make([]datastore.Op, 0, len(items))
-	for _, it := range items {
-		o, err := a.buildOp(op, it)
-		if err != nil {
-			return fmt.Errorf("nothing was %s: %w", info.past, err)
+	buildOps := func() ([]datastore.Op, error) {
+		ops := make([]datastore.Op, 0, len(items))
+		for _, it := range items {
+			if it.gone {
+				continue
+			}
+			o, err := a.buildOp(op, it)
+			if err != nil {
+				return nil, fmt.Errorf("nothing was %s: %w", info.past, err)
+			}
+			ops = append(ops, o)
 		}
-		ops = append(ops, o)
+		return ops, nil
+	}
+	ops, err := buildOps() // every check before a node is released
+	if err != nil {
+		return err
+	}
+	var released []string
+	if op == opDelete && !skipIPAM {
+		if released, err = a.releaseNodes(ctx, ds, cmd.OutOrStdout(), items, true); err != nil {
+			return err
+		}
+		if ops, err = buildOps(); err != nil {
+			return err
+		}
 	}
 	if err := a.commit(ctx, ds, ops, items, info.past); err != nil {
-		return err
+		return releasedNote(err, released)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Successfully %s %s\n", info.past, countResources(items))
 	return nil
+}
+
+// releasedNote adds to the error of a delete that the nodes' IPAM was
+// released already.
+func releasedNote(err error, nodes []string) error {
+	if len(nodes) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n(the workload endpoints and IPAM of node %s were released already; run the delete again to delete the Node)", err, strings.Join(nodes, ", "))
 }
 
 // buildOp turns one checked item into a transaction operation.
