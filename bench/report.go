@@ -307,8 +307,8 @@ func (rep *report) markdown() string {
 	if len(birdRuns) > 0 {
 		p("### 2. With the check (`bird -p`) and a real BIRD 2 `configure`\n\n")
 		p("Same changes, confd without `--sync-only`; BIRD runs on the rendered bird.cfg in its own network namespace. *File* is write → file in place (model, templates, staging, check, rename); *+ configure* adds confd's `configure` round trip to BIRD. Stages are medians per change from confd's `roost_confd_render_stage_seconds`.\n\n")
-		p("| nodes | file p50 | file p99 | + configure p50 | + configure p99 | model | execute | write | check | configure | confd CPU / change (+ check processes) | BIRD CPU / change | `bird -p` alone | BIRD RSS | BIRD idle CPU |\n")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		p("| nodes | file p50 | file p99 | + configure p50 | + configure p99 | model | execute | write | check | configure | confd CPU / change (+ check processes) | BIRD CPU / change | `bird -p` alone | BIRD start | BIRD RSS | BIRD idle CPU |\n")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, runs := range birdRuns {
 			r0 := runs[0]
 			e2e := func(r *latencyResult, q float64) time.Duration {
@@ -325,7 +325,7 @@ func (rep *report) markdown() string {
 				}
 				return t / time.Duration(max(len(r.samples), 1))
 			})
-			p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/s |\n", r0.nodes,
+			p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/s |\n", r0.nodes,
 				ms(medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 50) })),
 				ms(medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 99) })),
 				ms(medianOver(runs, func(r *latencyResult) time.Duration { return e2e(r, 50) })),
@@ -336,6 +336,7 @@ func (rep *report) markdown() string {
 					return r.childCPU / time.Duration(max(len(r.samples), 1))
 				}))+")",
 				ms(birdCPU), ms(medianOver(runs, func(r *latencyResult) time.Duration { return r.parse })),
+				ms(medianOver(runs, func(r *latencyResult) time.Duration { return r.birdUp })),
 				mb(r0.birdRSS), ms(r0.birdIdle))
 		}
 		p("\n")

@@ -46,6 +46,8 @@ type running struct {
 	nodes  int // nodes in the cluster (this one included)
 	peers  int // global peers
 	blocks int // this node's blocks
+	// birdStart: exec of BIRD -> its control socket answers.
+	birdStart time.Duration
 }
 
 func (r *running) stop() {
@@ -88,10 +90,12 @@ func (e *env) start(nodes, blocks int, withBird bool) (*running, error) {
 		return nil, fmt.Errorf("first config: %w\nconfd log:\n%s", err, log)
 	}
 	if withBird {
+		t0 := time.Now()
 		if r.bird, err = startBird(dir, filepath.Join(r.out, "bird.cfg")); err != nil {
 			r.stop()
 			return nil, err
 		}
+		r.birdStart = time.Since(t0)
 		// confd's first reload failed (BIRD was not up) and is retried.
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -195,6 +199,7 @@ type latencyResult struct {
 	birdHWM   int64
 	birdIdle  time.Duration // BIRD CPU per second while idle
 	parse     time.Duration // bird -p on the final config (median of 5)
+	birdUp    time.Duration // BIRD start on the rendered config
 }
 
 var stages = []string{"model", "execute", "write", "check", "reload"}
@@ -332,6 +337,7 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 		}
 	}
 	if withBird {
+		res.birdUp = r.birdStart
 		res.birdRSS, _ = statusKB(r.bird.Pid(), "VmRSS")
 		res.birdHWM, _ = statusKB(r.bird.Pid(), "VmHWM")
 		b0, _ := cpuTime(r.bird.Pid())
