@@ -274,3 +274,21 @@ func TestMarshalDoesNotModify(t *testing.T) {
 		t.Errorf("stored form: %s", s)
 	}
 }
+
+func TestAllocationBlockRelease(t *testing.T) {
+	i0, i1, i2 := 0, 1, 2
+	h := func(s string) *string { return &s }
+	b := &AllocationBlock{
+		CIDR:        "10.0.0.0/30",
+		Allocations: []*int{&i0, &i1, &i2, nil},
+		Unallocated: []int{3},
+		Attributes:  []AllocationAttribute{{HandleID: h("a")}, {HandleID: h("b")}, {HandleID: h("c")}},
+	}
+	b.Release([]int{1, 3, 9})
+	if b.Allocations[1] != nil || len(b.Attributes) != 2 || *b.Attributes[1].HandleID != "c" || *b.Allocations[2] != 1 || *b.Allocations[0] != 0 {
+		t.Errorf("after release: allocations %v attributes %v", b.Allocations, b.Attributes)
+	}
+	if len(b.Unallocated) != 2 || b.SequenceNumber != 1 {
+		t.Errorf("unallocated %v seq %d", b.Unallocated, b.SequenceNumber)
+	}
+}

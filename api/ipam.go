@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -136,3 +137,45 @@ func (r *IPAMBlock) withTypeMeta() Resource  { c := *r; c.TypeMeta.set(KindIPAMB
 func (r *IPAMHandle) ResourceKind() string   { return KindIPAMHandle }
 func (r *IPAMHandle) Meta() *ObjectMeta      { return &r.Metadata }
 func (r *IPAMHandle) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindIPAMHandle); return &c }
+
+// Release frees the given ordinals (indexes into the block) and drops the
+// attributes no address uses any more, renumbering the references, as
+// Calico does. Ordinals out of range or already free are ignored.
+func (b *AllocationBlock) Release(ords []int) {
+	if len(ords) == 0 {
+		return
+	}
+	for _, ord := range ords {
+		if ord < 0 || ord >= len(b.Allocations) || b.Allocations[ord] == nil {
+			continue
+		}
+		b.Allocations[ord] = nil
+		b.Unallocated = append(b.Unallocated, ord)
+		delete(b.SequenceNumberForAllocation, strconv.Itoa(ord))
+	}
+	if len(b.SequenceNumberForAllocation) == 0 {
+		b.SequenceNumberForAllocation = nil
+	}
+	b.SequenceNumber++
+	used := make([]bool, len(b.Attributes))
+	for _, a := range b.Allocations {
+		if a != nil && *a >= 0 && *a < len(used) {
+			used[*a] = true
+		}
+	}
+	remap := make([]int, len(b.Attributes))
+	attrs := []AllocationAttribute{}
+	for i, a := range b.Attributes {
+		if used[i] {
+			remap[i] = len(attrs)
+			attrs = append(attrs, a)
+		}
+	}
+	b.Attributes = attrs
+	for ord, a := range b.Allocations {
+		if a != nil && *a >= 0 && *a < len(remap) {
+			v := remap[*a]
+			b.Allocations[ord] = &v
+		}
+	}
+}

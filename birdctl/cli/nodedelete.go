@@ -531,7 +531,7 @@ func (r *releaser) releaseOrdinals(ctx context.Context, kv *datastore.KV, pick f
 				counts[id]++
 			}
 		}
-		releaseAddrs(&nb.Spec, chunk)
+		nb.Spec.Release(chunk)
 		ops := []datastore.Op{{Type: datastore.OpUpdate, Key: kv.Key, Value: nb, Revision: kv.Revision}}
 		var changes []handleChange
 		for _, id := range sortedKeys(counts) {
@@ -650,7 +650,7 @@ func (r *releaser) releaseBlock(ctx context.Context, kv *datastore.KV) error {
 					ords = append(ords, ord)
 				}
 			}
-			releaseAddrs(&nb.Spec, ords)
+			nb.Spec.Release(ords)
 			freed = len(ords)
 			ops = append(ops, datastore.Op{Type: datastore.OpUpdate, Key: kv.Key, Value: nb, Revision: kv.Revision})
 		}
@@ -724,43 +724,3 @@ func handleIDAt(b *api.AllocationBlock, ord int) string {
 	return ""
 }
 
-// releaseAddrs frees ordinals and drops the attributes no address uses
-// any more, as node/ipam's release does.
-func releaseAddrs(b *api.AllocationBlock, ords []int) {
-	if len(ords) == 0 {
-		return
-	}
-	for _, ord := range ords {
-		if ord < 0 || ord >= len(b.Allocations) || b.Allocations[ord] == nil {
-			continue
-		}
-		b.Allocations[ord] = nil
-		b.Unallocated = append(b.Unallocated, ord)
-		delete(b.SequenceNumberForAllocation, strconv.Itoa(ord))
-	}
-	if len(b.SequenceNumberForAllocation) == 0 {
-		b.SequenceNumberForAllocation = nil
-	}
-	b.SequenceNumber++
-	used := make([]bool, len(b.Attributes))
-	for _, a := range b.Allocations {
-		if a != nil && *a >= 0 && *a < len(used) {
-			used[*a] = true
-		}
-	}
-	remap := make([]int, len(b.Attributes))
-	attrs := []api.AllocationAttribute{}
-	for i, a := range b.Attributes {
-		if used[i] {
-			remap[i] = len(attrs)
-			attrs = append(attrs, a)
-		}
-	}
-	b.Attributes = attrs
-	for ord, a := range b.Allocations {
-		if a != nil && *a >= 0 && *a < len(remap) {
-			v := remap[*a]
-			b.Allocations[ord] = &v
-		}
-	}
-}

@@ -147,46 +147,6 @@ func ordinalsOfHandle(b *api.AllocationBlock, handle string) []int {
 	return out
 }
 
-// release frees ordinals and drops attributes no address uses any more.
-func release(b *api.AllocationBlock, ords []int) {
-	if len(ords) == 0 {
-		return
-	}
-	for _, ord := range ords {
-		if ord < 0 || ord >= len(b.Allocations) || b.Allocations[ord] == nil {
-			continue
-		}
-		b.Allocations[ord] = nil
-		b.Unallocated = append(b.Unallocated, ord)
-		delete(b.SequenceNumberForAllocation, strconv.Itoa(ord))
-	}
-	if len(b.SequenceNumberForAllocation) == 0 {
-		b.SequenceNumberForAllocation = nil
-	}
-	b.SequenceNumber++
-	// Compact attributes, renumbering the references.
-	used := make([]bool, len(b.Attributes))
-	for _, a := range b.Allocations {
-		if a != nil && *a >= 0 && *a < len(used) {
-			used[*a] = true
-		}
-	}
-	remap := make([]int, len(b.Attributes))
-	attrs := []api.AllocationAttribute{}
-	for i, a := range b.Attributes {
-		if used[i] {
-			remap[i] = len(attrs)
-			attrs = append(attrs, a)
-		}
-	}
-	b.Attributes = attrs
-	for ord, a := range b.Allocations {
-		if a != nil && *a >= 0 && *a < len(remap) {
-			v := remap[*a]
-			b.Allocations[ord] = &v
-		}
-	}
-}
 
 // inUse counts allocated addresses.
 func inUse(b *api.AllocationBlock) int {

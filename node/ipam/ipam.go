@@ -791,7 +791,7 @@ func (c *Client) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Ad
 			default:
 				ords := ordinalsOfHandle(bk.b, handle)
 				if len(ords) > 0 {
-					release(bk.b, ords)
+					bk.b.Release(ords)
 					ops = append(ops, datastore.Op{Type: datastore.OpUpdate, Key: datastore.BlockKey(cidr), Value: blockObj(cidr, bk.b), Revision: bk.rev})
 					for _, o := range ords {
 						freed = append(freed, addrAt(cidr, o))
@@ -850,7 +850,7 @@ func (c *Client) ReleaseIP(ctx context.Context, ip netip.Addr, handle string) (b
 		if !used || (handle != "" && h != handle) {
 			return false, nil
 		}
-		release(bk.b, []int{ord})
+		bk.b.Release([]int{ord})
 		deltas := map[string]int{}
 		if h != "" {
 			deltas[cidr.String()] = -1
