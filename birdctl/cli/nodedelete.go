@@ -723,4 +723,3 @@ func handleIDAt(b *api.AllocationBlock, ord int) string {
 	}
 	return ""
 }
-

@@ -147,7 +147,6 @@ func ordinalsOfHandle(b *api.AllocationBlock, handle string) []int {
 	return out
 }
 
-
 // inUse counts allocated addresses.
 func inUse(b *api.AllocationBlock) int {
 	n := 0
