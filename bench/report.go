@@ -374,7 +374,7 @@ func (rep *report) markdown() string {
 	}
 	if len(rep.bursts) > 0 {
 		p("### 4. Burst: Node writes as fast as etcd takes them\n\n")
-		p("Every other node of a %d-node mesh changes its AS number: one Node write each, issued by 32 concurrent writers (etcd batches them) or by one writer back to back. *Final* is from the moment the write etcd ordered last was issued to the moment the rendered peers.cfg holds every update; *exact* compares all files with a `confd --onetime` render of the same datastore afterwards.\n\n", o.burstNodes+1)
+		p("Every node of a %d-node mesh except this one changes its AS number: one Node write each, issued by 32 concurrent writers (etcd batches them) or by one writer back to back. *Final* is from the moment the write etcd ordered last was issued to the moment the rendered peers.cfg holds every update; *exact* compares all files with a `confd --onetime` render of the same datastore afterwards.\n\n", o.burstNodes+1)
 		p("| mode | writers | writes | write time | renders | reloads | files written | last write → final config | exact | target (≤ 20 renders/reloads, ≤ 200 ms) |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 		for _, rs := range rep.bursts {
