@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
 
 const hello2 = "0001 BIRD 2.0.12 ready.\n"
@@ -328,7 +330,7 @@ func TestConcurrentCallers(t *testing.T) {
 }
 
 func TestDialErrors(t *testing.T) {
-	missing := sockPath(t)
+	missing := birdtest.SocketPath(t, "s")
 	_, err := Dial(context.Background(), missing)
 	if err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing socket: %v", err)

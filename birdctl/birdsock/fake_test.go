@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
 
 // transcript is a recorded control-socket session from testdata: BIRD's
@@ -108,7 +110,7 @@ type fakeServer struct {
 
 func startFake(t testing.TB, hello string, chunk int, handle func(fc *fakeConn, cmd string) bool) *fakeServer {
 	t.Helper()
-	s := &fakeServer{path: sockPath(t), hello: hello, chunk: chunk, handle: handle}
+	s := &fakeServer{path: birdtest.SocketPath(t, "s"), hello: hello, chunk: chunk, handle: handle}
 	ln, err := net.Listen("unix", s.path)
 	if err != nil {
 		t.Fatal(err)
@@ -175,19 +177,4 @@ func transcriptHandler(tr *transcript) func(fc *fakeConn, cmd string) bool {
 		}
 		return fc.send(raw) == nil
 	}
-}
-
-// sockPath returns a socket path short enough for sun_path (108 bytes).
-func sockPath(t testing.TB) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "s")
-	if len(p) < 100 {
-		return p
-	}
-	dir, err := os.MkdirTemp("", "bs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "s")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,23 +14,6 @@ import (
 	"github.com/roostnet/roost/birdctl/birdsock"
 	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
-
-// freePorts returns n TCP ports that were free on loopback a moment ago, so
-// that the BGP protocol neither needs port 179 nor collides with another
-// bird started by a parallel test.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
 
 // realConfig is a daemon with a BGP peer that never answers (no traffic
 // leaves loopback) and a static protocol; extra is appended.
@@ -65,7 +47,7 @@ func protocolNames(t *testing.T, c *birdsock.Client) []string {
 }
 
 func TestRealBird(t *testing.T) {
-	ports := freePorts(t, 2)
+	ports := birdtest.FreePorts(t, 2)
 	b := birdtest.Start(t, realConfig(ports[0], ports[1], ""))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

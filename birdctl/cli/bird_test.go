@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
 
 // TestBirdGolden runs the BIRD commands against recorded BIRD 2 and 1.6
@@ -82,7 +84,7 @@ func TestBirdErrors(t *testing.T) {
 }
 
 func TestUnreachableSocket(t *testing.T) {
-	path := shortSocketPath(t) // nothing listens there
+	path := birdtest.SocketPath(t, "bird.ctl") // nothing listens there
 	for _, args := range [][]string{
 		{"node", "status"},
 		{"node", "status", "-o", "json"},

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden with the current output")
@@ -144,7 +146,7 @@ type fakeBird struct {
 func startFakeBird(t testing.TB, transcript string) *fakeBird {
 	t.Helper()
 	hello, replies := loadTranscript(t, transcript)
-	fb := &fakeBird{path: shortSocketPath(t)}
+	fb := &fakeBird{path: birdtest.SocketPath(t, "bird.ctl")}
 	ln, err := net.Listen("unix", fb.path)
 	if err != nil {
 		t.Fatal(err)
@@ -203,19 +205,4 @@ func (fb *fakeBird) commands() []string {
 	fb.mu.Lock()
 	defer fb.mu.Unlock()
 	return append([]string(nil), fb.cmds...)
-}
-
-// shortSocketPath returns a socket path within sun_path's 108 bytes.
-func shortSocketPath(t testing.TB) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "bird.ctl")
-	if len(p) < 100 {
-		return p
-	}
-	dir, err := os.MkdirTemp("", "bc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "bird.ctl")
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,21 +11,6 @@ import (
 
 	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
-
-// freePorts returns n TCP ports that were free on loopback a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
-}
 
 // realBirdConfig has BGP protocols named as Roost names them, pointed at
 // loopback ports where nothing listens: they stay in Active/Connect/Idle.
@@ -67,7 +51,7 @@ protocol bgp not_roost {
 }
 
 func TestRealBird(t *testing.T) {
-	ports := freePorts(t, 8)
+	ports := birdtest.FreePorts(t, 8)
 	b := birdtest.Start(t, realBirdConfig(ports))
 	rn := &runner{}
 	sock := []string{"--socket", b.Socket}

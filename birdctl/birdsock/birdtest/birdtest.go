@@ -228,3 +228,36 @@ func (b *Bird) Log() string {
 	}
 	return string(data)
 }
+
+// FreePorts returns n TCP ports that were free on loopback a moment ago,
+// so BGP protocols in tests need neither port 179 nor collide with another
+// bird started by a parallel test.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// SocketPath returns a path for a Unix socket that fits sun_path (108
+// bytes), in a directory removed when the test ends.
+func SocketPath(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if len(p) < 100 {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "bs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, name)
+}
