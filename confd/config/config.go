@@ -41,6 +41,8 @@ type Config struct {
 	Version     bool
 
 	RetryMin, RetryMax time.Duration
+	// Render spacing during sustained churn (see runner.Config).
+	MinRenderInterval, RenderQuiet time.Duration
 }
 
 // DefaultConfigFile is read when it exists and --config is not given.
@@ -81,6 +83,8 @@ func (c *Config) settings() []*setting {
 		{flag: "health-addr", env: "ROOST_CONFD_HEALTH_ADDR", file: "health_addr", help: "serve /healthz and /readyz here; empty = off", str: &c.HealthAddr},
 		{flag: "retry-min", env: "ROOST_CONFD_RETRY_MIN", file: "retry_min", def: "500ms", help: "first retry delay after a failed render", dur: &c.RetryMin},
 		{flag: "retry-max", env: "ROOST_CONFD_RETRY_MAX", file: "retry_max", def: "30s", help: "longest retry delay", dur: &c.RetryMax},
+		{flag: "min-render-interval", env: "ROOST_CONFD_MIN_RENDER_INTERVAL", file: "min_render_interval", def: "100ms", help: "during sustained churn, start the next render this long after the previous one (a lone change renders at once)", dur: &c.MinRenderInterval},
+		{flag: "render-quiet", env: "ROOST_CONFD_RENDER_QUIET", file: "render_quiet", def: "20ms", help: "during churn, render once no change arrived for this long", dur: &c.RenderQuiet},
 	}
 }
 

@@ -62,3 +62,18 @@ func TestBoolFlagAndHostnameDefault(t *testing.T) {
 		t.Errorf("%+v", c)
 	}
 }
+
+func TestRenderSpacingSettings(t *testing.T) {
+	c, err := Load([]string{"--min-render-interval", "250ms"}, func(k string) string {
+		if k == "ROOST_CONFD_RENDER_QUIET" {
+			return "5ms"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MinRenderInterval != 250*time.Millisecond || c.RenderQuiet != 5*time.Millisecond {
+		t.Errorf("spacing: %v %v", c.MinRenderInterval, c.RenderQuiet)
+	}
+}
