@@ -3,7 +3,8 @@ package bgp
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/roostnet/roost/api"
 )
 
 // Problem is something Compute found wrong. Kind and Name name the resource
@@ -12,28 +13,8 @@ import (
 // others are warnings about a session or setting that was left out or
 // degraded, while the rest of the configuration stays valid.
 type Problem struct {
-	Kind  string
-	Name  string
-	Field string
-	Msg   string
-	Fatal bool
-}
-
-func (p *Problem) Error() string {
-	var b strings.Builder
-	if p.Kind != "" {
-		b.WriteString(p.Kind)
-		if p.Name != "" {
-			fmt.Fprintf(&b, " %q", p.Name)
-		}
-		b.WriteString(": ")
-	}
-	if p.Field != "" {
-		b.WriteString(p.Field)
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Msg)
-	return b.String()
+	api.FieldError // Kind, Name, Field, Msg; its Error() formats them
+	Fatal          bool
 }
 
 // Fatal returns the fatal problems among errs joined into one error, or nil.
@@ -51,9 +32,9 @@ func Fatal(errs []error) error {
 type problems struct{ list []error }
 
 func (ps *problems) warn(kind, name, field, format string, args ...any) {
-	ps.list = append(ps.list, &Problem{Kind: kind, Name: name, Field: field, Msg: fmt.Sprintf(format, args...)})
+	ps.list = append(ps.list, &Problem{FieldError: api.FieldError{Kind: kind, Name: name, Field: field, Msg: fmt.Sprintf(format, args...)}})
 }
 
 func (ps *problems) fatal(kind, name, field, format string, args ...any) {
-	ps.list = append(ps.list, &Problem{Kind: kind, Name: name, Field: field, Msg: fmt.Sprintf(format, args...), Fatal: true})
+	ps.list = append(ps.list, &Problem{FieldError: api.FieldError{Kind: kind, Name: name, Field: field, Msg: fmt.Sprintf(format, args...)}, Fatal: true})
 }

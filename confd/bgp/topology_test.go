@@ -551,12 +551,12 @@ func TestSecretSymlinkEscape(t *testing.T) {
 }
 
 func TestFatalHelper(t *testing.T) {
-	errs := []error{&Problem{Msg: "w"}, &Problem{Msg: "f", Fatal: true}, errors.New("plain")}
+	errs := []error{&Problem{FieldError: api.FieldError{Msg: "w"}}, &Problem{FieldError: api.FieldError{Msg: "f"}, Fatal: true}, errors.New("plain")}
 	err := Fatal(errs)
 	if err == nil || !strings.Contains(err.Error(), "f") || !strings.Contains(err.Error(), "plain") || strings.Contains(err.Error(), "w\n") {
 		t.Errorf("Fatal: %v", err)
 	}
-	if Fatal([]error{&Problem{Msg: "w"}}) != nil {
+	if Fatal([]error{&Problem{FieldError: api.FieldError{Msg: "w"}}}) != nil {
 		t.Error("warning counted as fatal")
 	}
 }
