@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/binary"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -137,6 +139,188 @@ func (r *IPAMBlock) withTypeMeta() Resource  { c := *r; c.TypeMeta.set(KindIPAMB
 func (r *IPAMHandle) ResourceKind() string   { return KindIPAMHandle }
 func (r *IPAMHandle) Meta() *ObjectMeta      { return &r.Metadata }
 func (r *IPAMHandle) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindIPAMHandle); return &c }
+
+// Block arithmetic on Calico's block JSON, shared by every IPAM writer
+// (node/ipam, and through it birdctl). Ordinals are offsets of addresses
+// inside the block; Allocations[ord] is nil when the address is free, else
+// an index into Attributes. Unallocated is the free list: a new block lists
+// every ordinal in order, allocation takes from the front and release
+// appends at the back, as Calico does, so a freed address is reused as
+// late as possible.
+
+// NewAllocationBlock returns an empty block of cidr affine to node.
+func NewAllocationBlock(cidr netip.Prefix, node string) *AllocationBlock {
+	n := BlockSize(cidr)
+	aff := "host:" + node
+	b := &AllocationBlock{
+		CIDR:        cidr.Masked().String(),
+		Affinity:    &aff,
+		Allocations: make([]*int, n),
+		Unallocated: make([]int, n),
+		Attributes:  []AllocationAttribute{},
+	}
+	for i := range n {
+		b.Unallocated[i] = i
+	}
+	return b
+}
+
+// maxBlockHostBits bounds the blocks ordinals are computed for: Calico's
+// smallest block sizes (/20, /116) have 12 host bits; 30 keeps every
+// ordinal an int on any platform.
+const maxBlockHostBits = 30
+
+// BlockSize is the number of addresses of a block (0 for a prefix too
+// large to be one).
+func BlockSize(cidr netip.Prefix) int {
+	h := cidr.Addr().BitLen() - cidr.Bits()
+	if h < 0 || h > maxBlockHostBits {
+		return 0
+	}
+	return 1 << h
+}
+
+// Ordinal returns the offset of ip inside block cidr; false when ip lies
+// outside it (or cidr is too large to be a block).
+func Ordinal(cidr netip.Prefix, ip netip.Addr) (int, bool) {
+	if !cidr.Contains(ip) || cidr.Addr().BitLen()-cidr.Bits() > maxBlockHostBits {
+		return 0, false
+	}
+	// The block's host bits lie in the low 64 bits, the rest is equal.
+	a, b := cidr.Masked().Addr().As16(), ip.As16()
+	return int(binary.BigEndian.Uint64(b[8:]) - binary.BigEndian.Uint64(a[8:])), true
+}
+
+// AddrAt returns the address at ordinal ord of block cidr (the zero Addr
+// when ord lies outside it).
+func AddrAt(cidr netip.Prefix, ord int) netip.Addr {
+	if ord < 0 || ord >= BlockSize(cidr) {
+		return netip.Addr{}
+	}
+	a := cidr.Masked().Addr()
+	b := a.As16()
+	binary.BigEndian.PutUint64(b[8:], binary.BigEndian.Uint64(b[8:])+uint64(ord))
+	r := netip.AddrFrom16(b)
+	if a.Is4() {
+		r = r.Unmap()
+	}
+	return r
+}
+
+// Prefix parses the block's CIDR.
+func (b *AllocationBlock) Prefix() (netip.Prefix, error) {
+	p, err := ParseCIDR(b.CIDR)
+	if err != nil {
+		return netip.Prefix{}, &FieldError{Field: "cidr", Value: b.CIDR, Msg: "not a CIDR"}
+	}
+	return p, nil
+}
+
+// Allocation returns the attribute of ordinal ord and whether the address
+// is allocated (an allocation whose attribute is missing yields the zero
+// attribute).
+func (b *AllocationBlock) Allocation(ord int) (AllocationAttribute, bool) {
+	if ord < 0 || ord >= len(b.Allocations) || b.Allocations[ord] == nil {
+		return AllocationAttribute{}, false
+	}
+	if i := *b.Allocations[ord]; i >= 0 && i < len(b.Attributes) {
+		return b.Attributes[i], true
+	}
+	return AllocationAttribute{}, true
+}
+
+// HandleAt returns the handle holding ordinal ord ("" when it has none)
+// and whether the address is allocated.
+func (b *AllocationBlock) HandleAt(ord int) (string, bool) {
+	a, used := b.Allocation(ord)
+	if a.HandleID == nil {
+		return "", used
+	}
+	return *a.HandleID, used
+}
+
+// OrdinalsOf lists the ordinals held by handle, in order.
+func (b *AllocationBlock) OrdinalsOf(handle string) []int {
+	var out []int
+	for ord := range b.Allocations {
+		if h, used := b.HandleAt(ord); used && h == handle {
+			out = append(out, ord)
+		}
+	}
+	return out
+}
+
+// InUse counts the allocated addresses.
+func (b *AllocationBlock) InUse() int {
+	n := 0
+	for _, a := range b.Allocations {
+		if a != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// attributeIndex finds or appends the attribute for (handle, secondary).
+func (b *AllocationBlock) attributeIndex(handle string, secondary map[string]string) int {
+	for i, a := range b.Attributes {
+		if a.HandleID != nil && *a.HandleID == handle && maps.Equal(a.Secondary, secondary) {
+			return i
+		}
+	}
+	h := handle
+	b.Attributes = append(b.Attributes, AllocationAttribute{HandleID: &h, Secondary: maps.Clone(secondary)})
+	return len(b.Attributes) - 1
+}
+
+// AssignFirstFree allocates up to n free addresses from the front of the
+// free list to handle; it returns their ordinals.
+func (b *AllocationBlock) AssignFirstFree(n int, handle string, secondary map[string]string) []int {
+	var ords []int
+	keep := b.Unallocated[:0:0]
+	for _, ord := range b.Unallocated {
+		if len(ords) < n && ord >= 0 && ord < len(b.Allocations) && b.Allocations[ord] == nil {
+			ords = append(ords, ord)
+			continue
+		}
+		keep = append(keep, ord)
+	}
+	if len(ords) == 0 {
+		return nil
+	}
+	b.Unallocated = keep
+	idx := b.attributeIndex(handle, secondary)
+	for _, ord := range ords {
+		b.mark(ord, idx)
+	}
+	return ords
+}
+
+// AssignOrdinal allocates one specific address to handle; false when it
+// is taken or out of range.
+func (b *AllocationBlock) AssignOrdinal(ord int, handle string, secondary map[string]string) bool {
+	if ord < 0 || ord >= len(b.Allocations) || b.Allocations[ord] != nil {
+		return false
+	}
+	for i, u := range b.Unallocated {
+		if u == ord {
+			b.Unallocated = append(b.Unallocated[:i:i], b.Unallocated[i+1:]...)
+			break
+		}
+	}
+	b.mark(ord, b.attributeIndex(handle, secondary))
+	return true
+}
+
+func (b *AllocationBlock) mark(ord, attr int) {
+	a := attr
+	b.Allocations[ord] = &a
+	b.SequenceNumber++
+	if b.SequenceNumberForAllocation == nil {
+		b.SequenceNumberForAllocation = map[string]uint64{}
+	}
+	b.SequenceNumberForAllocation[strconv.Itoa(ord)] = b.SequenceNumber
+}
 
 // Release frees the given ordinals (indexes into the block) and drops the
 // attributes no address uses any more, renumbering the references, as

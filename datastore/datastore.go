@@ -100,6 +100,10 @@ type Op struct {
 	Revision int64
 }
 
+// MaxTxnOps is etcd's default limit of operations in one transaction
+// (--max-txn-ops). Writers that batch stay at or below it on every backend.
+const MaxTxnOps = 128
+
 // Datastore is implemented by every backend. All methods are safe for
 // concurrent use. Values are validated before they are written.
 type Datastore interface {

@@ -151,7 +151,7 @@ func ipamUsage(poolObjs, blockObjs []api.Resource) ipamOut {
 		}
 		pfx = pfx.Masked()
 		total := size(pfx)
-		used := big.NewInt(int64(blockInUse(&b.Spec)))
+		used := big.NewInt(int64(b.Spec.InUse()))
 		bo := ipamBlockOut{CIDR: pfx.String(), Affinity: b.Spec.AffinityNode(), Total: total, InUse: used, Free: new(big.Int).Sub(total, used)}
 		if bo.Affinity == "" && b.Spec.Affinity != nil {
 			bo.Affinity = *b.Spec.Affinity

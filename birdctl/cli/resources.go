@@ -16,9 +16,9 @@ import (
 	"github.com/roostnet/roost/datastore"
 )
 
-// maxTxnOps is etcd's default limit of operations in one transaction
-// (--max-txn-ops). Larger batches are written in several transactions.
-const maxTxnOps = 128
+// maxTxnOps is etcd's default limit of operations in one transaction.
+// Larger batches are written in several transactions.
+const maxTxnOps = datastore.MaxTxnOps
 
 type mutation int
 

@@ -188,7 +188,7 @@ func (a *app) table(ctx context.Context, ds datastore.Datastore, kind string, wi
 		}
 		for _, o := range objs {
 			b := o.(*api.IPAMBlock)
-			used := blockInUse(&b.Spec)
+			used := b.Spec.InUse()
 			aff := ""
 			if b.Spec.Affinity != nil {
 				aff = *b.Spec.Affinity
@@ -243,17 +243,6 @@ func globalASNumber(ctx context.Context, ds datastore.Datastore) (string, error)
 		return c.Spec.ASNumber.String(), nil
 	}
 	return api.DefaultASNumber.String(), nil
-}
-
-// blockInUse counts the allocated addresses of a block.
-func blockInUse(b *api.AllocationBlock) int {
-	n := 0
-	for _, a := range b.Allocations {
-		if a != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // blockHandles lists the handles holding addresses of a block.

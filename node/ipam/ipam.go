@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/big"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sort"
@@ -30,6 +29,7 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/api/selector"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/backoff"
 )
 
 // Errors callers may test with errors.Is.
@@ -104,18 +104,14 @@ func isConflict(err error) bool {
 	return errors.Is(err, datastore.ErrConflict) || errors.Is(err, datastore.ErrExists) || errors.Is(err, datastore.ErrNotFound)
 }
 
-// backoff sleeps a little before retrying a lost race.
-func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(1+rand.IntN(1+min(attempt, 20))) * time.Millisecond
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// conflictPolicy paces the retries after a lost compare-and-swap: the
+// one retry policy of this package (with Client.attempts bounding them).
+// The pauses are short, as a conflict means the other writer has just
+// finished, and jittered so that writers that collided do not collide
+// again in step.
+var conflictPolicy = backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millisecond}
+
+func newBackoff() *backoff.Backoff { return backoff.New(conflictPolicy) }
 
 // ListPools returns every IPPool in the datastore.
 func ListPools(ctx context.Context, ds datastore.Datastore) ([]*api.IPPool, error) {
@@ -341,8 +337,8 @@ func (c *Client) AddrsByHandle(ctx context.Context, handle string) ([]netip.Addr
 		if err != nil {
 			return nil, err
 		}
-		for _, ord := range ordinalsOfHandle(bk.b, handle) {
-			out = append(out, addrAt(cidr, ord))
+		for _, ord := range bk.b.OrdinalsOf(handle) {
+			out = append(out, api.AddrAt(cidr, ord))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
@@ -363,9 +359,10 @@ func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) 
 	if len(pools) == 0 {
 		return netip.Addr{}, fmt.Errorf("ipam: IPv%d %s address for %s: %w", r.Family, r.Use, c.node, ErrNoPool)
 	}
+	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
+			if err := b.Wait(ctx); err != nil {
 				return netip.Addr{}, err
 			}
 		}
@@ -429,14 +426,14 @@ func (c *Client) assignInBlock(ctx context.Context, cidr netip.Prefix, r *Reques
 	if bk.b.AffinityNode() != c.node || bk.b.Deleted {
 		return netip.Addr{}, nil
 	}
-	ords := assignFirstFree(bk.b, 1, r.Handle, r.Attrs)
+	ords := bk.b.AssignFirstFree(1, r.Handle, r.Attrs)
 	if len(ords) == 0 {
 		return netip.Addr{}, nil
 	}
 	if err := c.commit(ctx, bk, r.Handle, map[string]int{cidr.String(): len(ords)}); err != nil {
 		return netip.Addr{}, err
 	}
-	ip := addrAt(cidr, ords[0])
+	ip := api.AddrAt(cidr, ords[0])
 	c.log.WithFields(logrus.Fields{"ip": ip, "handle": r.Handle, "block": cidr}).Debug("ipam: assigned")
 	return ip, nil
 }
@@ -578,6 +575,19 @@ func candidates(pool netip.Prefix, blockBits int, node string) func(func(netip.P
 	}
 }
 
+// addOffset adds off to a (block offsets inside IPv6 pools exceed 64 bits).
+func addOffset(a netip.Addr, off *big.Int) netip.Addr {
+	b := a.As16()
+	v := new(big.Int).Add(new(big.Int).SetBytes(b[:]), off)
+	var out [16]byte
+	v.FillBytes(out[:])
+	r := netip.AddrFrom16(out)
+	if a.Is4() {
+		r = r.Unmap()
+	}
+	return r
+}
+
 func overlapsAny(cidr netip.Prefix, existing map[netip.Prefix]*api.AllocationBlock) bool {
 	if _, ok := existing[cidr]; ok {
 		return true
@@ -612,7 +622,7 @@ func (c *Client) tryClaim(ctx context.Context, cidr netip.Prefix) (bool, error) 
 		return false, err
 	}
 	_, err = c.ds.Txn(ctx,
-		datastore.Op{Type: datastore.OpCreate, Value: blockObj(cidr, newBlock(cidr, c.node))},
+		datastore.Op{Type: datastore.OpCreate, Value: blockObj(cidr, api.NewAllocationBlock(cidr, c.node))},
 		datastore.Op{Type: datastore.OpUpdate, Key: affKey, Value: affinityObj(c.node, cidr, api.AffinityConfirmed), Revision: affRev},
 	)
 	if err == nil {
@@ -650,6 +660,7 @@ func (c *Client) tryClaim(ctx context.Context, cidr netip.Prefix) (bool, error) 
 }
 
 func (c *Client) confirmAffinity(ctx context.Context, cidr netip.Prefix) error {
+	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		kv, err := c.ds.Get(ctx, datastore.AffinityKey(c.node, cidr))
 		if errors.Is(err, datastore.ErrNotFound) {
@@ -664,6 +675,9 @@ func (c *Client) confirmAffinity(ctx context.Context, cidr netip.Prefix) error {
 			return nil
 		}
 		if !isConflict(err) {
+			return err
+		}
+		if err := b.Wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -699,9 +713,10 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 	}
 	pfx, _ := api.ParseCIDR(pool.Spec.CIDR)
 	cidr, _ := ip.Prefix(poolBlockSize(pool, pfx))
+	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
+			if err := b.Wait(ctx); err != nil {
 				return err
 			}
 		}
@@ -725,14 +740,14 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 		if owner := bk.b.AffinityNode(); owner != c.node {
 			return fmt.Errorf("ipam: %s is in block %s, which belongs to node %q", ip, cidr, owner)
 		}
-		ord, _ := ordinalOf(cidr, ip)
-		if h, used := handleOf(bk.b, ord); used {
+		ord, _ := api.Ordinal(cidr, ip)
+		if h, used := bk.b.HandleAt(ord); used {
 			if h == r.Handle {
 				return nil
 			}
 			return fmt.Errorf("ipam: %s (handle %q): %w", ip, h, ErrInUse)
 		}
-		assignOrdinal(bk.b, ord, r.Handle, r.Attrs)
+		bk.b.AssignOrdinal(ord, r.Handle, r.Attrs)
 		err = c.commit(ctx, bk, r.Handle, map[string]int{cidr.String(): 1})
 		if err == nil {
 			c.log.WithFields(logrus.Fields{"ip": ip, "handle": r.Handle}).Debug("ipam: assigned requested address")
@@ -748,9 +763,10 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 // ReleaseByHandle frees every address handle holds and deletes the handle.
 func (c *Client) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Addr, error) {
 	var released []netip.Addr
+	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
+			if err := b.Wait(ctx); err != nil {
 				return released, err
 			}
 		}
@@ -789,12 +805,12 @@ func (c *Client) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Ad
 			case err != nil:
 				return released, err
 			default:
-				ords := ordinalsOfHandle(bk.b, handle)
+				ords := bk.b.OrdinalsOf(handle)
 				if len(ords) > 0 {
 					bk.b.Release(ords)
 					ops = append(ops, datastore.Op{Type: datastore.OpUpdate, Key: datastore.BlockKey(cidr), Value: blockObj(cidr, bk.b), Revision: bk.rev})
 					for _, o := range ords {
-						freed = append(freed, addrAt(cidr, o))
+						freed = append(freed, api.AddrAt(cidr, o))
 					}
 				}
 			}
@@ -813,6 +829,7 @@ func (c *Client) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Ad
 		}
 		released = append(released, freed...)
 		attempt = -1 // progress: start counting again for the next block
+		b.Reset()
 	}
 	return released, ErrTooManyConflicts
 }
@@ -824,6 +841,7 @@ func (c *Client) ReleaseIP(ctx context.Context, ip netip.Addr, handle string) (b
 	if ip.Is6() {
 		family = 6
 	}
+	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		blocks, err := c.listBlocks(ctx, family)
 		if err != nil {
@@ -845,8 +863,8 @@ func (c *Client) ReleaseIP(ctx context.Context, ip netip.Addr, handle string) (b
 		if err != nil {
 			return false, err
 		}
-		ord, _ := ordinalOf(cidr, ip)
-		h, used := handleOf(bk.b, ord)
+		ord, _ := api.Ordinal(cidr, ip)
+		h, used := bk.b.HandleAt(ord)
 		if !used || (handle != "" && h != handle) {
 			return false, nil
 		}
@@ -862,7 +880,7 @@ func (c *Client) ReleaseIP(ctx context.Context, ip netip.Addr, handle string) (b
 		if !isConflict(err) {
 			return false, err
 		}
-		if err := backoff(ctx, attempt); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return false, err
 		}
 	}
@@ -895,7 +913,7 @@ func (c *Client) ReleaseEmptyBlocks(ctx context.Context, keep func(netip.Prefix)
 			return out, err
 		default:
 			if bk.b.AffinityNode() == c.node {
-				if inUse(bk.b) > 0 {
+				if bk.b.InUse() > 0 {
 					continue
 				}
 				ops = append(ops, datastore.Op{Type: datastore.OpDelete, Key: datastore.BlockKey(cidr), Revision: bk.rev})
@@ -932,7 +950,7 @@ func (c *Client) BlockUsage(ctx context.Context, family int) ([]Usage, error) {
 		if b == nil {
 			continue
 		}
-		out = append(out, Usage{CIDR: p, Affinity: b.AffinityNode(), InUse: inUse(b), Size: len(b.Allocations)})
+		out = append(out, Usage{CIDR: p, Affinity: b.AffinityNode(), InUse: b.InUse(), Size: len(b.Allocations)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CIDR.Addr().Less(out[j].CIDR.Addr()) })
 	return out, nil

@@ -313,7 +313,7 @@ func TestLeftoverPendingAffinity(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := ds.Create(ctx, blockObj(netip.MustParsePrefix("10.40.0.4/30"), newBlock(netip.MustParsePrefix("10.40.0.4/30"), "n2"))); err != nil {
+		if _, err := ds.Create(ctx, blockObj(netip.MustParsePrefix("10.40.0.4/30"), api.NewAllocationBlock(netip.MustParsePrefix("10.40.0.4/30"), "n2"))); err != nil {
 			t.Fatal(err)
 		}
 		c1 := New(ds, "n1", WithLogger(quietLog()))
@@ -587,7 +587,7 @@ func TestClaimRace(t *testing.T) {
 		if _, err := ds.Create(ctx, affinityObj("n2", stolen, api.AffinityConfirmed)); err != nil {
 			t.Error(err)
 		}
-		if _, err := ds.Create(ctx, blockObj(stolen, newBlock(stolen, "n2"))); err != nil {
+		if _, err := ds.Create(ctx, blockObj(stolen, api.NewAllocationBlock(stolen, "n2"))); err != nil {
 			t.Error(err)
 		}
 	}

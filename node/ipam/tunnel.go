@@ -218,6 +218,7 @@ func (c *Client) reconcileTunnel(ctx context.Context, t Tunnel, pools []*api.IPP
 
 // setNodeTunnel writes the tunnel address into the Node (CAS, retried).
 func (c *Client) setNodeTunnel(ctx context.Context, t Tunnel, v string) error {
+	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		kv, node, err := c.getNode(ctx)
 		if err != nil {
@@ -233,7 +234,7 @@ func (c *Client) setNodeTunnel(ctx context.Context, t Tunnel, v string) error {
 		if !isConflict(err) {
 			return err
 		}
-		if err := backoff(ctx, attempt); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return err
 		}
 	}
