@@ -11,6 +11,14 @@
 // affinity (fails if it changed). A node that loses the race drops its
 // pending affinity and tries another block. An allocation updates the
 // block and the handle in one transaction.
+//
+// Callers (roost-node's agent and workload commands, birdctl delete node,
+// a CNI plugin) use a Client per node: AutoAssign takes an address for a
+// handle with its attributes, AssignIP a given one, ReleaseByHandle frees
+// what a handle holds, ReleaseNode everything a deleted node held. The
+// arithmetic on a block's JSON lives on api.AllocationBlock. After a lost
+// race every operation reads again and retries under one policy
+// (conflictPolicy, bounded by WithAttempts).
 package ipam
 
 import (
