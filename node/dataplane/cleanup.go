@@ -20,7 +20,7 @@ func (d *Dataplane) Cleanup() error {
 	var errs []error
 	routes, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		errs = append(errs, err)
 	}
 	for _, r := range routes {

@@ -214,7 +214,7 @@ func (s set[K]) add(k K) { s[k] = struct{}{} }
 // Dataplane holds the intended state and what it believes the kernel has.
 type Dataplane struct {
 	cfg Config
-	nl  Netlink
+	nl  complete // every dump retried until whole
 	log logrus.FieldLogger
 	obs Observer
 
@@ -285,7 +285,7 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 		obs = nopObserver{}
 	}
 	return &Dataplane{
-		cfg: cfg, nl: nl, log: log.WithField("component", "dataplane"), obs: obs,
+		cfg: cfg, nl: complete{nl}, log: log.WithField("component", "dataplane"), obs: obs,
 		local: Node{Name: cfg.NodeName}, nodes: map[string]*Node{}, pools: map[netip.Prefix]*Pool{},
 		blocks: map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
 		blockRoutes: map[netip.Prefix]*route{}, wlRoutes: map[netip.Prefix]*route{}, wlOwner: map[netip.Prefix]string{},

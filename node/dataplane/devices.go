@@ -18,16 +18,18 @@ import (
 // addresses, MTU and up state.
 
 // findParentLocked finds the interface holding this node's IPv4 address.
-func (d *Dataplane) findParentLocked() {
-	d.parent, d.parentIndex, d.hostMTU = "", 0, 1500
+// When the addresses cannot be listed, the parent found before is kept
+// (forgetting it would drop the CrossSubnet routes through it).
+func (d *Dataplane) findParentLocked() error {
 	if !d.local.IPv4.IsValid() {
-		return
+		d.parent, d.parentIndex, d.hostMTU = "", 0, 1500
+		return nil
 	}
 	addrs, err := d.nl.AddrList(nil, netlink.FAMILY_V4)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-		d.log.WithError(err).Warn("listing addresses")
-		return
+	if err != nil {
+		return fmt.Errorf("listing addresses to find the parent interface: %w", err)
 	}
+	d.parent, d.parentIndex, d.hostMTU = "", 0, 1500
 	for _, a := range addrs {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == d.local.IPv4.Addr() {
 			name, ok := d.linkName[a.LinkIndex]
@@ -38,9 +40,10 @@ func (d *Dataplane) findParentLocked() {
 			if l, err := d.nl.LinkByName(name); err == nil && l.Attrs().MTU > 0 {
 				d.hostMTU = l.Attrs().MTU
 			}
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 func (d *Dataplane) poolsWant(mode func(*Pool) string) bool {
@@ -55,10 +58,12 @@ func (d *Dataplane) poolsWant(mode func(*Pool) string) bool {
 // ensureDevicesLocked creates, repairs or removes tunl0 and vxlan.calico.
 func (d *Dataplane) ensureDevicesLocked() error {
 	oldParent, oldIPIP, oldVXLAN := d.parent, d.ipipUp, d.vxlanUp
-	d.findParentLocked()
+	var errs []error
+	if err := d.findParentLocked(); err != nil {
+		errs = append(errs, err)
+	}
 	wantIPIP := d.haveLocal && d.local.IPIPAddr.IsValid() && d.poolsWant(func(p *Pool) string { return p.IPIPMode })
 	wantVXLAN := d.haveLocal && d.local.VXLANAddr.IsValid() && d.poolsWant(func(p *Pool) string { return p.VXLANMode })
-	var errs []error
 	up, err := d.ensureIPIPLocked(wantIPIP, oldIPIP)
 	d.ipipUp = up
 	if err != nil {
@@ -83,7 +88,7 @@ func (d *Dataplane) ensureDevicesLocked() error {
 // ensureAddrLocked leaves exactly addr/32 on the link.
 func (d *Dataplane) ensureAddrLocked(l netlink.Link, addr netip.Addr, wasUp bool, kind string) error {
 	addrs, err := d.nl.AddrList(l, netlink.FAMILY_V4)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		return err
 	}
 	found := false

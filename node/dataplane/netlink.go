@@ -7,6 +7,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/roostnet/roost/node/internal/nldump"
 	"github.com/roostnet/roost/node/internal/nsutil"
 )
 
@@ -45,6 +46,52 @@ func (k kernel) LinkSetHardwareAddr(link netlink.Link, hw []byte) error {
 // netlink.NewHandleAt for another namespace, netlink.NewHandle for the
 // current one).
 func Kernel(h *netlink.Handle) Netlink { return kernel{h} }
+
+// complete wraps the seam so that every dump the dataplane acts on is
+// whole: one the kernel interrupted (netlink.ErrDumpInterrupted, a table
+// changed meanwhile) is run again (nldump), never used partially. New
+// puts it around whatever Netlink it is given, the fake included.
+type complete struct{ Netlink }
+
+func (c complete) LinkList() ([]netlink.Link, error) { return nldump.List(c.Netlink.LinkList) }
+
+func (c complete) AddrList(link netlink.Link, family int) ([]netlink.Addr, error) {
+	return nldump.List(func() ([]netlink.Addr, error) { return c.Netlink.AddrList(link, family) })
+}
+
+func (c complete) RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error) {
+	return nldump.List(func() ([]netlink.Route, error) { return c.Netlink.RouteListFiltered(family, filter, filterMask) })
+}
+
+func (c complete) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {
+	return nldump.List(func() ([]netlink.Neigh, error) { return c.Netlink.NeighList(linkIndex, family) })
+}
+
+// routeIterator is implemented by *netlink.Handle: a route dump through a
+// callback, without collecting a slice of routes first.
+type routeIterator interface {
+	RouteListFilteredIter(family int, filter *netlink.Route, filterMask uint64, f func(netlink.Route) (cont bool)) error
+}
+
+// eachRoute calls f for every route of a dump, streaming it when the
+// implementation can. start is called before every try: routes an
+// interrupted try delivered must be dropped there.
+func (c complete) eachRoute(family int, filter *netlink.Route, filterMask uint64, start func(), f func(netlink.Route)) error {
+	return nldump.Do(func() error {
+		start()
+		if it, ok := c.Netlink.(routeIterator); ok {
+			return it.RouteListFilteredIter(family, filter, filterMask, func(r netlink.Route) bool {
+				f(r)
+				return true
+			})
+		}
+		routes, err := c.Netlink.RouteListFiltered(family, filter, filterMask)
+		for _, r := range routes {
+			f(r)
+		}
+		return err
+	})
+}
 
 // Event is one kernel notification the dataplane cares about.
 type Event struct {

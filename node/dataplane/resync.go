@@ -21,7 +21,7 @@ import (
 func (d *Dataplane) resyncLocked() error {
 	d.needResync = false
 	links, err := d.nl.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		d.needResync = true
 		return fmt.Errorf("listing links: %w", err)
 	}
@@ -49,12 +49,14 @@ func (d *Dataplane) resyncLocked() error {
 	if d.programmed == nil {
 		d.programmed = make(map[netip.Prefix]netlink.Route, len(before))
 	}
-	clear(d.programmed)
-	for _, s := range d.progByLink {
-		clear(s)
-	}
 	var stale []netlink.Route
-	err = d.listOwnRoutes(func(r netlink.Route) {
+	err = d.listOwnRoutes(func() {
+		clear(d.programmed)
+		for _, s := range d.progByLink {
+			clear(s)
+		}
+		stale = stale[:0]
+	}, func(r netlink.Route) {
 		dst, ok := netPrefix(r.Dst)
 		if !ok {
 			return
@@ -65,7 +67,7 @@ func (d *Dataplane) resyncLocked() error {
 		}
 		d.setProgrammed(dst, r)
 	})
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		d.programmed, d.spareProgrammed = before, d.programmed
 		d.rebuildProgByLink()
 		d.needResync = true
@@ -118,26 +120,11 @@ func (d *Dataplane) resyncLocked() error {
 	return err
 }
 
-// routeIterator is implemented by *netlink.Handle: a route dump through a
-// callback, without collecting a slice of routes first.
-type routeIterator interface {
-	RouteListFilteredIter(family int, filter *netlink.Route, filterMask uint64, f func(netlink.Route) (cont bool)) error
-}
-
 // listOwnRoutes calls f for every IPv4 route of the main table carrying
-// the agent's protocol number.
-func (d *Dataplane) listOwnRoutes(f func(netlink.Route)) error {
+// the agent's protocol number. start is called first, and again before
+// every retry of an interrupted dump: f's results so far must be dropped.
+func (d *Dataplane) listOwnRoutes(start func(), f func(netlink.Route)) error {
 	filter := &netlink.Route{Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN}
 	mask := uint64(netlink.RT_FILTER_PROTOCOL | netlink.RT_FILTER_TABLE)
-	if it, ok := d.nl.(routeIterator); ok {
-		return it.RouteListFilteredIter(netlink.FAMILY_V4, filter, mask, func(r netlink.Route) bool {
-			f(r)
-			return true
-		})
-	}
-	routes, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, filter, mask)
-	for _, r := range routes {
-		f(r)
-	}
-	return err
+	return d.nl.eachRoute(netlink.FAMILY_V4, filter, mask, start, f)
 }

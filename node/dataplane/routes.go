@@ -216,7 +216,7 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 func (d *Dataplane) takeOver(dst netip.Prefix, nr *netlink.Route) (foreign int, err error) {
 	existing, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nr.Dst, Table: unix.RT_TABLE_MAIN},
 		netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		return 0, err
 	}
 	for _, e := range existing {

@@ -90,7 +90,7 @@ func (d *Dataplane) syncVTEPLocked(name string) error {
 
 func (d *Dataplane) loadNeighsLocked(idx int) error {
 	ns, err := d.nl.NeighList(idx, netlink.FAMILY_V4)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		return err
 	}
 	for _, n := range ns {
@@ -102,7 +102,7 @@ func (d *Dataplane) loadNeighsLocked(idx int) error {
 		}
 	}
 	fdb, err := d.nl.NeighList(idx, unix.AF_BRIDGE)
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	if err != nil {
 		return err
 	}
 	for _, n := range fdb {

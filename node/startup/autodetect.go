@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/roostnet/roost/node/internal/nldump"
 )
 
 // Autodetection methods (IP_AUTODETECTION_METHOD / IP6_AUTODETECTION_METHOD).
@@ -136,8 +138,10 @@ type ifaceAddrs struct {
 // interfaces lists the up interfaces with their usable addresses of
 // family, in interface index order.
 func (d *Detector) interfaces(family int) ([]ifaceAddrs, error) {
-	links, err := d.NL.LinkList()
-	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+	// Dumps are retried until complete (nldump): an interrupted one may
+	// miss the interface that should be picked.
+	links, err := nldump.List(d.NL.LinkList)
+	if err != nil {
 		return nil, fmt.Errorf("listing interfaces: %w", err)
 	}
 	sort.Slice(links, func(i, j int) bool { return links[i].Attrs().Index < links[j].Attrs().Index })
@@ -151,8 +155,11 @@ func (d *Detector) interfaces(family int) ([]ifaceAddrs, error) {
 		if a.Flags&net.FlagUp == 0 {
 			continue
 		}
-		addrs, err := d.NL.AddrList(l, fam)
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		addrs, err := nldump.List(func() ([]netlink.Addr, error) { return d.NL.AddrList(l, fam) })
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, fmt.Errorf("listing addresses of %s: %w", a.Name, err)
+		}
+		if err != nil {
 			continue // the interface went away meanwhile
 		}
 		ia := ifaceAddrs{name: a.Name, index: a.Index}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/roostnet/roost/node/dataplane/fakenl"
 	"github.com/roostnet/roost/node/internal/nstest"
 )
 
@@ -182,4 +183,40 @@ func TestResolveAddrs(t *testing.T) {
 		}
 	}
 	_ = netip.Prefix{}
+}
+
+// TestAutodetectRetriesInterruptedDumps: an interrupted dump misses
+// entries (the fake drops the first half): used as it is, first-found
+// would pick eth1 instead of eth0. It is retried instead; a dump that
+// never completes fails the detection rather than picking another address.
+func TestAutodetectRetriesInterruptedDumps(t *testing.T) {
+	host := func() *fakenl.Kernel {
+		k := fakenl.New()
+		k.SetDown("lo") // the first AddrList is eth0's
+		for _, d := range []struct{ name, cidr string }{{"eth0", "10.0.0.5/24"}, {"eth1", "10.1.0.5/24"}} {
+			l := k.AddLink(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: d.name, Flags: net.FlagUp}})
+			a, _ := netlink.ParseAddr(d.cidr)
+			if err := k.AddrAdd(l, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return k
+	}
+	for _, dump := range []string{"LinkList", "AddrList"} {
+		t.Run(dump, func(t *testing.T) {
+			k := host()
+			k.InterruptDumps(dump, 1)
+			got, err := (&Detector{NL: k}).Detect(Method{}, 4)
+			if err != nil || got.Iface != "eth0" || got.Addr != netip.MustParsePrefix("10.0.0.5/24") {
+				t.Fatalf("detected %+v, %v; want eth0 10.0.0.5/24", got, err)
+			}
+			if k.Calls[dump] < 2 {
+				t.Errorf("%d %s calls: not retried", k.Calls[dump], dump)
+			}
+			k.InterruptDumps(dump, 1000)
+			if got, err := (&Detector{NL: k}).Detect(Method{}, 4); !errors.Is(err, netlink.ErrDumpInterrupted) {
+				t.Errorf("endless interruptions: detected %+v, %v", got, err)
+			}
+		})
+	}
 }

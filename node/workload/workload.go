@@ -27,6 +27,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/node/internal/nldump"
 	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
@@ -294,7 +295,7 @@ func configureInside(nl *netlink.Handle, inside netlink.Link, ip netip.Addr) err
 			return fmt.Errorf("lo up: %w", err)
 		}
 	}
-	addrs, err := nl.AddrList(inside, netlink.FAMILY_V4)
+	addrs, err := nldump.List(func() ([]netlink.Addr, error) { return nl.AddrList(inside, netlink.FAMILY_V4) })
 	if err != nil {
 		return err
 	}

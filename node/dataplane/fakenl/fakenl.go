@@ -29,17 +29,39 @@ type Kernel struct {
 	Unsupported map[string]bool
 	// Calls counts calls by method name.
 	Calls map[string]int
+	// interrupt counts, per method, the dumps still to be interrupted.
+	interrupt map[string]int
 }
 
 // New returns a kernel with only "lo".
 func New() *Kernel {
 	k := &Kernel{next: 1, links: map[int]netlink.Link{}, addrs: map[int][]netlink.Addr{},
-		routes: map[string]netlink.Route{}, neighs: map[string]netlink.Neigh{}, Unsupported: map[string]bool{}, Calls: map[string]int{}}
+		routes: map[string]netlink.Route{}, neighs: map[string]netlink.Neigh{}, Unsupported: map[string]bool{}, Calls: map[string]int{}, interrupt: map[string]int{}}
 	k.addLocked(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "lo", MTU: 65536, Flags: net.FlagUp | net.FlagLoopback}})
 	return k
 }
 
 func (k *Kernel) call(name string) { k.Calls[name]++ }
+
+// InterruptDumps makes the next n dumps of method (LinkList, AddrList,
+// RouteListFiltered or NeighList) fail as the kernel's do when a table
+// changes during one: netlink.ErrDumpInterrupted, with part of the result.
+func (k *Kernel) InterruptDumps(method string, n int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.interrupt[method] = n
+}
+
+// dumped ends a dump of method: the result, or (when the dump is to be
+// interrupted) netlink.ErrDumpInterrupted with the first half of it
+// missing, the larger half when odd.
+func dumped[T any](k *Kernel, method string, out []T) ([]T, error) {
+	if k.interrupt[method] > 0 {
+		k.interrupt[method]--
+		return out[(len(out)+1)/2:], netlink.ErrDumpInterrupted
+	}
+	return out, nil
+}
 
 func clone(l netlink.Link) netlink.Link {
 	switch v := l.(type) {
@@ -136,7 +158,7 @@ func (k *Kernel) LinkList() ([]netlink.Link, error) {
 		out = append(out, clone(l))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Attrs().Index < out[j].Attrs().Index })
-	return out, nil
+	return dumped(k, "LinkList", out)
 }
 
 // LinkAdd implements dataplane.Netlink.
@@ -268,7 +290,7 @@ func (k *Kernel) AddrList(l netlink.Link, family int) ([]netlink.Addr, error) {
 			}
 		}
 	}
-	return out, nil
+	return dumped(k, "AddrList", out)
 }
 
 // AddrAdd implements dataplane.Netlink.
@@ -393,6 +415,10 @@ func (k *Kernel) RouteListFiltered(family int, f *netlink.Route, mask uint64) ([
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.call("RouteListFiltered")
+	return dumped(k, "RouteListFiltered", k.routesLocked(f, mask))
+}
+
+func (k *Kernel) routesLocked(f *netlink.Route, mask uint64) []netlink.Route {
 	var out []netlink.Route
 	for _, r := range k.routes {
 		if f != nil {
@@ -411,13 +437,14 @@ func (k *Kernel) RouteListFiltered(family int, f *netlink.Route, mask uint64) ([
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out
 }
 
 // Routes returns every route (for assertions).
 func (k *Kernel) Routes() []netlink.Route {
-	r, _ := k.RouteListFiltered(netlink.FAMILY_V4, nil, 0)
-	return r
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.routesLocked(nil, 0)
 }
 
 // DeleteRoute removes a route behind the dataplane's back (drift).
@@ -451,7 +478,7 @@ func (k *Kernel) NeighList(linkIndex, family int) ([]netlink.Neigh, error) {
 			out = append(out, n)
 		}
 	}
-	return out, nil
+	return dumped(k, "NeighList", out)
 }
 
 // NeighSet implements dataplane.Netlink.
