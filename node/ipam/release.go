@@ -33,14 +33,6 @@ type NodeRelease struct {
 	Affinities        int      // affinity keys deleted that had no block of the node
 }
 
-// Add accumulates another release of the same node (a retried one).
-func (r *NodeRelease) Add(o NodeRelease) {
-	r.Blocks = append(r.Blocks, o.Blocks...)
-	r.Addresses += o.Addresses
-	r.WorkloadEndpoints += o.WorkloadEndpoints
-	r.Affinities += o.Affinities
-}
-
 // ReleaseOptions tunes ReleaseNode.
 type ReleaseOptions struct {
 	// Batch caps the operations of one transaction (default
