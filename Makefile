@@ -20,9 +20,16 @@ build:
 deps:
 	bash scripts/install-deps.sh
 
+# staticcheck is pinned and fetched through the Go module proxy on first use
+# (then cached), so a fresh machine needs nothing installed beforehand.
+STATICCHECK_VERSION ?= v0.8.2
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) mod tidy -diff
+	$(STATICCHECK) $(PKGS)
 
 test: deps lint build
 	$(GO) test $(TESTFLAGS) $(PKGS)

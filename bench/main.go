@@ -44,7 +44,6 @@ type options struct {
 	out        string
 	confdBin   string
 	inproc     bool
-	work       string
 	full       bool
 	cpuprofile string
 }

@@ -101,7 +101,7 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-// Calico-shaped records (DESIGN.md §2): a v3 pool and nodes with uid and
+// Calico-shaped records (docs/roost-node.md, "Datastore records"): a v3 pool and nodes with uid and
 // creationTimestamp (one of them minimal JSON, named by its key), blocks
 // with allocations, affinities (confirmed, legacy empty, pending) and a
 // handle.

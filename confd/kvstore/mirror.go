@@ -14,7 +14,7 @@ import (
 	"github.com/roostnet/roost/datastore"
 )
 
-// Roots of the key tree Calico's confd keeps in memory (DESIGN.md §3).
+// Roots of the key tree Calico's confd keeps in memory (docs/confd.md, "Key store").
 const (
 	GlobalPrefix = "/calico/bgp/v1/global/"
 	HostPrefix   = "/calico/bgp/v1/host/"
@@ -466,7 +466,7 @@ func nodeKeys(name string, n *api.Node) (map[string]string, error) {
 		kvs[prefix+"vxlan_tunnel_mac_v6"] = n.Spec.VXLANTunnelMACAddrV6
 	}
 	if len(errs) > 0 {
-		return kvs, fmt.Errorf("Node %q: %s", name, strings.Join(errs, "; "))
+		return kvs, fmt.Errorf("%s %q: %s", api.KindNode, name, strings.Join(errs, "; "))
 	}
 	return kvs, nil
 }

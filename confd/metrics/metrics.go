@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/roostnet/roost/confd/render"
@@ -52,7 +53,7 @@ func New() *Metrics {
 			Help: "Unix time of the last successful reload."}),
 	}
 	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

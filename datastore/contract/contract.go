@@ -381,7 +381,7 @@ func (s *suite) testTxn(t *testing.T) {
 	t.Run("Success", func(t *testing.T) {
 		ds := s.store(t)
 		ctx := s.ctx(t)
-		// The IPAM claim sequence of DESIGN.md: pending affinity, block
+		// The IPAM claim sequence of docs/roost-node.md: pending affinity, block
 		// CAS create, confirmed affinity.
 		cidr := "192.168.166.128/26"
 		aff := AffinityFixture("node1", cidr, api.AffinityPending)

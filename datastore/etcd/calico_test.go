@@ -13,7 +13,7 @@ import (
 	"github.com/roostnet/roost/internal/etcdtest"
 )
 
-// calicoBlock is DESIGN.md's block example, as Calico writes it: 64
+// calicoBlock is an IPAM block as Calico writes it: 64
 // allocations, the first two taken.
 func calicoBlock() string {
 	allocs := []string{"0", "1"}

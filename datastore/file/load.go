@@ -122,7 +122,7 @@ func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr
 	nfs := &fileState{path: path, raw: raw, exists: true}
 	nfs.json = looksJSON(raw) || (len(bytes.TrimSpace(raw)) == 0 && isJSONName(path))
 	var kerrs []keyErr
-	nfs.docs, nfs.broken, kerrs = s.decodeDocs(path, raw, quiet)
+	nfs.docs, kerrs, nfs.broken = s.decodeDocs(path, raw, quiet)
 	if nfs.broken != nil {
 		defined := map[string]bool{}
 		for _, d := range nfs.docs {
@@ -145,7 +145,7 @@ func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr
 
 // decodeDocs decodes the documents of raw, the whole of path or a part of
 // it. broken is set when raw cannot be parsed to its end.
-func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, broken error, kerrs []keyErr) {
+func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, kerrs []keyErr, broken error) {
 	var (
 		nodes  []*yaml.Node
 		parsed bool
@@ -209,7 +209,7 @@ func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, br
 			s.log.WithFields(f).Warn(msg)
 		}
 	}
-	return docs, broken, kerrs
+	return docs, kerrs, broken
 }
 
 // keptTail lists the objects whose winning definition is in path and that

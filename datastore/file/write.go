@@ -479,7 +479,7 @@ func (s *Store) rewrite(e *edit) (nfs *fileState, removed, added []*doc, err err
 		content = content || len(docs) > 0 || hasContent(text)
 	}
 	decode := func(text []byte) ([]*doc, error) {
-		docs, broken, _ := s.decodeDocs(path, text, true)
+		docs, _, broken := s.decodeDocs(path, text, true)
 		if broken != nil {
 			return nil, broken
 		}

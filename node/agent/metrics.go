@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -46,7 +47,7 @@ func NewMetrics() *Metrics {
 			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico)."}, []string{"device"}),
 	}
 	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -1,4 +1,4 @@
-// Package dataplane programs the kernel for the node agent (DESIGN.md §5):
+// Package dataplane programs the kernel for the node agent (docs/roost-node.md):
 // routes to workloads, blackholes for this node's blocks, routes to other
 // nodes' blocks (through tunl0, vxlan.calico, or directly for CrossSubnet
 // pools inside the subnet), the two tunnel devices, and a permanent

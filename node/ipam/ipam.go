@@ -1,5 +1,5 @@
 // Package ipam allocates workload and tunnel addresses in Calico's IPAM
-// layout (DESIGN.md §2): blocks under /calico/ipam/v2/assignment/, block
+// layout (docs/roost-node.md, "Datastore records"): blocks under /calico/ipam/v2/assignment/, block
 // affinities under /calico/ipam/v2/host/<node>/ and handles under
 // /calico/ipam/v2/handle/. Every write is a compare-and-swap transaction,
 // so agents on any number of hosts (and several processes on one host)

@@ -19,7 +19,7 @@ import (
 	"github.com/roostnet/roost/datastore"
 )
 
-// Config holds the startup settings (DESIGN.md §5, Calico's names).
+// Config holds the startup settings (docs/roost-node.md, Calico's names).
 type Config struct {
 	NodeName  string // NODENAME
 	IP        string // IP: "", "autodetect", "none", an address or a CIDR

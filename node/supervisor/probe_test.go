@@ -110,7 +110,7 @@ func TestHTTPCheck(t *testing.T) {
 			w.WriteHeader(503)
 			fmt.Fprintln(w, `{"alive": true, "ready": false, "inSync": {"nodes": true, "blocks": false}}`)
 		default:
-			http.Error(w, "not in sync with the datastore\nmore", 503)
+			http.Error(w, "not in sync with the datastore\nmore", http.StatusServiceUnavailable)
 		}
 	}))
 	defer srv.Close()

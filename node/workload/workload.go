@@ -1,5 +1,5 @@
 // Package workload attaches a workload (a network namespace) to the host
-// the way Calico's CNI plugin does (DESIGN.md §5): a veth pair whose host
+// the way Calico's CNI plugin does (docs/roost-node.md, "Workloads"): a veth pair whose host
 // end is "cali" + 11 hex characters with MAC ee:ee:ee:ee:ee:ee, proxy ARP
 // and forwarding on; inside, eth0 with one /32 address, a link route to
 // 169.254.1.1 and the default route through it; on the host, a /32 route

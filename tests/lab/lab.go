@@ -329,7 +329,7 @@ func (l *Lab) addNS(name string) error {
 
 func (l *Lab) startEtcd(ctx context.Context, ip netip.Addr) error {
 	url := fmt.Sprintf("http://%s:2379", ip)
-	peer := fmt.Sprintf("http://127.0.0.1:2380")
+	peer := "http://127.0.0.1:2380"
 	p, err := l.Start(ctx, l.Switch, "etcd", "etcd",
 		"--name", "lab", "--data-dir", filepath.Join(l.Dir, "etcd"),
 		"--listen-client-urls", url, "--advertise-client-urls", url,
