@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/roostnet/roost/internal/yamlnode"
 )
 
 // checkNode walks a YAML node alongside the Go type it will decode into and
@@ -45,7 +47,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	if isNull(n) {
+	if yamlnode.IsNull(n) {
 		return // null means unset for every field
 	}
 	if t.Kind() == reflect.Pointer {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/roostnet/roost/internal/yamlnode"
 )
 
 // Document is one resource read from a multi-document YAML or JSON stream.
@@ -121,9 +123,8 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // parseStream splits the input into document nodes. JSON input is parsed
 // with encoding/json (YAML parsers trip over some valid JSON, e.g. tabs).
 func parseStream(data []byte) ([]*yaml.Node, error) {
-	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
-		return parseJSONStream(trimmed)
+	if yamlnode.LooksJSON(data) {
+		return parseJSONStream(bytes.TrimSpace(data))
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []*yaml.Node
@@ -136,7 +137,7 @@ func parseStream(data []byte) ([]*yaml.Node, error) {
 		if err != nil {
 			return out, locateYAMLError(data, err)
 		}
-		if len(n.Content) == 0 || isNull(n.Content[0]) {
+		if len(n.Content) == 0 || yamlnode.IsNull(n.Content[0]) {
 			continue // empty document, e.g. a trailing "---"
 		}
 		out = append(out, n.Content[0])
@@ -227,8 +228,6 @@ func valueToNode(v any) *yaml.Node {
 	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: fmt.Sprint(v)}
 }
 
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
-
 func decodeTop(n *yaml.Node, source string, index int, opts DecodeOptions) []Document {
 	doc := Document{Source: source, Index: index, Item: -1, Line: n.Line}
 	fail := func(err error) []Document {
@@ -238,10 +237,10 @@ func decodeTop(n *yaml.Node, source string, index int, opts DecodeOptions) []Doc
 	if n.Kind != yaml.MappingNode {
 		return fail(errors.New("a resource must be a mapping with kind, apiVersion, metadata and spec"))
 	}
-	kind := scalarField(n, "kind")
+	kind := yamlnode.Scalar(n, "kind")
 	if kind == "List" || (strings.HasSuffix(kind, "List") && New(strings.TrimSuffix(kind, "List")) != nil) {
-		items := field(n, "items")
-		if items == nil || (items.Kind != yaml.SequenceNode && !isNull(items)) {
+		items := yamlnode.Field(n, "items")
+		if items == nil || (items.Kind != yaml.SequenceNode && !yamlnode.IsNull(items)) {
 			return fail(fmt.Errorf("%s: items must be a list", kind))
 		}
 		var docs []Document
@@ -269,7 +268,7 @@ func decodeResource(n *yaml.Node, defaultKind string, opts DecodeOptions) (Resou
 	if n.Kind != yaml.MappingNode {
 		return nil, errors.New("a resource must be a mapping with kind, apiVersion, metadata and spec")
 	}
-	kind := scalarField(n, "kind")
+	kind := yamlnode.Scalar(n, "kind")
 	if kind == "" {
 		kind = defaultKind
 	}
@@ -281,7 +280,7 @@ func decodeResource(n *yaml.Node, defaultKind string, opts DecodeOptions) (Resou
 		return nil, &FieldError{Field: "kind", Value: kind, Msg: "unknown kind (known: " + strings.Join(Kinds, ", ") + ")"}
 	}
 	name := nameOf(n)
-	if av := scalarField(n, "apiVersion"); av != "" && av != APIVersion {
+	if av := yamlnode.Scalar(n, "apiVersion"); av != "" && av != APIVersion {
 		return nil, ErrorList{{Field: "apiVersion", Value: av, Msg: "must be " + APIVersion}}.withResource(kind, name)
 	}
 	if err := decodeNode(n, obj, opts); err != nil {
@@ -342,27 +341,8 @@ func decodeNode(n *yaml.Node, obj Resource, opts DecodeOptions) error {
 }
 
 func nameOf(n *yaml.Node) string {
-	if md := field(n, "metadata"); md != nil {
-		return scalarField(md, "name")
-	}
-	return ""
-}
-
-func field(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func scalarField(n *yaml.Node, key string) string {
-	if f := field(n, key); f != nil && f.Kind == yaml.ScalarNode {
-		return f.Value
+	if md := yamlnode.Field(n, "metadata"); md != nil {
+		return yamlnode.Scalar(md, "name")
 	}
 	return ""
 }

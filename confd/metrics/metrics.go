@@ -4,7 +4,6 @@ package metrics
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/roostnet/roost/confd/render"
 	"github.com/roostnet/roost/confd/runner"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/health"
 )
 
 // Metrics implements runner.Observer on a private registry.
@@ -107,29 +107,26 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // HealthHandler serves /healthz (the process and its watches run) and
-// /readyz (in sync and the last render succeeded).
+// /readyz (in sync and the last render succeeded), each as one line of
+// text: "ok" or the reason (the supervisor reads "last render failed").
 func HealthHandler(status func() runner.Status) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		s := status()
-		if s.WatchesRunning == 0 {
-			http.Error(w, "datastore watches are not running", http.StatusServiceUnavailable)
-			return
+	live := func() (bool, any) {
+		if status().WatchesRunning == 0 {
+			return false, "datastore watches are not running"
 		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		return true, "ok"
+	}
+	ready := func() (bool, any) {
 		s := status()
 		switch {
 		case !s.InSync:
-			http.Error(w, "not in sync with the datastore", http.StatusServiceUnavailable)
+			return false, "not in sync with the datastore"
 		case s.Renders == 0:
-			http.Error(w, "no configuration rendered yet", http.StatusServiceUnavailable)
+			return false, "no configuration rendered yet"
 		case s.LastError != nil:
-			http.Error(w, "last render failed: "+s.LastError.Error(), http.StatusServiceUnavailable)
-		default:
-			fmt.Fprintln(w, "ok")
+			return false, "last render failed: " + s.LastError.Error()
 		}
-	})
-	return mux
+		return true, "ok"
+	}
+	return health.Handler(live, ready)
 }

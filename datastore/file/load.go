@@ -16,6 +16,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/yamlnode"
 )
 
 // fileState is what the store knows about one file. It is never modified
@@ -111,16 +112,11 @@ func (s *Store) readFile(path string, old *fileState, quiet bool) (*fileState, b
 
 func isJSONName(path string) bool { return strings.EqualFold(filepath.Ext(path), ".json") }
 
-func looksJSON(raw []byte) bool {
-	t := bytes.TrimSpace(raw)
-	return len(t) > 0 && (t[0] == '{' || t[0] == '[')
-}
-
 // parse decodes a file's bytes. Invalid documents are logged unless quiet.
 // The current state (ioMu held) decides which last good values are kept.
 func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr) {
 	nfs := &fileState{path: path, raw: raw, exists: true}
-	nfs.json = looksJSON(raw) || (len(bytes.TrimSpace(raw)) == 0 && isJSONName(path))
+	nfs.json = yamlnode.LooksJSON(raw) || (len(bytes.TrimSpace(raw)) == 0 && isJSONName(path))
 	var kerrs []keyErr
 	nfs.docs, kerrs, nfs.broken = s.decodeDocs(path, raw, quiet)
 	if nfs.broken != nil {
@@ -233,7 +229,7 @@ func (s *Store) keptTail(path string, defined map[string]bool) []*item {
 // does: JSON with encoding/json, YAML skipping empty documents. YAML
 // documents are returned as DocumentNodes (so comments survive a rewrite).
 func parseNodes(raw []byte) ([]*yaml.Node, error) {
-	if looksJSON(raw) {
+	if yamlnode.LooksJSON(raw) {
 		return parseJSONNodes(raw)
 	}
 	return parseYAMLDocs(raw)
@@ -251,40 +247,11 @@ func parseYAMLDocs(raw []byte) ([]*yaml.Node, error) {
 			}
 			return out, err
 		}
-		if len(n.Content) == 0 || isNull(n.Content[0]) {
+		if len(n.Content) == 0 || yamlnode.IsNull(n.Content[0]) {
 			continue
 		}
 		out = append(out, n)
 	}
-}
-
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
-
-// body skips a DocumentNode.
-func body(n *yaml.Node) *yaml.Node {
-	if n != nil && n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
-		return n.Content[0]
-	}
-	return n
-}
-
-func field(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func scalar(n *yaml.Node, key string) string {
-	if f := field(n, key); f != nil && f.Kind == yaml.ScalarNode {
-		return f.Value
-	}
-	return ""
 }
 
 // itemsNode is the sequence of a list document: a bare JSON array, or the
@@ -296,7 +263,7 @@ func itemsNode(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.SequenceNode {
 		return n
 	}
-	if it := field(n, "items"); it != nil && it.Kind == yaml.SequenceNode {
+	if it := yamlnode.Field(n, "items"); it != nil && it.Kind == yaml.SequenceNode {
 		return it
 	}
 	return nil
@@ -307,11 +274,11 @@ func guessKey(nodes []*yaml.Node, index, itemPos int) string {
 	if index >= len(nodes) {
 		return ""
 	}
-	n := body(nodes[index])
+	n := yamlnode.Body(nodes[index])
 	defKind := ""
 	if itemPos >= 0 {
 		if n.Kind == yaml.MappingNode {
-			defKind = strings.TrimSuffix(scalar(n, "kind"), "List")
+			defKind = strings.TrimSuffix(yamlnode.Scalar(n, "kind"), "List")
 		}
 		items := itemsNode(n)
 		if items == nil || itemPos >= len(items.Content) {
@@ -322,7 +289,7 @@ func guessKey(nodes []*yaml.Node, index, itemPos int) string {
 	if n.Kind != yaml.MappingNode {
 		return ""
 	}
-	kind := scalar(n, "kind")
+	kind := yamlnode.Scalar(n, "kind")
 	if kind == "" {
 		kind = defKind
 	}
@@ -330,14 +297,14 @@ func guessKey(nodes []*yaml.Node, index, itemPos int) string {
 	if obj == nil {
 		return ""
 	}
-	md := field(n, "metadata")
-	obj.Meta().Name, obj.Meta().Namespace = scalar(md, "name"), scalar(md, "namespace")
-	spec := field(n, "spec")
+	md := yamlnode.Field(n, "metadata")
+	obj.Meta().Name, obj.Meta().Namespace = yamlnode.Scalar(md, "name"), yamlnode.Scalar(md, "namespace")
+	spec := yamlnode.Field(n, "spec")
 	switch o := obj.(type) {
 	case *api.BlockAffinity:
-		o.Spec.Node, o.Spec.CIDR = scalar(spec, "node"), scalar(spec, "cidr")
+		o.Spec.Node, o.Spec.CIDR = yamlnode.Scalar(spec, "node"), yamlnode.Scalar(spec, "cidr")
 	case *api.IPAMBlock:
-		o.Spec.CIDR = scalar(spec, "cidr")
+		o.Spec.CIDR = yamlnode.Scalar(spec, "cidr")
 	}
 	key, err := datastore.KeyFor(obj)
 	if err != nil {

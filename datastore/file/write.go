@@ -13,6 +13,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/yamlnode"
 )
 
 // Create stores a new object at the key derived from it.
@@ -681,7 +682,7 @@ func yamlNode(obj api.Resource) (*yaml.Node, error) {
 	if err := yaml.Unmarshal(y, &n); err != nil {
 		return nil, err
 	}
-	return body(&n), nil
+	return yamlnode.Body(&n), nil
 }
 
 // jsonNode is a value as a JSON node.

@@ -1,13 +1,14 @@
 package agent
 
 import (
-	"encoding/json"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roostnet/roost/internal/health"
 )
 
 // Metrics are roost-node's Prometheus metrics (roost_node_*) on a private
@@ -80,29 +81,8 @@ func (a *Agent) handler() http.Handler {
 		a.updateGauges()
 		prom.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		st := a.Status()
-		code := http.StatusOK
-		if !st.Alive {
-			code = http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, st)
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		st := a.Status()
-		code := http.StatusOK
-		if !st.Ready {
-			code = http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, st)
-	})
+	health.Register(mux,
+		func() (bool, any) { st := a.Status(); return st.Alive, st },
+		func() (bool, any) { st := a.Status(); return st.Ready, st })
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/roostnet/roost/internal/health"
 )
 
 // AgentView is what the HTTP handler needs from the node agent.
@@ -49,31 +51,10 @@ func Handler(a AgentView, s *Supervisor, g prometheus.Gatherer) http.Handler {
 		r.Reason = strings.Join(reasons, "; ")
 		return r
 	}
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		r := build()
-		code := http.StatusOK
-		if !r.Alive {
-			code = http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, r)
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		r := build()
-		code := http.StatusOK
-		if !r.Ready {
-			code = http.StatusServiceUnavailable
-		}
-		writeJSON(w, code, r)
-	})
+	health.Register(mux,
+		func() (bool, any) { r := build(); return r.Alive, r },
+		func() (bool, any) { r := build(); return r.Ready, r })
 	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 // jsonReason extracts a JSON status's reason, for one-line probe output.
