@@ -63,20 +63,24 @@ func (a *app) dsConfig(cmd *cobra.Command) datastore.Config {
 	}
 }
 
-// openDatastore connects to the configured backend.
-func (a *app) openDatastore(ctx context.Context, cmd *cobra.Command) (datastore.Datastore, error) {
+// openDatastore is every datastore command's preamble: it connects to
+// the configured backend and returns a context bounded by --timeout for
+// the whole command. done closes the datastore and ends the context.
+func (a *app) openDatastore(cmd *cobra.Command) (ctx context.Context, ds datastore.Datastore, done func(), err error) {
 	cfg := a.dsConfig(cmd)
 	if err := cfg.Normalize(); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	a.dsType = cfg.Type
+	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
 	// A CLI says only what matters: backend warnings, not connection chatter.
 	log := logrus.New()
 	log.SetOutput(a.env.Stderr)
 	log.SetLevel(logrus.WarnLevel)
-	ds, err := connect.Open(ctx, cfg, connect.WithLogger(log))
+	ds, err = connect.Open(ctx, cfg, connect.WithLogger(log))
 	if err != nil {
-		return nil, fmt.Errorf("open datastore (%s): %w", cfg, err)
+		cancel()
+		return nil, nil, nil, fmt.Errorf("open datastore (%s): %w", cfg, err)
 	}
-	return ds, nil
+	return ctx, ds, func() { ds.Close(); cancel() }, nil
 }

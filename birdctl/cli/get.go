@@ -67,13 +67,11 @@ Kinds (case-insensitive, singular, plural or short):
 }
 
 func (a *app) get(cmd *cobra.Command, kind, namespace string, names []string, output string) error {
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
-	defer cancel()
-	ds, err := a.openDatastore(ctx, cmd)
+	ctx, ds, done, err := a.openDatastore(cmd)
 	if err != nil {
 		return err
 	}
-	defer ds.Close()
+	defer done()
 
 	var (
 		objs    []api.Resource
@@ -238,13 +236,11 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
-	defer cancel()
-	ds, err := a.openDatastore(ctx, cmd)
+	ctx, ds, done, err := a.openDatastore(cmd)
 	if err != nil {
 		return err
 	}
-	defer ds.Close()
+	defer done()
 	var (
 		items    []item
 		problems []string

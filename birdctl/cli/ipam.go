@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -68,13 +67,11 @@ type ipamOut struct {
 }
 
 func (a *app) ipamShow(cmd *cobra.Command, output string, showBlocks bool) error {
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
-	defer cancel()
-	ds, err := a.openDatastore(ctx, cmd)
+	ctx, ds, done, err := a.openDatastore(cmd)
 	if err != nil {
 		return err
 	}
-	defer ds.Close()
+	defer done()
 	poolObjs, err := a.list(ctx, ds, api.KindIPPool, "")
 	if err != nil {
 		return err

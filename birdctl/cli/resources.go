@@ -254,13 +254,11 @@ func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipN
 		items = append(items, item{obj: o, key: key})
 	}
 
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
-	defer cancel()
-	ds, err := a.openDatastore(ctx, cmd)
+	ctx, ds, done, err := a.openDatastore(cmd)
 	if err != nil {
 		return err
 	}
-	defer ds.Close()
+	defer done()
 
 	var problems []string
 	kept := items[:0]
