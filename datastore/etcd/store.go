@@ -73,7 +73,8 @@ func WithPageSize(n int64) Option { return func(o *options) { o.pageSize = n } }
 func WithLogger(l *logrus.Entry) Option { return func(o *options) { o.log = l } }
 
 // WithWatchBackoff sets the delays between attempts to re-establish a
-// lost watch (default 100ms doubling up to 5s).
+// lost watch (default 100ms doubling up to 5s, each delay jittered
+// below its ceiling: see internal/backoff).
 func WithWatchBackoff(min, max time.Duration) Option {
 	return func(o *options) { o.backoffMin, o.backoffMax = min, max }
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/backoff"
 )
 
 // watchBuffer decouples etcd's delivery from a briefly busy consumer.
@@ -50,7 +51,9 @@ func (s *Store) Watch(ctx context.Context, prefix string, revision int64) <-chan
 	w := &watcher{
 		s: s, prefix: prefix, start: start, end: end, out: out,
 		log: s.log.WithField("prefix", prefix),
-		bo:  backoff{min: s.opts.backoffMin, max: s.opts.backoffMax},
+		// Jittered, so that after an etcd outage the nodes' watches do
+		// not come back in lockstep.
+		bo: backoff.New(backoff.Policy{Min: s.opts.backoffMin, Max: s.opts.backoffMax}),
 	}
 	go func() {
 		defer close(out)
@@ -67,7 +70,7 @@ type watcher struct {
 	start, end    string
 	out           chan<- datastore.Event
 	log           *logrus.Entry
-	bo            backoff
+	bo            *backoff.Backoff
 	rev           int64 // every change up to rev has been delivered
 	synced        bool  // InSync sent and not withdrawn by a Resync
 	lastPersisted time.Time
@@ -110,10 +113,10 @@ func (w *watcher) run(ctx context.Context, revision int64) {
 				return
 			}
 		}
-		delay := w.bo.next()
-		w.log.WithFields(logrus.Fields{"revision": w.rev, "retry_in": delay.String(), "attempt": w.bo.n}).
+		delay := w.bo.Next()
+		w.log.WithFields(logrus.Fields{"revision": w.rev, "retry_in": delay.String(), "attempt": w.bo.Attempts()}).
 			WithError(err).Warn("etcd watch lost; resuming")
-		if !w.persistentProblem(ctx, err) || !sleep(ctx, delay) {
+		if !w.persistentProblem(ctx, err) || backoff.Sleep(ctx, delay) != nil {
 			return
 		}
 	}
@@ -122,7 +125,7 @@ func (w *watcher) run(ctx context.Context, revision int64) {
 // persistentProblem reports an outage that outlasts the backoff's growth
 // as an Error event without key (at most once per maximum delay).
 func (w *watcher) persistentProblem(ctx context.Context, err error) bool {
-	if w.bo.cur < w.bo.max || time.Since(w.lastPersisted) < w.bo.max {
+	if !w.bo.AtMax() || time.Since(w.lastPersisted) < w.bo.Max() {
 		return true
 	}
 	w.lastPersisted = time.Now()
@@ -158,15 +161,15 @@ func (w *watcher) relist(ctx context.Context, announce bool) bool {
 				}
 			}
 			w.rev = lr.Revision
-			w.bo.reset()
+			w.bo.Reset()
 			return w.markInSync(ctx)
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		delay := w.bo.next()
-		w.log.WithFields(logrus.Fields{"retry_in": delay.String(), "attempt": w.bo.n}).WithError(err).Warn("etcd watch: listing failed; retrying")
-		if !w.persistentProblem(ctx, err) || !sleep(ctx, delay) {
+		delay := w.bo.Next()
+		w.log.WithFields(logrus.Fields{"retry_in": delay.String(), "attempt": w.bo.Attempts()}).WithError(err).Warn("etcd watch: listing failed; retrying")
+		if !w.persistentProblem(ctx, err) || backoff.Sleep(ctx, delay) != nil {
 			return false
 		}
 	}
@@ -246,7 +249,7 @@ func (w *watcher) watchOnce(ctx context.Context) error {
 			}
 			switch {
 			case resp.Created:
-				w.bo.reset()
+				w.bo.Reset()
 				createdRev = resp.Header.Revision
 				w.log.WithFields(logrus.Fields{"from_revision": w.rev + 1, "store_revision": createdRev}).Debug("etcd watch established")
 				if w.synced {
@@ -325,13 +328,13 @@ func (w *watcher) waitReady(ctx context.Context) error {
 		case connectivity.Idle:
 			conn.Connect()
 		}
-		wctx, cancel := context.WithTimeout(ctx, w.bo.max)
+		wctx, cancel := context.WithTimeout(ctx, w.bo.Max())
 		conn.WaitForStateChange(wctx, st)
 		cancel()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if time.Since(lastLog) >= w.bo.max {
+		if time.Since(lastLog) >= w.bo.Max() {
 			lastLog = time.Now()
 			err := fmt.Errorf("no connection to etcd for %s (state %s)", time.Since(since).Round(time.Second), conn.GetState())
 			w.log.WithError(err).Warn("etcd watch: waiting for etcd")
@@ -372,32 +375,4 @@ func (w *watcher) monitor(ctx context.Context, cancel context.CancelCauseFunc) {
 		}
 		cancel(fmt.Errorf("connection to etcd lost (state %s)", conn.GetState()))
 	}()
-}
-
-type backoff struct {
-	min, max, cur time.Duration
-	n             int
-}
-
-func (b *backoff) next() time.Duration {
-	b.n++
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur, b.n = 0, 0 }
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -73,6 +73,13 @@ func (b *Backoff) Next() time.Duration {
 // Attempts is how many delays Next has handed out since the last Reset.
 func (b *Backoff) Attempts() int { return b.n }
 
+// AtMax reports whether the ceiling has grown to Max: the failures have
+// outlasted the backoff's growth (callers report such an outage louder).
+func (b *Backoff) AtMax() bool { return b.ceil >= b.p.Max }
+
+// Max is the longest delay the Backoff hands out.
+func (b *Backoff) Max() time.Duration { return b.p.Max }
+
 // Reset starts again from Min (after a success).
 func (b *Backoff) Reset() { b.ceil, b.n = 0, 0 }
 

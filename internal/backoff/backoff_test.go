@@ -15,10 +15,16 @@ func TestDelaysGrowAndCap(t *testing.T) {
 			t.Fatalf("delay %d = %v, want %v", i, got, w*time.Millisecond)
 		}
 	}
+	if !b.AtMax() || b.Max() != 80*time.Millisecond {
+		t.Fatalf("AtMax = %v, Max = %v after reaching the cap", b.AtMax(), b.Max())
+	}
 	if b.Attempts() != len(want) {
 		t.Fatalf("Attempts = %d, want %d", b.Attempts(), len(want))
 	}
 	b.Reset()
+	if b.AtMax() {
+		t.Fatal("AtMax after Reset")
+	}
 	if got := b.Next(); got != 10*time.Millisecond {
 		t.Fatalf("after Reset: %v, want 10ms", got)
 	}

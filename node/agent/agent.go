@@ -21,6 +21,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/backoff"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/roostnet/roost/node/ipam"
@@ -442,6 +443,9 @@ func (a *Agent) setSynced(name string, v bool) {
 func (a *Agent) watchLoop(ctx context.Context, w watch) {
 	log := a.log.WithField("resource", w.name)
 	known := map[string]bool{}
+	// A watch that keeps ending (the backend closes it) is restarted
+	// after a growing delay; one that got in sync starts over from Min.
+	bo := backoff.New(backoff.Policy{Min: time.Second, Max: 30 * time.Second})
 	for ctx.Err() == nil {
 		var relist map[string]bool
 		// A fresh watch starts with a full listing: treat it as a relist.
@@ -476,17 +480,16 @@ func (a *Agent) watchLoop(ctx context.Context, w watch) {
 					relist = nil
 				}
 				a.setSynced(w.name, true)
+				bo.Reset()
 			case datastore.Error:
 				a.fail("datastore", ev.Err)
 				log.WithError(ev.Err).WithField("key", ev.Key).Warn("datastore: skipping an invalid value")
 			}
 		}
 		if ctx.Err() == nil {
-			log.Warn("datastore watch ended; restarting")
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+			delay := bo.Next()
+			log.WithField("retry_in", delay.String()).Warn("datastore watch ended; restarting")
+			_ = backoff.Sleep(ctx, delay) // a cancelled ctx ends the loop
 		}
 	}
 }
@@ -495,7 +498,7 @@ func (a *Agent) watchLoop(ctx context.Context, w watch) {
 // back empty blocks whose pool is gone.
 func (a *Agent) tunnelLoop(ctx context.Context) {
 	var retry <-chan time.Time
-	delay := 500 * time.Millisecond
+	bo := backoff.New(backoff.Policy{Min: 500 * time.Millisecond, Max: 30 * time.Second})
 	for {
 		select {
 		case <-ctx.Done():
@@ -515,12 +518,12 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 				return
 			}
 			a.fail("ipam", err)
-			a.log.WithError(err).Warn("tunnel addresses: retrying")
+			delay := bo.Next()
+			a.log.WithError(err).WithField("retry_in", delay.String()).Warn("tunnel addresses: retrying")
 			retry = time.After(delay)
-			delay = min(delay*2, 30*time.Second)
 			continue
 		}
-		delay = 500 * time.Millisecond
+		bo.Reset()
 	}
 }
 

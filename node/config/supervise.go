@@ -54,7 +54,7 @@ func (s *Supervise) Settings() []*Setting {
 		confdHealthSetting(&s.ConfdHealthAddr),
 		readySetting(&s.ReadyRequireEstablished),
 		{Flag: "restart-backoff-min", Env: "ROOST_RESTART_BACKOFF_MIN", Default: "1s", Help: "delay before restarting a child that exited", set: duration("ROOST_RESTART_BACKOFF_MIN", &s.BackoffMin)},
-		{Flag: "restart-backoff-max", Env: "ROOST_RESTART_BACKOFF_MAX", Default: "30s", Help: "longest restart delay (the delay doubles on each failure)", set: duration("ROOST_RESTART_BACKOFF_MAX", &s.BackoffMax)},
+		{Flag: "restart-backoff-max", Env: "ROOST_RESTART_BACKOFF_MAX", Default: "30s", Help: "longest restart delay (the delay doubles on each failure; each one is drawn at random from the upper half of its value)", set: duration("ROOST_RESTART_BACKOFF_MAX", &s.BackoffMax)},
 		{Flag: "restart-stable-after", Env: "ROOST_RESTART_STABLE_AFTER", Default: "60s", Help: "a child that ran this long starts again from the shortest delay", set: duration("ROOST_RESTART_STABLE_AFTER", &s.StableAfter)},
 		{Flag: "stop-timeout", Env: "ROOST_STOP_TIMEOUT", Default: "10s", Help: "time a child gets to stop before SIGKILL", set: duration("ROOST_STOP_TIMEOUT", &s.StopTimeout)},
 	}

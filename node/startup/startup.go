@@ -17,6 +17,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/backoff"
 )
 
 // Config holds the startup settings (docs/roost-node.md, Calico's names).
@@ -147,7 +148,10 @@ var ErrDuplicateAddress = errors.New("address already used by another node")
 // node already owns one of the addresses. Fields it does not manage
 // (labels, tunnel addresses, route reflector id...) are kept.
 func Register(ctx context.Context, ds datastore.Datastore, name string, addrs Addrs, as *api.ASNumber, log logrus.FieldLogger) (*api.Node, error) {
-	for attempt := 0; attempt < 50; attempt++ {
+	// Another writer changed the Node between read and write: read again
+	// after a short jittered delay, so that racing writers spread out.
+	bo := backoff.New(backoff.Policy{Min: 5 * time.Millisecond, Max: 250 * time.Millisecond})
+	for range 50 {
 		if err := checkDuplicates(ctx, ds, name, addrs); err != nil {
 			return nil, err
 		}
@@ -199,7 +203,9 @@ func Register(ctx context.Context, ds datastore.Datastore, name string, addrs Ad
 		if !errors.Is(err, datastore.ErrConflict) && !errors.Is(err, datastore.ErrExists) && !errors.Is(err, datastore.ErrNotFound) {
 			return nil, fmt.Errorf("writing Node %s: %w", name, err)
 		}
-		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+		if err := bo.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("writing Node %s: %w", name, err)
+		}
 	}
 	return nil, fmt.Errorf("writing Node %s: too many concurrent modifications", name)
 }

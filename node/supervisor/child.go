@@ -24,6 +24,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/roostnet/roost/internal/backoff"
 )
 
 // Spec describes one supervised child process.
@@ -47,6 +49,9 @@ type Spec struct {
 	// failure doubles the delay up to BackoffMax; a child that ran for
 	// StableAfter starts again from BackoffMin.
 	BackoffMin, BackoffMax, StableAfter time.Duration
+	// BackoffJitter is the share of each delay drawn at random below it
+	// (backoff.Policy.Jitter); 0 keeps the delays exact.
+	BackoffJitter float64
 }
 
 // Observer is told about child lifecycle events (metrics).
@@ -169,7 +174,11 @@ type proc struct {
 
 func (c *Child) loop() {
 	defer close(c.done)
-	backoff := c.spec.BackoffMin
+	jitter := c.spec.BackoffJitter
+	if jitter <= 0 {
+		jitter = -1 // exact delays
+	}
+	bo := backoff.New(backoff.Policy{Min: c.spec.BackoffMin, Max: c.spec.BackoffMax, Jitter: jitter})
 	for n := 0; ; n++ {
 		restart := n > 0
 		p, err := c.start(restart)
@@ -184,7 +193,7 @@ func (c *Child) loop() {
 				up := time.Since(p.start)
 				c.exited(p, up)
 				if up >= c.spec.StableAfter && c.spec.StableAfter > 0 {
-					backoff = c.spec.BackoffMin
+					bo.Reset()
 				}
 			case <-c.stopReq:
 				cancelReady()
@@ -192,16 +201,16 @@ func (c *Child) loop() {
 				return
 			}
 		}
-		c.log.WithField("retry_in", backoff.String()).Warn("restarting after backoff")
+		delay := bo.Next()
+		c.log.WithField("retry_in", delay.String()).Warn("restarting after backoff")
 		select {
-		case <-time.After(backoff):
+		case <-time.After(delay):
 		case <-c.stopReq:
 			c.log.Info("stopped (was waiting to restart)")
 			return
 		}
 		c.obs.ChildRestarted(c.spec.Name)
 		c.update(func(s *ChildStatus) { s.Restarts++ })
-		backoff = min(backoff*2, c.spec.BackoffMax)
 	}
 }
 

@@ -115,6 +115,33 @@ func TestRestartBackoff(t *testing.T) {
 	}
 }
 
+// With BackoffJitter the restart delays vary below their ceiling, so hosts
+// recovering from one outage do not restart their children in lockstep.
+func TestRestartBackoffJitter(t *testing.T) {
+	l, hook, rec := newTestLogger()
+	spec := shSpec("jittered", "exit 3")
+	spec.BackoffMin, spec.BackoffMax, spec.BackoffJitter = 40*time.Millisecond, 40*time.Millisecond, 0.5
+	c := StartChild(spec, l, nil)
+	defer c.Stop()
+	waitFor(t, "6 starts", 10*time.Second, func() bool { return rec.count() >= 6 })
+	c.Stop()
+	seen := map[string]bool{}
+	for _, e := range hook.AllEntries() {
+		v, ok := e.Data["retry_in"].(string)
+		if !ok || e.Data["component"] != "jittered" {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 20*time.Millisecond || d > 40*time.Millisecond {
+			t.Errorf("delay %q outside [20ms, 40ms]", v)
+		}
+		seen[v] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("restart delays %v: not jittered", seen)
+	}
+}
+
 type countObs struct {
 	mu sync.Mutex
 	n  int

@@ -83,10 +83,15 @@ func New(o Options) (*Supervisor, error) {
 	return s, nil
 }
 
+// restartJitter spreads restart delays: confd exits when etcd does not
+// answer at start, and after an outage the nodes must not all come back
+// at the same instant.
+const restartJitter = 0.5
+
 func (s *Supervisor) spec(name, path string, env []string) Spec {
 	c := s.opts.Config
 	return Spec{Name: name, Path: path, Env: env, StopTimeout: c.StopTimeout,
-		BackoffMin: c.BackoffMin, BackoffMax: c.BackoffMax, StableAfter: c.StableAfter}
+		BackoffMin: c.BackoffMin, BackoffMax: c.BackoffMax, StableAfter: c.StableAfter, BackoffJitter: restartJitter}
 }
 
 func (s *Supervisor) setStartup(state string) {

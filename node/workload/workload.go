@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/backoff"
 	"github.com/roostnet/roost/node/internal/nldump"
 	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/roostnet/roost/node/ipam"
@@ -360,7 +362,10 @@ func (h *Host) record(ctx context.Context, r *Request, iface string, ip netip.Ad
 		Profiles: []string{"kns." + r.Namespace},
 	}
 	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
-	for attempt := 0; attempt < 20; attempt++ {
+	// A concurrent writer won the compare-and-swap: read again after a
+	// short jittered delay.
+	bo := backoff.New(backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond})
+	for range 20 {
 		kv, err := h.DS.Get(ctx, key)
 		switch {
 		case errors.Is(err, datastore.ErrNotFound):
@@ -381,6 +386,9 @@ func (h *Host) record(ctx context.Context, r *Request, iface string, ip netip.Ad
 			return nil
 		}
 		if !errors.Is(err, datastore.ErrConflict) && !errors.Is(err, datastore.ErrExists) && !errors.Is(err, datastore.ErrNotFound) {
+			return err
+		}
+		if err := bo.Wait(ctx); err != nil {
 			return err
 		}
 	}
