@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
 
 	"github.com/roostnet/roost/confd/app"
 	"github.com/roostnet/roost/confd/config"
@@ -25,7 +25,7 @@ func main() {
 
 func run(args []string) int {
 	cfg, err := config.Load(args, os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/connect"
+	"github.com/roostnet/roost/internal/settings"
 	"github.com/roostnet/roost/internal/version"
 	"github.com/roostnet/roost/node/agent"
 	"github.com/roostnet/roost/node/config"
@@ -103,7 +104,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 func runCmd() *cobra.Command {
 	var cfg config.Run
-	settings := cfg.RunSettings()
+	list := cfg.RunSettings()
 	cmd := &cobra.Command{
 		Use:   "run [--with-bird] [--with-confd]",
 		Short: "run the node agent (and supervise confd and BIRD)",
@@ -115,7 +116,7 @@ func runCmd() *cobra.Command {
 			"with backoff; SIGTERM stops BIRD, then confd, then the agent. See docs/install.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+			if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
 				return err
 			}
 			pool, err := startup.PoolFromEnv(os.Getenv)
@@ -158,18 +159,18 @@ func runCmd() *cobra.Command {
 			return nil
 		},
 	}
-	config.Register(cmd.Flags(), settings)
+	settings.Register(cmd.Flags(), list)
 	return cmd
 }
 
 func workloadCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "workload", Short: "attach and detach workloads (network namespaces)"}
 	var cfg config.Workload
-	settings := cfg.Settings()
+	list := cfg.Settings()
 	var req workload.Request
 
 	prepare := func(cmd *cobra.Command) (*workload.Host, func(), context.Context, error) {
-		if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+		if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
 			return nil, nil, nil, err
 		}
 		log, err := newLogger(&cfg.Common)
@@ -232,7 +233,7 @@ func workloadCmd() *cobra.Command {
 		c.Flags().StringVar(&req.Name, "name", "", "workload name (required)")
 		c.Flags().StringVar(&req.Namespace, "namespace", "default", "workload namespace")
 		_ = c.MarkFlagRequired("name")
-		config.Register(c.Flags(), settings)
+		settings.Register(c.Flags(), list)
 	}
 	add.Flags().StringVar(&req.NetNS, "netns", "", "path of the workload's network namespace, e.g. /var/run/netns/web (required)")
 	add.Flags().StringVar(&req.IP, "ip", "", "a specific IPv4 address from a pool (default: the next free one)")
@@ -244,13 +245,13 @@ func workloadCmd() *cobra.Command {
 func cleanupCmd() *cobra.Command {
 	var common config.Common
 	var run config.Run
-	settings := run.Settings()
+	list := run.Settings()
 	cmd := &cobra.Command{
 		Use:   "cleanup",
 		Short: "remove every route (protocol 80), vxlan.calico and the tunl0 address the agent programmed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+			if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
 				return err
 			}
 			common = run.Common
@@ -270,7 +271,7 @@ func cleanupCmd() *cobra.Command {
 			return nil
 		},
 	}
-	config.Register(cmd.Flags(), settings)
+	settings.Register(cmd.Flags(), list)
 	return cmd
 }
 
@@ -353,7 +354,7 @@ func runSupervised(ctx context.Context, cfg *config.Run, opts agent.Options, log
 
 func healthCmd() *cobra.Command {
 	var cfg config.Health
-	settings := cfg.Settings()
+	list := cfg.Settings()
 	checks := map[string]*bool{}
 	cmd := &cobra.Command{
 		Use:   "health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live ...",
@@ -363,7 +364,7 @@ func healthCmd() *cobra.Command {
 			"container or unit with roost-node's environment it needs no flags.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := config.Resolve(cmd.Flags(), settings, os.Getenv); err != nil {
+			if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
@@ -390,7 +391,7 @@ func healthCmd() *cobra.Command {
 	for _, c := range config.HealthChecks {
 		checks[c.Flag] = cmd.Flags().Bool(c.Flag, false, c.Help)
 	}
-	config.Register(cmd.Flags(), settings)
+	settings.Register(cmd.Flags(), list)
 	return cmd
 }
 

@@ -100,7 +100,6 @@ type app struct {
 	env     Env
 	socket  string
 	timeout time.Duration
-	ds      dsFlags
 	dsType  string // the backend opened, once known
 }
 

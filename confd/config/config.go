@@ -1,21 +1,22 @@
-// Package config reads confd's settings: flags win over environment
-// variables, which win over the config file, which wins over defaults.
-// Environment names are Calico's where Calico has one.
+// Package config reads confd's settings through internal/settings: flags
+// (pflag; the single-dash spellings of Go's flag package still work) win
+// over environment variables, which win over the config file, which wins
+// over defaults. Environment names are Calico's where Calico has one.
 package config
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/spf13/pflag"
 
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/settings"
 )
 
 // Config is confd's complete configuration.
@@ -48,102 +49,58 @@ type Config struct {
 // DefaultConfigFile is read when it exists and --config is not given.
 const DefaultConfigFile = "/etc/roost/confd.toml"
 
-type setting struct {
-	flag, env, file, help string
-	def                   string
-	str                   *string
-	boolean               *bool
-	dur                   *time.Duration
+func (c *Config) settings() []*settings.Setting {
+	str := func(flag, env, def, help string, p *string) *settings.Setting {
+		return &settings.Setting{Flag: flag, Env: env, File: fileKey(flag), Default: def, Help: help, Parse: settings.String(p)}
+	}
+	boolean := func(flag, env, help string, p *bool) *settings.Setting {
+		return &settings.Setting{Flag: flag, Env: env, File: fileKey(flag), Bool: true, Help: help, Parse: settings.Bool(p)}
+	}
+	dur := func(flag, env, def, help string, p *time.Duration) *settings.Setting {
+		return &settings.Setting{Flag: flag, Env: env, File: fileKey(flag), Default: def, Help: help, Parse: settings.Duration(p)}
+	}
+	list := []*settings.Setting{str("nodename", "NODENAME", "", "this node's name (default: hostname, lower-cased)", &c.NodeName)}
+	list = append(list, settings.Datastore(&c.Datastore)...)
+	return append(list,
+		str("confdir", "ROOST_CONFD_CONFDIR", "", "directory of template resource TOML files (default: embedded)", &c.ConfDir),
+		str("templatedir", "ROOST_CONFD_TEMPLATEDIR", "", "directory of templates (default: embedded)", &c.TemplateDir),
+		str("output-dir", "ROOST_CONFD_OUTPUT_DIR", "", "write every dest into this directory instead", &c.OutputDir),
+		str("secrets-dir", "ROOST_SECRETS_DIR", "/etc/roost/secrets", "BGP passwords: <dir>/<secret name>/<key>", &c.SecretsDir),
+		str("router-id", "CALICO_ROUTER_ID", "", `BGP router id: an IPv4 id, or "hash" (default: the node's IPv4)`, &c.RouterID),
+		boolean("onetime", "ROOST_CONFD_ONETIME", "render once and exit", &c.Onetime),
+		boolean("sync-only", "ROOST_CONFD_SYNC_ONLY", "write files without check or reload", &c.SyncOnly),
+		boolean("noop", "ROOST_CONFD_NOOP", "render and print a diff; write nothing", &c.Noop),
+		boolean("keep-stage-file", "ROOST_CONFD_KEEP_STAGE_FILE", "keep staged files for inspection", &c.KeepStageFiles),
+		str("bird-socket", "BIRD_SOCKET", "/var/run/roost/bird.ctl", "BIRD control socket used to reconfigure", &c.BirdSocket),
+		str("log-level", "BGP_LOGSEVERITYSCREEN", "info", "debug, info, warning, error", &c.LogLevel),
+		str("metrics-addr", "ROOST_CONFD_METRICS_ADDR", "", "serve Prometheus metrics here (e.g. 127.0.0.1:9091); empty = off", &c.MetricsAddr),
+		str("health-addr", "ROOST_CONFD_HEALTH_ADDR", "", "serve /healthz and /readyz here; empty = off", &c.HealthAddr),
+		dur("retry-min", "ROOST_CONFD_RETRY_MIN", "500ms", "first retry delay after a failed render", &c.RetryMin),
+		dur("retry-max", "ROOST_CONFD_RETRY_MAX", "30s", "longest retry delay", &c.RetryMax),
+		dur("min-render-interval", "ROOST_CONFD_MIN_RENDER_INTERVAL", "100ms", "during sustained churn, start the next render this long after the previous one (a lone change renders at once)", &c.MinRenderInterval),
+		dur("render-quiet", "ROOST_CONFD_RENDER_QUIET", "20ms", "during churn, render once no change arrived for this long", &c.RenderQuiet),
+	)
 }
 
-func (c *Config) settings() []*setting {
-	ds := &c.Datastore
-	return []*setting{
-		{flag: "nodename", env: "NODENAME", file: "nodename", help: "this node's name (default: hostname, lower-cased)", str: &c.NodeName},
-		{flag: "datastore-type", env: datastore.EnvType, file: "datastore_type", help: "etcdv3 or file", str: &ds.Type},
-		{flag: "datastore-file", env: datastore.EnvFile, file: "datastore_file", help: "YAML file or directory for the file datastore", str: &ds.File},
-		{flag: "etcd-endpoints", env: datastore.EnvEtcdEndpoints, file: "etcd_endpoints", help: "comma-separated etcd URLs", str: &ds.EtcdEndpoints},
-		{flag: "etcd-ca-cert-file", env: datastore.EnvEtcdCACert, file: "etcd_ca_cert_file", help: "CA certificate for etcd TLS", str: &ds.EtcdCACert},
-		{flag: "etcd-cert-file", env: datastore.EnvEtcdCert, file: "etcd_cert_file", help: "client certificate for etcd TLS", str: &ds.EtcdCert},
-		{flag: "etcd-key-file", env: datastore.EnvEtcdKey, file: "etcd_key_file", help: "client key for etcd TLS", str: &ds.EtcdKey},
-		{flag: "etcd-username", env: datastore.EnvEtcdUsername, file: "etcd_username", help: "etcd user", str: &ds.EtcdUsername},
-		{flag: "etcd-password", env: datastore.EnvEtcdPassword, file: "etcd_password", help: "etcd password (prefer the environment)", str: &ds.EtcdPassword},
-		{flag: "confdir", env: "ROOST_CONFD_CONFDIR", file: "confdir", help: "directory of template resource TOML files (default: embedded)", str: &c.ConfDir},
-		{flag: "templatedir", env: "ROOST_CONFD_TEMPLATEDIR", file: "templatedir", help: "directory of templates (default: embedded)", str: &c.TemplateDir},
-		{flag: "output-dir", env: "ROOST_CONFD_OUTPUT_DIR", file: "output_dir", help: "write every dest into this directory instead", str: &c.OutputDir},
-		{flag: "secrets-dir", env: "ROOST_SECRETS_DIR", file: "secrets_dir", def: "/etc/roost/secrets", help: "BGP passwords: <dir>/<secret name>/<key>", str: &c.SecretsDir},
-		{flag: "router-id", env: "CALICO_ROUTER_ID", file: "router_id", help: `BGP router id: an IPv4 id, or "hash" (default: the node's IPv4)`, str: &c.RouterID},
-		{flag: "onetime", env: "ROOST_CONFD_ONETIME", file: "onetime", help: "render once and exit", boolean: &c.Onetime},
-		{flag: "sync-only", env: "ROOST_CONFD_SYNC_ONLY", file: "sync_only", help: "write files without check or reload", boolean: &c.SyncOnly},
-		{flag: "noop", env: "ROOST_CONFD_NOOP", file: "noop", help: "render and print a diff; write nothing", boolean: &c.Noop},
-		{flag: "keep-stage-file", env: "ROOST_CONFD_KEEP_STAGE_FILE", file: "keep_stage_file", help: "keep staged files for inspection", boolean: &c.KeepStageFiles},
-		{flag: "bird-socket", env: "BIRD_SOCKET", file: "bird_socket", def: "/var/run/roost/bird.ctl", help: "BIRD control socket used to reconfigure", str: &c.BirdSocket},
-		{flag: "log-level", env: "BGP_LOGSEVERITYSCREEN", file: "log_level", def: "info", help: "debug, info, warning, error", str: &c.LogLevel},
-		{flag: "metrics-addr", env: "ROOST_CONFD_METRICS_ADDR", file: "metrics_addr", help: "serve Prometheus metrics here (e.g. 127.0.0.1:9091); empty = off", str: &c.MetricsAddr},
-		{flag: "health-addr", env: "ROOST_CONFD_HEALTH_ADDR", file: "health_addr", help: "serve /healthz and /readyz here; empty = off", str: &c.HealthAddr},
-		{flag: "retry-min", env: "ROOST_CONFD_RETRY_MIN", file: "retry_min", def: "500ms", help: "first retry delay after a failed render", dur: &c.RetryMin},
-		{flag: "retry-max", env: "ROOST_CONFD_RETRY_MAX", file: "retry_max", def: "30s", help: "longest retry delay", dur: &c.RetryMax},
-		{flag: "min-render-interval", env: "ROOST_CONFD_MIN_RENDER_INTERVAL", file: "min_render_interval", def: "100ms", help: "during sustained churn, start the next render this long after the previous one (a lone change renders at once)", dur: &c.MinRenderInterval},
-		{flag: "render-quiet", env: "ROOST_CONFD_RENDER_QUIET", file: "render_quiet", def: "20ms", help: "during churn, render once no change arrived for this long", dur: &c.RenderQuiet},
-	}
-}
-
-func (s *setting) set(v string) error {
-	switch {
-	case s.str != nil:
-		*s.str = v
-	case s.boolean != nil:
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%q is not a boolean", v)
-		}
-		*s.boolean = b
-	case s.dur != nil:
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%q is not a positive duration", v)
-		}
-		*s.dur = d
-	}
-	return nil
-}
+// fileKey is a setting's config file key: its flag name with "_".
+func fileKey(flag string) string { return strings.ReplaceAll(flag, "-", "_") }
 
 // Load parses args (without the program name). getenv is os.Getenv in
-// the program. Usage goes to out on -h.
+// the program. Usage goes to out on -h (then the error is pflag.ErrHelp).
 func Load(args []string, getenv func(string) string, out io.Writer) (*Config, error) {
 	c := &Config{}
-	settings := c.settings()
-	fs := flag.NewFlagSet("confd", flag.ContinueOnError)
+	list := c.settings()
+	fs := pflag.NewFlagSet("confd", pflag.ContinueOnError)
 	fs.SetOutput(out)
-	for _, s := range settings {
-		help := s.help
-		if s.env != "" {
-			help += " [$" + s.env + "]"
-		}
-		if s.boolean != nil {
-			fs.Bool(s.flag, false, help)
-		} else {
-			fs.String(s.flag, s.def, help)
-		}
-	}
+	fs.SortFlags = false
+	settings.Register(fs, list)
 	fs.StringVar(&c.ConfigFile, "config", "", "config file (TOML, keys like nodename, etcd_endpoints; default "+DefaultConfigFile+" if present)")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(longSingleDash(fs, args)); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	explicit := map[string]string{} // flags given on the command line
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = f.Value.String() })
-
-	// Defaults, then file, then env, then flags.
-	for _, s := range settings {
-		if s.def != "" {
-			if err := s.set(s.def); err != nil {
-				return nil, err
-			}
-		}
 	}
 	file := c.ConfigFile
 	if file == "" {
@@ -151,24 +108,15 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 			file = DefaultConfigFile
 		}
 	}
+	var values map[string]string
 	if file != "" {
-		if err := c.loadFile(file, settings); err != nil {
+		var err error
+		if values, err = readFile(file, list); err != nil {
 			return nil, err
 		}
 	}
-	for _, s := range settings {
-		if v := getenv(s.env); s.env != "" && v != "" {
-			if err := s.set(v); err != nil {
-				return nil, fmt.Errorf("$%s: %w", s.env, err)
-			}
-		}
-	}
-	for _, s := range settings {
-		if v, ok := explicit[s.flag]; ok {
-			if err := s.set(v); err != nil {
-				return nil, fmt.Errorf("--%s: %w", s.flag, err)
-			}
-		}
+	if err := settings.Resolve(fs, list, getenv, values); err != nil {
+		return nil, err
 	}
 	if c.Version {
 		return c, nil
@@ -176,25 +124,54 @@ func Load(args []string, getenv func(string) string, out io.Writer) (*Config, er
 	return c, c.finish()
 }
 
-func (c *Config) loadFile(path string, settings []*setting) error {
+// longSingleDash rewrites "-name" and "-name=value" to their "--" forms
+// when name is a long flag: Go's flag package, which confd used before
+// pflag, took both spellings, and Calico's confd is run with one dash.
+// Arguments after "--" and values of flags are left alone.
+func longSingleDash(fs *pflag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, hasValue := strings.Cut(a[1:], "=")
+			if f := fs.Lookup(name); f != nil || name == "help" {
+				a = "-" + a
+				// A non-bool flag without "=" takes the next argument
+				// as its value, whatever it looks like.
+				if f != nil && !hasValue && f.NoOptDefVal == "" && i+1 < len(args) {
+					out = append(out, a, args[i+1])
+					i++
+					continue
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// readFile reads a TOML config file into setting values by key; an
+// unknown key is an error.
+func readFile(path string, list []*settings.Setting) (map[string]string, error) {
 	var raw map[string]any
 	if _, err := toml.DecodeFile(path, &raw); err != nil {
-		return fmt.Errorf("config file %s: %w", path, err)
+		return nil, fmt.Errorf("config file %s: %w", path, err)
 	}
-	byKey := map[string]*setting{}
-	for _, s := range settings {
-		byKey[s.file] = s
+	known := map[string]bool{}
+	for _, s := range list {
+		known[s.File] = true
 	}
+	values := make(map[string]string, len(raw))
 	for k, v := range raw {
-		s, ok := byKey[k]
-		if !ok {
-			return fmt.Errorf("config file %s: unknown setting %q", path, k)
+		if k == "" || !known[k] {
+			return nil, fmt.Errorf("config file %s: unknown setting %q", path, k)
 		}
-		if err := s.set(fmt.Sprint(v)); err != nil {
-			return fmt.Errorf("config file %s: %s: %w", path, k, err)
-		}
+		values[k] = fmt.Sprint(v)
 	}
-	return nil
+	return values, nil
 }
 
 func (c *Config) finish() error {

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 )
 
 func TestPrecedence(t *testing.T) {
@@ -75,5 +78,29 @@ func TestRenderSpacingSettings(t *testing.T) {
 	}
 	if c.MinRenderInterval != 250*time.Millisecond || c.RenderQuiet != 5*time.Millisecond {
 		t.Errorf("spacing: %v %v", c.MinRenderInterval, c.RenderQuiet)
+	}
+}
+
+// Go's flag package (confd's before pflag) took one dash as well as two,
+// and Calico's confd is run with one: both spellings keep working.
+func TestSingleDashForms(t *testing.T) {
+	env := func(string) string { return "" }
+	c, err := Load([]string{"-onetime", "-nodename", "n1", "-datastore-file=/x.yaml", "-retry-min", "2s", "--sync-only", "-confdir", "-odd-dir"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Onetime || !c.SyncOnly || c.NodeName != "n1" || c.Datastore.File != "/x.yaml" || c.RetryMin != 2*time.Second || c.ConfDir != "-odd-dir" {
+		t.Errorf("%+v", c)
+	}
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"--help"}} {
+		if _, err := Load(args, env, io.Discard); !errors.Is(err, pflag.ErrHelp) {
+			t.Errorf("%v: %v, want pflag.ErrHelp", args, err)
+		}
+	}
+	if c, err := Load([]string{"-version"}, env, io.Discard); err != nil || !c.Version {
+		t.Errorf("-version: %v", err)
+	}
+	if _, err := Load([]string{"-no-such-flag"}, env, io.Discard); err == nil {
+		t.Error("-no-such-flag accepted")
 	}
 }

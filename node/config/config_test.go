@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/roostnet/roost/internal/settings"
 )
 
 func TestPrecedence(t *testing.T) {
 	var r Run
 	s := r.Settings()
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	Register(fs, s)
+	settings.Register(fs, s)
 	if err := fs.Parse([]string{"--ip=10.0.0.5/24", "--listen="}); err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +22,7 @@ func TestPrecedence(t *testing.T) {
 		"IP": "autodetect", "IP_AUTODETECTION_METHOD": "interface=eth.*", "NODENAME": "h1",
 		"ETCD_ENDPOINTS": "http://10.0.0.9:2379", "FELIX_VXLANMTU": "1400", "FELIX_ROUTEREFRESHINTERVAL": "45",
 	}
-	if err := Resolve(fs, s, func(k string) string { return env[k] }); err != nil {
+	if err := settings.Resolve(fs, s, func(k string) string { return env[k] }, nil); err != nil {
 		t.Fatal(err)
 	}
 	switch {
@@ -43,9 +45,9 @@ func TestInvalid(t *testing.T) {
 	var r Run
 	s := r.Settings()
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	Register(fs, s)
+	settings.Register(fs, s)
 	env := map[string]string{"FELIX_VXLANMTU": "big", "ROOST_IP_FORWARD": "maybe", "AUTODETECT_POLL_INTERVAL": "-1s"}
-	err := Resolve(fs, s, func(k string) string { return env[k] })
+	err := settings.Resolve(fs, s, func(k string) string { return env[k] }, nil)
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -60,12 +62,12 @@ func TestSuperviseSettings(t *testing.T) {
 	var r Run
 	s := r.RunSettings()
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	Register(fs, s)
+	settings.Register(fs, s)
 	if err := fs.Parse([]string{"--with-bird", "--bird-graceful-restart=false", "--stop-timeout=3s"}); err != nil {
 		t.Fatal(err)
 	}
 	env := map[string]string{"ROOST_WITH_CONFD": "true", "BIRD_SOCKET": "/run/x/bird.ctl", "ROOST_RESTART_BACKOFF_MAX": "5"}
-	if err := Resolve(fs, s, func(k string) string { return env[k] }); err != nil {
+	if err := settings.Resolve(fs, s, func(k string) string { return env[k] }, nil); err != nil {
 		t.Fatal(err)
 	}
 	sv := r.Supervise
@@ -87,9 +89,9 @@ func TestSuperviseSettings(t *testing.T) {
 	var r2 Run
 	s2 := r2.RunSettings()
 	fs2 := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	Register(fs2, s2)
+	settings.Register(fs2, s2)
 	bad := map[string]string{"ROOST_WITH_BIRD": "maybe", "ROOST_RESTART_STABLE_AFTER": "soon"}
-	err := Resolve(fs2, s2, func(k string) string { return bad[k] })
+	err := settings.Resolve(fs2, s2, func(k string) string { return bad[k] }, nil)
 	if err == nil || !strings.Contains(err.Error(), "ROOST_WITH_BIRD") || !strings.Contains(err.Error(), "ROOST_RESTART_STABLE_AFTER") {
 		t.Fatalf("invalid values: %v", err)
 	}
@@ -97,8 +99,8 @@ func TestSuperviseSettings(t *testing.T) {
 	var h Health
 	hs := h.Settings()
 	fs3 := pflag.NewFlagSet("health", pflag.ContinueOnError)
-	Register(fs3, hs)
-	if err := Resolve(fs3, hs, func(string) string { return "" }); err != nil {
+	settings.Register(fs3, hs)
+	if err := settings.Resolve(fs3, hs, func(string) string { return "" }, nil); err != nil {
 		t.Fatal(err)
 	}
 	if h.BirdSocket != DefaultBirdSocket || h.Listen != DefaultNodeListen || h.Timeout != 5*time.Second || !h.ReadyRequireEstablished {
