@@ -276,3 +276,100 @@ func TestDaemonSignalsMetricsHealthAndEdits(t *testing.T) {
 		t.Fatal("confd did not stop on SIGTERM")
 	}
 }
+
+// calicoStyleTemplate reads only the key store, the way templates written
+// for Calico's confd do (getv, gets, ls, exists over Calico's key names),
+// never the computed model.
+const calicoStyleTemplate = `# rendered from the key store
+{{- $me := "/calico/bgp/v1/host/node1" }}
+{{- $globalAS := getv "/calico/bgp/v1/global/as_num" }}
+{{- $myAS := $globalAS }}{{ if exists (printf "%s/as_num" $me) }}{{ $myAS = getv (printf "%s/as_num" $me) }}{{ end }}
+router id {{ getv (printf "%s/ip_addr_v4" $me) }};
+log stderr { {{- if eq (getv "/calico/bgp/v1/global/loglevel" "info") "debug" }} all {{- else }} error, fatal {{- end }} };
+protocol device {}
+protocol static blocks {
+  ipv4;
+{{- range gets "/calico/ipam/v2/host/node1/ipv4/block/*" }}
+  route {{ replace (base .Key) "-" "/" -1 }} blackhole;
+{{- end }}
+}
+filter pools {
+{{- range gets "/calico/v1/ipam/v4/pool/*" }}{{ $pool := json .Value }}
+  if net ~ {{ $pool.cidr }} then accept;
+{{- end }}
+  reject;
+}
+{{- if eq (json (getv "/calico/bgp/v1/global/node_mesh")).enabled true }}
+{{- range $host := ls "/calico/bgp/v1/host" }}{{ if ne $host "node1" }}
+{{- $ip := getv (printf "/calico/bgp/v1/host/%s/ip_addr_v4" $host) "" }}{{ if $ip }}
+protocol bgp Mesh_{{ replace $ip "." "_" -1 }} {
+  local {{ getv (printf "%s/ip_addr_v4" $me) }} as {{ $myAS }};
+  neighbor {{ $ip }} as {{ getv (printf "/calico/bgp/v1/host/%s/as_num" $host) $globalAS }};
+  ipv4 { import all; export filter pools; };
+}
+{{- end }}{{ end }}{{ end }}
+{{- end }}
+{{- range gets "/calico/bgp/v1/global/peer_v4/*" }}{{ $p := json .Value }}
+protocol bgp Global_{{ replace $p.ip "." "_" -1 }} {
+  local as {{ $myAS }};
+  neighbor {{ $p.ip }} as {{ $p.as_num }};
+  multihop;
+  ipv4 { import all; export filter pools; };
+}
+{{- end }}
+`
+
+// The key store is a compatibility feature: a template written for
+// Calico's confd renders through it, from the same datastore, into a
+// configuration BIRD accepts. (One-dash flags, as Calico runs confd.)
+func TestCalicoStyleTemplate(t *testing.T) {
+	bird := birdBin(t)
+	dir := t.TempDir()
+	in := write(t, dir, "cluster.yaml", cluster+`---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node3}
+spec: {bgp: {ipv4Address: 10.0.0.3/24, asNumber: 64513}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 10.0.0.254, asNumber: 65001}
+`)
+	tdir, cdir := t.TempDir(), t.TempDir()
+	write(t, tdir, "calico.cfg.template", calicoStyleTemplate)
+	write(t, cdir, "calico.toml", "[template]\nsrc = \"calico.cfg.template\"\ndest = \"/etc/roost/bird/bird.cfg\"\n"+
+		"keys = [\"/calico/bgp/v1\", \"/calico/v1/ipam\", \"/calico/ipam/v2/host\"]\n")
+	out := filepath.Join(dir, "out")
+	b, err := exec.Command(confdBin, "-onetime", "-sync-only", "--datastore-type=file", "--datastore-file="+in, "--nodename=node1",
+		"--output-dir="+out, "-templatedir="+tdir, "-confdir="+cdir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("confd: %v\n%s", err, b)
+	}
+	cfg := filepath.Join(out, "bird.cfg")
+	got, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"router id 10.0.0.1;",                 // ip_addr_v4 of this host
+		"route 10.244.7.0/26 blackhole;",      // this node's block affinity
+		"if net ~ 10.244.0.0/16 then accept;", // the pool
+		"protocol bgp Mesh_10_0_0_2 {",        // ls over the host directory
+		"neighbor 10.0.0.2 as 64512;",         // no as_num: the global AS (getv default)
+		"neighbor 10.0.0.3 as 64513;",         // the host's own as_num
+		"local 10.0.0.1 as 64512;",            // exists: node1 has no as_num
+		"neighbor 10.0.0.254 as 65001;",       // a global BGPPeer, as JSON under peer_v4
+		"log stderr { error, fatal };",        // loglevel defaults to info
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("rendered config lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(string(got), "Mesh_10_0_0_1 ") {
+		t.Errorf("a session to this node itself:\n%s", got)
+	}
+	if b, err := exec.Command(bird, "-p", "-c", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("bird -p on the Calico-style render: %v\n%s\n%s", err, b, got)
+	}
+}
