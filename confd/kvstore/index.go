@@ -1,10 +1,8 @@
 package kvstore
 
 import (
-	"encoding/binary"
 	"sort"
 	"strings"
-	"unsafe"
 )
 
 // index is an ordered set of keys. Keys are kept in "path order": byte-wise
@@ -43,22 +41,10 @@ func rank(b byte) int {
 	return int(b)
 }
 
-// pathCompare compares a and b in path order. Keys share long prefixes
-// ("/calico/bgp/v1/host/"), so equal bytes are skipped eight at a time.
+// pathCompare compares a and b in path order.
 func pathCompare(a, b string) int {
 	n := min(len(a), len(b))
-	i := 0
-	if n >= 8 {
-		// Read-only byte views of the strings, for word loads.
-		ab := unsafe.Slice(unsafe.StringData(a), len(a))
-		bb := unsafe.Slice(unsafe.StringData(b), len(b))
-		for ; i+8 <= n; i += 8 {
-			if binary.LittleEndian.Uint64(ab[i:]) != binary.LittleEndian.Uint64(bb[i:]) {
-				break
-			}
-		}
-	}
-	for ; i < n; i++ {
+	for i := 0; i < n; i++ {
 		if a[i] != b[i] {
 			return rank(a[i]) - rank(b[i])
 		}
