@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -87,8 +88,12 @@ func TestBrokenTemplateKeepsLastGood(t *testing.T) {
 		return err != nil && errors.As(err, &re) && re.Stage == render.StageTemplate && strings.Contains(err.Error(), "/no/such/key")
 	})
 	before := e.file("peers.cfg")
+	added := e.events("added")
 	e.put(node("node4", "10.200.0.4"))
-	time.Sleep(300 * time.Millisecond)
+	// The runner took node4 in, and a render ran after it (and failed).
+	waitFor(t, "node4's event", func() bool { return e.events("added") > added })
+	renders := e.app.status().Renders
+	waitFor(t, "a render with node4", func() bool { return e.app.status().Renders > renders })
 	if e.file("peers.cfg") != before || b.protocols()[meshName("10.200.0.4")] {
 		t.Error("a failing template must not change files or BIRD")
 	}
@@ -141,8 +146,9 @@ func TestBurstExactFinalConfig(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		e.put(node(fmt.Sprintf("burst%d", i), fmt.Sprintf("10.201.%d.%d", i/200, i%200+1)))
 	}
+	waitFor(t, "the runner took in all 1000 changes", func() bool { return e.events("added") >= 2+1000 })
 	waitFor(t, "all 1000 peers rendered", func() bool { return strings.Count(e.file("peers.cfg"), "protocol bgp Mesh_") == 1000 })
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // renders still under way count too
 	renders := e.app.status().Renders - start
 	t.Logf("1000 changes -> %d renders", renders)
 	if renders > 300 {
@@ -165,9 +171,21 @@ func TestEtcdRestartMidStream(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		e.put(node(fmt.Sprintf("a%d", i), fmt.Sprintf("10.202.0.%d", i+1)))
 	}
+	waitFor(t, "the runner took in the 50 changes", func() bool { return e.events("added") >= 2+50 })
 	e.etcd.Stop()
 	waitFor(t, "out of sync while etcd is down", func() bool { return !e.app.status().InSync })
 	renders := e.app.status().Renders
+	// Make a render due while out of sync (SIGHUP's trigger, and a change
+	// run on the runner's goroutine, as a template edit is): the runner
+	// has taken both in once the change ran; then it must still wait.
+	e.app.Runner().Trigger()
+	ran := make(chan struct{})
+	e.app.Runner().Do(context.Background(), func() { close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner did not take the change in")
+	}
 	time.Sleep(300 * time.Millisecond)
 	if e.app.status().Renders != renders {
 		t.Error("rendered while out of sync")

@@ -226,6 +226,31 @@ func (e *env) start() {
 	})
 }
 
+// events is how many datastore events of type typ (e.g. "added") the
+// runner has taken in, from confd's own metric: a test that asserts that
+// something did not happen first waits for the event that could cause it.
+func (e *env) events(typ string) int {
+	e.t.Helper()
+	mfs, err := e.app.metrics.Registry.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "roost_confd_datastore_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == typ {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return int(n)
+}
+
 func (e *env) put(objs ...api.Resource) {
 	e.t.Helper()
 	for _, o := range objs {
