@@ -171,7 +171,6 @@ func TestEtcdRestartMidStream(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		e.put(node(fmt.Sprintf("a%d", i), fmt.Sprintf("10.202.0.%d", i+1)))
 	}
-	waitFor(t, "the runner took in the 50 changes", func() bool { return e.events("added") >= 2+50 })
 	e.etcd.Stop()
 	waitFor(t, "out of sync while etcd is down", func() bool { return !e.app.status().InSync })
 	renders := e.app.status().Renders
