@@ -280,8 +280,8 @@ func decodeResource(n *yaml.Node, defaultKind string, opts DecodeOptions) (Resou
 		return nil, &FieldError{Field: "kind", Value: kind, Msg: "unknown kind (known: " + strings.Join(Kinds, ", ") + ")"}
 	}
 	name := nameOf(n)
-	if av := yamlnode.Scalar(n, "apiVersion"); av != "" && av != APIVersion {
-		return nil, ErrorList{{Field: "apiVersion", Value: av, Msg: "must be " + APIVersion}}.withResource(kind, name)
+	if av, want := yamlnode.Scalar(n, "apiVersion"), APIVersionOf(kind); av != "" && av != want {
+		return nil, ErrorList{{Field: "apiVersion", Value: av, Msg: "must be " + want}}.withResource(kind, name)
 	}
 	if err := decodeNode(n, obj, opts); err != nil {
 		return nil, err

@@ -63,6 +63,8 @@ func Default(r Resource) {
 		if o.Metadata.Namespace == "" {
 			o.Metadata.Namespace = "default" // as calicoctl does
 		}
+	case *BFDProfile:
+		defaultBFDProfile(o)
 	case *BlockAffinity:
 		if o.Spec.State == "" {
 			o.Spec.State = AffinityConfirmed

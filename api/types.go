@@ -75,7 +75,7 @@ type Resource interface {
 	withTypeMeta() Resource
 }
 
-func (t *TypeMeta) set(kind string) { t.Kind, t.APIVersion = kind, APIVersion }
+func (t *TypeMeta) set(kind string) { t.Kind, t.APIVersion = kind, APIVersionOf(kind) }
 
 // New returns an empty resource of the given kind (matched exactly), or nil
 // for an unknown kind.
@@ -93,6 +93,8 @@ func New(kind string) Resource {
 		return &BGPFilter{}
 	case KindWorkloadEndpoint:
 		return &WorkloadEndpoint{}
+	case KindBFDProfile:
+		return &BFDProfile{}
 	case KindBlockAffinity:
 		return &BlockAffinity{}
 	case KindIPAMBlock:
@@ -103,10 +105,11 @@ func New(kind string) Resource {
 	return nil
 }
 
-// Kinds lists every kind, v3 kinds first.
+// Kinds lists every kind: v3 kinds first, then Roost's (roost.io/v1),
+// then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle,
+	KindWorkloadEndpoint, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

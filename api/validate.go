@@ -20,8 +20,12 @@ func Validate(r Resource) error {
 	switch o := r.(type) {
 	case *BGPConfiguration:
 		v.bgpConfiguration(o)
+		v.bfdAnnotation(md)
 	case *BGPPeer:
 		v.bgpPeer(o)
+		v.bfdAnnotation(md)
+	case *BFDProfile:
+		v.bfdProfile(o)
 	case *Node:
 		v.node(o)
 	case *IPPool:

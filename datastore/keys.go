@@ -12,10 +12,13 @@ import (
 // Calico's etcd v3 key layout.
 const (
 	ResourcePrefix = "/calico/resources/v3/projectcalico.org/"
-	IPAMPrefix     = "/calico/ipam/v2/"
-	BlockPrefix    = "/calico/ipam/v2/assignment/"
-	HostPrefix     = "/calico/ipam/v2/host/"
-	HandlePrefix   = "/calico/ipam/v2/handle/"
+	// RoostResourcePrefix holds Roost's own kinds (roost.io/v1), outside
+	// Calico's tree so that Calico's tools never see them.
+	RoostResourcePrefix = "/roost/resources/v1/"
+	IPAMPrefix          = "/calico/ipam/v2/"
+	BlockPrefix         = "/calico/ipam/v2/assignment/"
+	HostPrefix          = "/calico/ipam/v2/host/"
+	HandlePrefix        = "/calico/ipam/v2/handle/"
 )
 
 var plurals = map[string]string{
@@ -27,19 +30,29 @@ var plurals = map[string]string{
 	api.KindWorkloadEndpoint: "workloadendpoints",
 }
 
-var kindsByPlural = func() map[string]string {
-	m := map[string]string{}
-	for k, p := range plurals {
-		m[p] = k
-	}
-	return m
-}()
+// roostPlurals are the plurals of Roost's kinds, under RoostResourcePrefix.
+var roostPlurals = map[string]string{
+	api.KindBFDProfile: "bfdprofiles",
+}
 
-// KindPrefix is the key prefix holding every resource of a v3 kind.
-// IPAM kinds return their whole subtree.
+var kindsByPlural, roostKindsByPlural = invert(plurals), invert(roostPlurals)
+
+func invert(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[v] = k
+	}
+	return out
+}
+
+// KindPrefix is the key prefix holding every resource of a v3 or Roost
+// kind. IPAM kinds return their whole subtree.
 func KindPrefix(kind string) string {
 	if p, ok := plurals[kind]; ok {
 		return ResourcePrefix + p + "/"
+	}
+	if p, ok := roostPlurals[kind]; ok {
+		return RoostResourcePrefix + p + "/"
 	}
 	switch kind {
 	case api.KindIPAMBlock:
@@ -58,6 +71,9 @@ func HostAffinityPrefix(node string) string { return HostPrefix + node + "/" }
 // ResourceKey is the key of a named resource of kind (namespace only for
 // namespaced kinds). For IPAM kinds use KeyFor.
 func ResourceKey(kind, namespace, name string) string {
+	if p, ok := roostPlurals[kind]; ok {
+		return RoostResourcePrefix + p + "/" + name
+	}
 	p := plurals[kind]
 	if api.Namespaced(kind) {
 		return ResourcePrefix + p + "/" + namespace + "/" + name
@@ -129,9 +145,16 @@ type KeyInfo struct {
 // ParseKey classifies a key of the Calico layout.
 func ParseKey(key string) (KeyInfo, error) {
 	bad := func() (KeyInfo, error) {
-		return KeyInfo{}, fmt.Errorf("key %q is not in the Calico v3/IPAM layout", key)
+		return KeyInfo{}, fmt.Errorf("key %q is not in the Calico v3/IPAM or Roost layout", key)
 	}
 	switch {
+	case strings.HasPrefix(key, RoostResourcePrefix):
+		parts := strings.Split(strings.TrimPrefix(key, RoostResourcePrefix), "/")
+		kind, ok := roostKindsByPlural[parts[0]]
+		if !ok || len(parts) != 2 || parts[1] == "" {
+			return bad()
+		}
+		return KeyInfo{Kind: kind, Name: parts[1]}, nil
 	case strings.HasPrefix(key, ResourcePrefix):
 		parts := strings.Split(strings.TrimPrefix(key, ResourcePrefix), "/")
 		kind, ok := kindsByPlural[parts[0]]

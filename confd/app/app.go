@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -52,13 +52,15 @@ type App struct {
 
 	mu          sync.Mutex
 	templateErr error
+	warnings    []string // the last model's non-fatal problems, for /readyz
 
 	runner  *runner.Runner
 	metrics *metrics.Metrics
 }
 
-// Prefixes confd watches for a node: the five v3 kinds it renders from and
-// the node's own block affinities (as Calico's confd does).
+// Prefixes confd watches for a node: the five v3 kinds it renders from,
+// the node's own block affinities (as Calico's confd does) and Roost's
+// BFDProfiles.
 func Prefixes(node string) []string {
 	return []string{
 		datastore.KindPrefix(api.KindBGPConfiguration),
@@ -67,6 +69,7 @@ func Prefixes(node string) []string {
 		datastore.KindPrefix(api.KindIPPool),
 		datastore.KindPrefix(api.KindBGPFilter),
 		datastore.HostAffinityPrefix(node),
+		datastore.KindPrefix(api.KindBFDProfile),
 	}
 }
 
@@ -177,6 +180,7 @@ func (a *App) render(ctx context.Context) (render.Result, error) {
 		return render.Result{}, &render.Error{Stage: render.StageTemplate, Err: err}
 	}
 	a.model = m
+	a.metrics.Model(len(errs), m.BFDSessions, m.MissingBFDProfiles)
 	a.publishModel(m)
 	res, err := a.renderer.Render(ctx, nil)
 	if a.cfg.Noop && res.Diff != "" {
@@ -186,20 +190,30 @@ func (a *App) render(ctx context.Context) (render.Result, error) {
 }
 
 // reportProblems logs the model's warnings once per distinct set, so a
-// steady state does not repeat them on every render.
+// steady state does not repeat them on every render, each with the
+// resource and field as fields.
 func (a *App) reportProblems(errs []error) {
+	errs = slices.Clone(errs)
+	slices.SortFunc(errs, func(x, y error) int { return strings.Compare(x.Error(), y.Error()) })
 	msgs := make([]string, 0, len(errs))
 	for _, e := range errs {
 		msgs = append(msgs, e.Error())
 	}
-	sort.Strings(msgs)
+	a.mu.Lock()
+	a.warnings = msgs
+	a.mu.Unlock()
 	joined := strings.Join(msgs, "\n")
 	if joined == a.warned {
 		return
 	}
 	a.warned = joined
-	for _, m := range msgs {
-		a.log.WithField("node", a.cfg.NodeName).Warn(m)
+	for _, e := range errs {
+		entry := a.log.WithField("node", a.cfg.NodeName)
+		var p *bgp.Problem
+		if errors.As(e, &p) {
+			entry = entry.WithFields(logrus.Fields{"kind": p.Kind, "name": p.Name, "field": p.Field, "fatal": p.Fatal})
+		}
+		entry.Warn(e.Error())
 	}
 }
 
@@ -224,7 +238,7 @@ func (a *App) Run(ctx context.Context) error {
 		servers = append(servers, s)
 	}
 	if a.cfg.HealthAddr != "" {
-		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status))
+		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.modelWarnings))
 		if err != nil {
 			return fmt.Errorf("health: %w", err)
 		}
@@ -249,6 +263,13 @@ func (a *App) status() runner.Status {
 		s.LastError = a.templateErr
 	}
 	return s
+}
+
+// modelWarnings are the last model's warnings, for /readyz.
+func (a *App) modelWarnings() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.warnings
 }
 
 func serve(addr string, h http.Handler) (*http.Server, error) {

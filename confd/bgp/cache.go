@@ -15,7 +15,7 @@ import (
 
 // Cache is an indexed in-memory copy of the resources the BGP model reads:
 // BGPConfigurations (default and node.<name>), BGPPeers, Nodes, IPPools,
-// BGPFilters and BlockAffinities. It is updated one key at a time (Apply)
+// BGPFilters, BlockAffinities and BFDProfiles. It is updated one key at a time (Apply)
 // and keeps indexes so that Compute touches only what it needs:
 //
 //   - nodes by name, node addresses -> node names, per family a list of
@@ -28,7 +28,8 @@ import (
 //   - BGPPeers split into global, by spec.node, with nodeSelector, with
 //     peerSelector, and by peerIP address;
 //   - BGPFilters compiled once per change;
-//   - block affinities by node.
+//   - block affinities by node;
+//   - BFDProfiles by name.
 //
 // A Cache is safe for concurrent use: Apply takes a write lock, Compute a
 // read lock.
@@ -57,6 +58,8 @@ type Cache struct {
 	pools      map[string]*api.IPPool
 	filters    map[string]*compiledFilter
 	affinities map[string]map[string]*api.BlockAffinity // node -> cidr -> affinity
+
+	bfdProfiles map[string]*api.BFDProfile
 }
 
 // nodeInfo is a Node with what Compute needs precomputed.
@@ -120,6 +123,7 @@ func NewCache() *Cache {
 		pools:        map[string]*api.IPPool{},
 		filters:      map[string]*compiledFilter{},
 		affinities:   map[string]map[string]*api.BlockAffinity{},
+		bfdProfiles:  map[string]*api.BFDProfile{},
 	}
 }
 
@@ -152,7 +156,8 @@ func Relevant(key string) bool {
 		return false
 	}
 	switch info.Kind {
-	case api.KindBGPConfiguration, api.KindBGPPeer, api.KindNode, api.KindIPPool, api.KindBGPFilter, api.KindBlockAffinity:
+	case api.KindBGPConfiguration, api.KindBGPPeer, api.KindNode, api.KindIPPool, api.KindBGPFilter, api.KindBlockAffinity,
+		api.KindBFDProfile:
 		return true
 	}
 	return false
@@ -202,6 +207,12 @@ func (c *Cache) Apply(key string, obj api.Resource) error {
 		}
 	case api.KindBlockAffinity:
 		c.setAffinity(info.Node, info.CIDR, asKind[*api.BlockAffinity](obj))
+	case api.KindBFDProfile:
+		if p := asKind[*api.BFDProfile](obj); p != nil {
+			c.bfdProfiles[info.Name] = p
+		} else {
+			delete(c.bfdProfiles, info.Name)
+		}
 	}
 	return nil
 }

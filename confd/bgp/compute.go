@@ -123,6 +123,7 @@ func Compute(c *Cache, opts Options) (*Model, []error) {
 		secrets:     newSecretReader(opts.SecretsDir),
 		usedFilters: map[string]*compiledFilter{},
 		warned:      map[string]bool{},
+		bfd:         map[string]*BFD{},
 	}
 	m.V4 = cx.family(famV4)
 	m.V6 = cx.family(famV6)
@@ -130,7 +131,17 @@ func Compute(c *Cache, opts Options) (*Model, []error) {
 		if f.Enabled {
 			m.Families = append(m.Families, f)
 		}
+		for _, p := range f.Peers {
+			if p.BFD != nil {
+				m.BFDSessions++
+			}
+		}
 	}
+	if m.BFDSessions > 0 {
+		m.BFDProtocol = BFDProtocolName
+	}
+	slices.Sort(cx.missingBFD)
+	m.MissingBFDProfiles = cx.missingBFD
 	for _, cf := range cx.usedFilters {
 		m.Filters = append(m.Filters, cf.model())
 	}
@@ -148,6 +159,8 @@ type computeCtx struct {
 	secrets     *secretReader
 	usedFilters map[string]*compiledFilter
 	warned      map[string]bool // one warning per BGPPeer+topic
+	bfd         map[string]*BFD // by profile name; nil value: unusable
+	missingBFD  []string        // profiles named but missing
 }
 
 func (cx *computeCtx) warnOnce(id, kind, name, field, format string, args ...any) {
@@ -564,6 +577,7 @@ type tmplKey struct {
 	nextHop                  string
 	allowLocal               int
 	filters                  string
+	bfd                      BFD
 }
 
 func keyOf(o *SessionOptions) tmplKey {
@@ -572,6 +586,7 @@ func keyOf(o *SessionOptions) tmplKey {
 		strictBind: o.StrictBind, rr: o.RRClient, rrID: o.RRClusterID, password: o.Password,
 		ttl: o.TTLSecurity, multihop: o.Multihop, gr: o.GracefulRestartTime, keep: o.KeepaliveTime,
 		hold: o.HoldTime, nextHop: o.NextHop, allowLocal: o.NumAllowLocalAS,
+		bfd: bfdKey(o.BFD),
 	}
 	if len(o.Filters) > 0 {
 		var b strings.Builder
@@ -774,6 +789,7 @@ func (cx *computeCtx) template(fs *famState, k optsKey) *SessionTemplate {
 	if m.BindMode == api.BindModeNodeIP {
 		o.SourceAddress, o.StrictBind = me.addrs[fam].str, true
 	}
+	o.BFD = cx.bfdFor(k.src)
 	ck := keyOf(&o)
 	if t := fs.byContent[ck]; t != nil {
 		return t

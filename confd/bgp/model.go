@@ -68,6 +68,15 @@ type Model struct {
 	// Filters are the compiled BGPFilters used by at least one session of
 	// this node, sorted by name.
 	Filters []*Filter
+	// BFDSessions counts the sessions (both families) with BFD. When it is
+	// not zero BFDProtocol names the `protocol bfd` the templates emit
+	// ("" otherwise).
+	BFDSessions int
+	BFDProtocol string
+	// MissingBFDProfiles are the BFDProfiles that annotations of this
+	// node's sessions name but that do not exist, sorted; those sessions
+	// render without BFD (Compute reports each as a warning).
+	MissingBFDProfiles []string
 }
 
 // Family is the per address family part of the Model.
@@ -204,6 +213,9 @@ type SessionOptions struct {
 	NumAllowLocalAS int
 	// Filters are the session's BGPFilters, in the BGPPeer's order.
 	Filters []PeerFilter
+	// BFD is the session's BFD setting (nil: no BFD), from the
+	// bfd.roost.io/profile annotations (see BFD).
+	BFD *BFD
 }
 
 // SessionTemplate is one distinct set of SessionOptions of a family,

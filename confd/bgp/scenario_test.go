@@ -55,6 +55,17 @@ type scenarioExpect struct {
 	V6 *expectFamily `yaml:"v6"`
 	// Contains: substrings that must appear in a rendered file.
 	Contains map[string][]string `yaml:"contains"`
+	// NotContains: substrings that must not appear in a rendered file.
+	NotContains map[string][]string `yaml:"notContains"`
+	// BFD: Model.BFDSessions, BFDProtocol and MissingBFDProfiles, checked
+	// when set.
+	BFD *expectBFD `yaml:"bfd"`
+}
+
+type expectBFD struct {
+	Sessions        int      `yaml:"sessions"`
+	Protocol        string   `yaml:"protocol"`
+	MissingProfiles []string `yaml:"missingProfiles"`
 }
 
 type expectFamily struct {
@@ -96,6 +107,8 @@ type expectSession struct {
 	Reverse       *bool     `yaml:"reverse"`
 	PeerNode      *string   `yaml:"peerNode"`
 	ListenPort    *int      `yaml:"listenPort"`
+	// BFD: "profile rx/tx/multiplier[ passive]", or "" for no BFD.
+	BFD *string `yaml:"bfd"`
 }
 
 func (e expectSession) key() string { return fmt.Sprintf("v%d %s", e.Family, e.Name) }
@@ -206,6 +219,13 @@ func runScenario(t *testing.T, r *renderer, dir string) {
 			}
 		}
 	}
+	for file, unwanted := range exp.NotContains {
+		for _, w := range unwanted {
+			if bytes.Contains(files[file], []byte(w)) {
+				t.Errorf("%s holds %q", file, w)
+			}
+		}
+	}
 	compareGolden(t, filepath.Join(dir, "golden"), files)
 	birdCheck(t, files)
 }
@@ -285,6 +305,7 @@ func checkModel(t *testing.T, m *Model, exp scenarioExpect) {
 		core := w
 		core.Type, core.SourceAddress, core.StrictBind, core.EBGP, core.Restart, core.Keepalive = nil, nil, nil, nil, nil, nil
 		core.HoldTime, core.AllowLocalAS, core.ReachableBy, core.Filters, core.Reverse, core.PeerNode, core.ListenPort = nil, nil, nil, nil, nil, nil, nil
+		core.BFD = nil
 		if fmt.Sprintf("%+v", g) != fmt.Sprintf("%+v", core) {
 			t.Errorf("session %s:\n got  %+v\n want %+v", w.key(), g, core)
 		}
@@ -300,6 +321,7 @@ func checkModel(t *testing.T, m *Model, exp scenarioExpect) {
 		checkOpt(t, w.key(), "reverse", w.Reverse, p.Reverse)
 		checkOpt(t, w.key(), "peerNode", w.PeerNode, p.PeerNode)
 		checkOpt(t, w.key(), "listenPort", w.ListenPort, p.ListenPort)
+		checkOpt(t, w.key(), "bfd", w.BFD, bfdString(p.BFD))
 		if w.Filters != nil {
 			var names []string
 			for _, f := range p.Filters {
@@ -317,6 +339,24 @@ func checkModel(t *testing.T, m *Model, exp scenarioExpect) {
 	}
 	checkFamily(t, m.V4, exp.V4)
 	checkFamily(t, m.V6, exp.V6)
+	if e := exp.BFD; e != nil {
+		if m.BFDSessions != e.Sessions || m.BFDProtocol != e.Protocol || !slices.Equal(m.MissingBFDProfiles, e.MissingProfiles) {
+			t.Errorf("BFD: sessions %d, protocol %q, missing %q; want %d, %q, %q",
+				m.BFDSessions, m.BFDProtocol, m.MissingBFDProfiles, e.Sessions, e.Protocol, e.MissingProfiles)
+		}
+	}
+}
+
+// bfdString is the compact form of a session's BFD setting in expect.yaml.
+func bfdString(b *BFD) string {
+	if b == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%s %d/%d/%d", b.Profile, b.ReceiveInterval, b.TransmitInterval, b.Multiplier)
+	if b.Passive {
+		s += " passive"
+	}
+	return s
 }
 
 func checkOpt[T comparable](t *testing.T, key, field string, want *T, got T) {

@@ -5,6 +5,7 @@ package metrics
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ type Metrics struct {
 	inSync         prometheus.Gauge
 	events         *prometheus.CounterVec
 	lastReload     prometheus.Gauge
+	model          *modelMetrics
 }
 
 // New registers confd's metrics (roost_confd_*).
@@ -54,6 +56,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.model = newModelMetrics(m.Registry)
 	return m
 }
 
@@ -109,7 +112,10 @@ func (m *Metrics) Handler() http.Handler {
 // HealthHandler serves /healthz (the process and its watches run) and
 // /readyz (in sync and the last render succeeded), each as one line of
 // text: "ok" or the reason (the supervisor reads "last render failed").
-func HealthHandler(status func() runner.Status) http.Handler {
+// A ready /readyz adds, after "ok", one "warning: ..." line per string of
+// warnings (the model's degraded settings, such as a missing BFDProfile):
+// they do not make confd unready.
+func HealthHandler(status func() runner.Status, warnings ...func() []string) http.Handler {
 	live := func() (bool, any) {
 		if status().WatchesRunning == 0 {
 			return false, "datastore watches are not running"
@@ -126,7 +132,13 @@ func HealthHandler(status func() runner.Status) http.Handler {
 		case s.LastError != nil:
 			return false, "last render failed: " + s.LastError.Error()
 		}
-		return true, "ok"
+		lines := []string{"ok"}
+		for _, f := range warnings {
+			for _, msg := range f() {
+				lines = append(lines, "warning: "+msg)
+			}
+		}
+		return true, strings.Join(lines, "\n")
 	}
 	return health.Handler(live, ready)
 }

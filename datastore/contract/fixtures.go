@@ -73,6 +73,16 @@ func FilterFixture(name string) *api.BGPFilter {
 	return f
 }
 
+// BFDProfileFixture builds a Roost BFDProfile (roost.io/v1) with every
+// default spelled out.
+func BFDProfileFixture(name string) *api.BFDProfile {
+	p := &api.BFDProfile{}
+	p.Metadata.Name = name
+	p.Spec = api.BFDProfileSpec{ReceiveInterval: ptr(uint32(100)), TransmitInterval: ptr(uint32(100)),
+		DetectMultiplier: ptr(uint32(3)), PassiveMode: ptr(false)}
+	return p
+}
+
 // WorkloadFixture builds a WorkloadEndpoint in namespace ns.
 func WorkloadFixture(ns, name, node, ip string) *api.WorkloadEndpoint {
 	w := &api.WorkloadEndpoint{}
@@ -141,6 +151,9 @@ func Fixtures() []Fixture {
 		{"BGPFilter", func() api.Resource { return FilterFixture("filter1") }, func(r api.Resource) {
 			f := r.(*api.BGPFilter)
 			f.Spec.ImportV4 = append(f.Spec.ImportV4, api.BGPFilterRule{Action: api.FilterReject})
+		}},
+		{"BFDProfile", func() api.Resource { return BFDProfileFixture("fast") }, func(r api.Resource) {
+			r.(*api.BFDProfile).Spec.DetectMultiplier = ptr(uint32(5))
 		}},
 		{"WorkloadEndpoint", func() api.Resource {
 			return WorkloadFixture("default", "node1-k8s-pod1-eth0", "node1", "192.168.166.130")

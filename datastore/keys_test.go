@@ -1,0 +1,44 @@
+package datastore
+
+import (
+	"testing"
+
+	"github.com/roostnet/roost/api"
+)
+
+func TestRoostKeys(t *testing.T) {
+	p := &api.BFDProfile{}
+	p.Metadata.Name = "fast"
+	key, err := KeyFor(p)
+	if err != nil || key != "/roost/resources/v1/bfdprofiles/fast" {
+		t.Fatalf("KeyFor = %q, %v", key, err)
+	}
+	if got := KindPrefix(api.KindBFDProfile); got != "/roost/resources/v1/bfdprofiles/" {
+		t.Errorf("KindPrefix = %q", got)
+	}
+	info, err := ParseKey(key)
+	if err != nil || info.Kind != api.KindBFDProfile || info.Name != "fast" {
+		t.Errorf("ParseKey = %+v, %v", info, err)
+	}
+	for _, bad := range []string{"/roost/resources/v1/bfdprofiles/", "/roost/resources/v1/bfdprofiles/a/b", "/roost/resources/v1/nodes/x", "/roost/other"} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+	// Stored JSON carries roost.io/v1 and decodes back from the key alone.
+	data, err := EncodeValue(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := DecodeValue(key, []byte(`{"spec":{"detectMultiplier":4}}`), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp := obj.(*api.BFDProfile)
+	if bp.Metadata.Name != "fast" || *bp.Spec.DetectMultiplier != 4 || bp.Metadata.ResourceVersion != "7" {
+		t.Errorf("decoded %+v", bp)
+	}
+	if want := `{"kind":"BFDProfile","apiVersion":"roost.io/v1","metadata":{"name":"fast"},"spec":{}}`; string(data) != want {
+		t.Errorf("stored %s, want %s", data, want)
+	}
+}
