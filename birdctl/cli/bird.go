@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,7 +75,10 @@ type peerStatus struct {
 	BGPState  string `json:"bgpState,omitempty"`
 	LastError string `json:"lastError,omitempty"`
 	Info      string `json:"info"`
-	family    int
+	// BFD is the state of the BFD session to the peer address ("Up",
+	// "Down", "Init", "AdminDown"); empty when there is none.
+	BFD    string `json:"bfd,omitempty"`
+	family int
 }
 
 type nodeStatus struct {
@@ -96,6 +100,10 @@ func (a *app) nodeStatus(ctx context.Context, w io.Writer, output string) error 
 		return birdError(err)
 	}
 	st := nodeStatus{Running: true, Socket: a.socket, Version: c.Version(), IPv4: []peerStatus{}, IPv6: []peerStatus{}}
+	bfd, err := bfdStates(ctx, c)
+	if err != nil {
+		return birdError(err)
+	}
 	for _, p := range protos {
 		if !strings.EqualFold(p.Proto, "BGP") {
 			continue
@@ -106,6 +114,9 @@ func (a *app) nodeStatus(ctx context.Context, w io.Writer, output string) error 
 		}
 		if !ok {
 			continue
+		}
+		if addr, err := netip.ParseAddr(ps.Address); err == nil {
+			ps.BFD = bfd[addr]
 		}
 		if ps.family == 6 {
 			st.IPv6 = append(st.IPv6, ps)
@@ -126,6 +137,11 @@ func (a *app) nodeStatus(ctx context.Context, w io.Writer, output string) error 
 			fmt.Fprintf(w, "No %s peers found.\n", fam.name)
 			continue
 		}
+		// The BFD column shows only where BIRD runs BFD sessions.
+		header := []string{"Peer address", "Peer type", "State", "Since", "Info"}
+		if len(bfd) > 0 {
+			header = append(header, "BFD")
+		}
 		rows := make([][]string, len(fam.peers))
 		for i, p := range fam.peers {
 			addr := p.Address
@@ -133,8 +149,11 @@ func (a *app) nodeStatus(ctx context.Context, w io.Writer, output string) error 
 				addr = net.JoinHostPort(p.Address, strconv.Itoa(p.Port))
 			}
 			rows[i] = []string{addr, p.Type, p.State, p.Since, p.Info}
+			if len(bfd) > 0 {
+				rows[i] = append(rows[i], cmp.Or(p.BFD, "-"))
+			}
 		}
-		if err := boxTable(w, []string{"Peer address", "Peer type", "State", "Since", "Info"}, rows); err != nil {
+		if err := boxTable(w, header, rows); err != nil {
 			return err
 		}
 	}

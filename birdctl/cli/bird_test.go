@@ -21,6 +21,13 @@ func TestBirdGolden(t *testing.T) {
 		{"node-status-yaml", "bird2-peers.txt", []string{"node", "status", "-o", "yaml"}},
 		{"node-status-nopeers", "bird2-nopeers.txt", []string{"node", "status"}},
 		{"node-status-bird16", "bird16-peers.txt", []string{"node", "status"}},
+		{"node-status-bfd", "bird2-bfd-peers.txt", []string{"node", "status"}},
+		{"node-status-bfd-json", "bird2-bfd-peers.txt", []string{"node", "status", "-o", "json"}},
+		{"node-status-bfd-down", "bird2-bfd-down.txt", []string{"node", "status"}},
+		{"bfd-status", "bird2-bfd-peers.txt", []string{"bfd", "status"}},
+		{"bfd-status-json", "bird2-bfd-peers.txt", []string{"bfd", "status", "-o", "json"}},
+		{"bfd-status-yaml", "bird2-bfd-down.txt", []string{"bfd", "status", "-o", "yaml"}},
+		{"bfd-status-none", "bird2-nopeers.txt", []string{"bfd", "status"}},
 		{"show-protocols", "bird2-peers.txt", []string{"show", "protocols"}},
 		{"show-protocols-json", "bird2-peers.txt", []string{"show", "protocols", "-o", "json"}},
 		{"show-protocols-bird16", "bird16-peers.txt", []string{"show", "protocols"}},
@@ -54,7 +61,7 @@ func TestNodeStatusFetchesDetailsOnlyWhenNeeded(t *testing.T) {
 	rn := &runner{}
 	rn.mustRun(t, "--socket", fb.path, "node", "status")
 	// Only the disabled peer shows no BGP state in the summary.
-	want := []string{"show protocols", `show protocols all "Global_fd00__a_port_1791"`}
+	want := []string{"show protocols", "show bfd sessions", `show protocols all "Global_fd00__a_port_1791"`}
 	if got := fb.commands(); !slices.Equal(got, want) {
 		t.Errorf("commands sent = %q, want %q", got, want)
 	}

@@ -161,7 +161,7 @@ datastore, etcd or files (apply, create, replace, delete, get, ipam).`,
 		&cobra.Group{ID: "ds", Title: "Datastore commands:"},
 	)
 	root.AddCommand(
-		a.nodeCmd(), a.showCmd(), a.configureCmd(), a.rawCmd(),
+		a.nodeCmd(), a.bfdCmd(), a.showCmd(), a.configureCmd(), a.rawCmd(),
 		a.applyCmd(), a.createCmd(), a.replaceCmd(), a.deleteCmd(), a.getCmd(), a.ipamCmd(),
 		a.versionCmd(),
 	)

@@ -219,7 +219,7 @@ func writeResourcesJSON(w io.Writer, kind string, objs []api.Resource, single bo
 			Kind       string            `json:"kind"`
 			APIVersion string            `json:"apiVersion"`
 			Items      []json.RawMessage `json:"items"`
-		}{kind + "List", api.APIVersion, items}
+		}{kind + "List", api.APIVersionOf(kind), items}
 	}
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

@@ -168,6 +168,36 @@ func (a *app) table(ctx context.Context, ds datastore.Datastore, kind string, wi
 			s := f.Spec
 			t.rows = append(t.rows, []string{f.Metadata.Name, rules(len(s.ExportV4)), rules(len(s.ImportV4)), rules(len(s.ExportV6)), rules(len(s.ImportV6))})
 		}
+	case api.KindBFDProfile:
+		t.header = []string{"NAME", "RECEIVEINTERVAL", "TRANSMITINTERVAL", "MULTIPLIER", "PASSIVE"}
+		if wide {
+			t.header = append(t.header, "MINIMUMTTL")
+		}
+		for _, o := range objs {
+			s := o.(*api.BFDProfile).Spec
+			ms := func(v *uint32) string {
+				if v == nil {
+					return ""
+				}
+				return strconv.FormatUint(uint64(*v), 10) + "ms"
+			}
+			mult, passive := "", "false"
+			if s.DetectMultiplier != nil {
+				mult = strconv.FormatUint(uint64(*s.DetectMultiplier), 10)
+			}
+			if s.PassiveMode != nil {
+				passive = strconv.FormatBool(*s.PassiveMode)
+			}
+			row := []string{o.Meta().Name, ms(s.ReceiveInterval), ms(s.TransmitInterval), mult, passive}
+			if wide {
+				ttl := ""
+				if s.MinimumTTL != nil {
+					ttl = strconv.FormatUint(uint64(*s.MinimumTTL), 10)
+				}
+				row = append(row, ttl)
+			}
+			t.rows = append(t.rows, row)
+		}
 	case api.KindBlockAffinity:
 		t.header = []string{"NAME", "NODE", "CIDR", "STATE"}
 		if wide {
