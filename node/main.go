@@ -33,6 +33,7 @@ import (
 	"github.com/roostnet/roost/internal/settings"
 	"github.com/roostnet/roost/internal/version"
 	"github.com/roostnet/roost/node/agent"
+	"github.com/roostnet/roost/node/birdmetrics"
 	"github.com/roostnet/roost/node/config"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/ipam"
@@ -280,6 +281,10 @@ func cleanupCmd() *cobra.Command {
 // then confd, then the agent. The HTTP server's /readyz includes BIRD.
 func runSupervised(ctx context.Context, cfg *config.Run, opts agent.Options, log *logrus.Logger) error {
 	opts.Metrics = agent.NewMetrics() // one registry for the agent's and the supervisor's metrics
+	if cfg.Supervise.WithBird {
+		// BIRD's own state under bird_exporter's names (BFD sessions).
+		opts.Metrics.Registry.MustRegister(birdmetrics.New(birdmetrics.Options{Socket: cfg.Supervise.BirdSocket, Log: log}))
+	}
 	sup, err := supervisor.New(supervisor.Options{
 		Config: cfg.Supervise, Datastore: cfg.Datastore, BaseEnv: os.Environ(), Log: log,
 		Registerer: opts.Metrics.Registry,
