@@ -237,6 +237,7 @@ type PeerState struct {
 	BGPState  string `json:"bgpState"`
 	LastError string `json:"lastError"`
 	Info      string `json:"info"`
+	BFD       string `json:"bfd"` // state of the BFD session to the peer, "" without
 }
 
 // Peers returns the host's BGP sessions as birdctl reports them.
