@@ -28,7 +28,7 @@ func TestExamplesAreValid(t *testing.T) {
 			kinds[o.ResourceKind()] = true
 		}
 	}
-	for _, k := range []string{api.KindBGPConfiguration, api.KindBGPPeer, api.KindIPPool, api.KindBGPFilter, api.KindNode, api.KindBlockAffinity} {
+	for _, k := range []string{api.KindBGPConfiguration, api.KindBGPPeer, api.KindIPPool, api.KindBGPFilter, api.KindNode, api.KindBlockAffinity, api.KindBFDProfile} {
 		if !kinds[k] {
 			t.Errorf("no example of %s", k)
 		}
