@@ -15,8 +15,8 @@ import (
 
 // Cache is an indexed in-memory copy of the resources the BGP model reads:
 // BGPConfigurations (default and node.<name>), BGPPeers, Nodes, IPPools,
-// BGPFilters, BlockAffinities and BFDProfiles. It is updated one key at a time (Apply)
-// and keeps indexes so that Compute touches only what it needs:
+// BGPFilters, BlockAffinities and BFDProfiles. It is updated one key at a
+// time (Apply) and keeps indexes so that Compute touches only what it needs:
 //
 //   - nodes by name, node addresses -> node names, per family a list of
 //     nodes sorted by address (the mesh walks it; kept sorted by binary
