@@ -37,6 +37,7 @@ import (
 	"github.com/roostnet/roost/node/config"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/mtu"
 	"github.com/roostnet/roost/node/startup"
 	"github.com/roostnet/roost/node/supervisor"
 	"github.com/roostnet/roost/node/workload"
@@ -197,6 +198,21 @@ func workloadCmd() *cobra.Command {
 		host := &workload.Host{NodeName: name, DS: ds, IPAM: ipam.New(ds, name, ipam.WithLogger(log)), NL: h, Log: log, MTU: cfg.MTU}
 		return host, func() { h.Close(); ds.Close(); cancel() }, ctx, nil
 	}
+	// The veth MTU: --mtu, else what `roost-node run` worked out.
+	workloadMTU := func(log logrus.FieldLogger) (int, error) {
+		if cfg.MTU > 0 {
+			return cfg.MTU, nil
+		}
+		v, err := mtu.ReadFile(cfg.MTUFile)
+		if errors.Is(err, os.ErrNotExist) {
+			log.WithField("file", cfg.MTUFile).Warn("no MTU file (roost-node run writes it once it has programmed the dataplane); the workload gets the kernel's default MTU, 1500")
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("workload MTU: %w (fix or remove the file, or pass --mtu)", err)
+		}
+		return v, nil
+	}
 
 	add := &cobra.Command{
 		Use:   "add --name NAME --netns PATH [--namespace NS] [--ip IP]",
@@ -208,6 +224,9 @@ func workloadCmd() *cobra.Command {
 				return err
 			}
 			defer done()
+			if host.MTU, err = workloadMTU(host.Log); err != nil {
+				return err
+			}
 			res, err := host.Attach(ctx, req)
 			if err != nil {
 				return err

@@ -6,11 +6,14 @@
 package config
 
 import (
+	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/settings"
 	"github.com/roostnet/roost/node/dataplane"
+	"github.com/roostnet/roost/node/mtu"
 	"github.com/roostnet/roost/node/startup"
 )
 
@@ -39,7 +42,35 @@ type Run struct {
 // Workload holds the settings of `roost-node workload`.
 type Workload struct {
 	Common
-	MTU int
+	MTU     int
+	MTUFile string
+}
+
+// mtuValue accepts 0 (derive it) or an MTU in node/mtu's range.
+func mtuValue(p *int) func(string) error {
+	return func(v string) error {
+		var n int
+		if err := settings.Int(&n)(v); err != nil {
+			return err
+		}
+		if err := mtu.Valid(n); err != nil {
+			return err
+		}
+		*p = n
+		return nil
+	}
+}
+
+// pattern accepts a regular expression.
+func pattern(p **regexp.Regexp) func(string) error {
+	return func(v string) error {
+		re, err := regexp.Compile(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a regular expression: %v", v, err)
+		}
+		*p = re
+		return nil
+	}
 }
 
 func (c *Common) settings() []*Setting {
@@ -60,8 +91,12 @@ func (r *Run) Settings() []*Setting {
 		&Setting{Flag: "ip-autodetection-method", Env: "IP_AUTODETECTION_METHOD", Default: "first-found", Help: "first-found, interface=<regex,...>, skip-interface=<regex,...>, cidr=<cidr,...> or can-reach=<ip|host>", Parse: settings.String(&s.IPMethod)},
 		&Setting{Flag: "ip6-autodetection-method", Env: "IP6_AUTODETECTION_METHOD", Default: "first-found", Help: "as --ip-autodetection-method, for IPv6", Parse: settings.String(&s.IP6Method)},
 		&Setting{Flag: "as", Env: "AS", Help: "this node's AS number (default: keep the Node's, else the global AS)", Parse: settings.String(&s.AS)},
-		&Setting{Flag: "ipip-mtu", Env: "FELIX_IPINIPMTU", Help: "tunl0 MTU (default: host interface MTU - 20)", Parse: settings.Int(&dp.IPIPMTU)},
-		&Setting{Flag: "vxlan-mtu", Env: "FELIX_VXLANMTU", Help: "vxlan.calico MTU (default: host interface MTU - 50)", Parse: settings.Int(&dp.VXLANMTU)},
+		&Setting{Flag: "ipip-mtu", Env: "FELIX_IPINIPMTU", Help: "tunl0 MTU (default: host MTU - 20)", Parse: mtuValue(&dp.IPIPMTU)},
+		&Setting{Flag: "vxlan-mtu", Env: "FELIX_VXLANMTU", Help: "vxlan.calico MTU (default: host MTU - 50)", Parse: mtuValue(&dp.VXLANMTU)},
+		&Setting{Flag: "vxlan-mtu-v6", Env: "FELIX_VXLANMTUV6", Help: "MTU of VXLAN over IPv6 (default: host MTU - 70)", Parse: mtuValue(&dp.VXLANMTUV6)},
+		&Setting{Flag: "mtu-iface-pattern", Env: "FELIX_MTUIFACEPATTERN", Help: "take the host MTU from the smallest up interface matching this regular expression (default: the interface of the node's address)", Parse: pattern(&dp.MTUIfacePattern)},
+		&Setting{Flag: "workload-mtu", Env: "ROOST_WORKLOAD_MTU", Help: "workload MTU written to the MTU file (default: the smallest MTU of the encapsulations the pools use, else the host MTU)", Parse: mtuValue(&dp.WorkloadMTU)},
+		&Setting{Flag: "mtu-file", Env: "ROOST_MTU_FILE", Default: mtu.DefaultFile, Help: "where the workload MTU is written for the CNI plugin and `workload add`", Parse: settings.String(&dp.MTUFile)},
 		&Setting{Flag: "vxlan-vni", Env: "FELIX_VXLANVNI", Default: "4096", Help: "VXLAN network identifier", Parse: settings.Int(&dp.VXLANVNI)},
 		&Setting{Flag: "vxlan-port", Env: "FELIX_VXLANPORT", Default: "4789", Help: "VXLAN UDP port", Parse: settings.Int(&dp.VXLANPort)},
 		&Setting{Flag: "route-refresh-interval", Env: "FELIX_ROUTEREFRESHINTERVAL", Default: "90s", Help: "period of the full comparison with the kernel (kernel events repair drift in between)", Parse: settings.Duration(&dp.ResyncInterval)},
@@ -80,6 +115,7 @@ func (r *Run) RunSettings() []*Setting {
 // Settings lists the settings of `workload`.
 func (w *Workload) Settings() []*Setting {
 	return append(w.Common.settings(),
-		&Setting{Flag: "mtu", Env: "ROOST_WORKLOAD_MTU", Help: "MTU of the workload veth (default: the kernel's, 1500)", Parse: settings.Int(&w.MTU)},
+		&Setting{Flag: "mtu", Env: "ROOST_WORKLOAD_MTU", Help: "MTU of both ends of the workload veth (default: the MTU file's value)", Parse: mtuValue(&w.MTU)},
+		&Setting{Flag: "mtu-file", Env: "ROOST_MTU_FILE", Default: mtu.DefaultFile, Help: "the MTU file `roost-node run` writes", Parse: settings.String(&w.MTUFile)},
 	)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -13,7 +14,8 @@ import (
 )
 
 // Cleanup removes everything the agent programmed: every route with its
-// protocol, vxlan.calico, and its address on tunl0. Other routes stay.
+// protocol, vxlan.calico, its address on tunl0 and the MTU file. Other
+// routes stay.
 func (d *Dataplane) Cleanup() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -36,6 +38,11 @@ func (d *Dataplane) Cleanup() error {
 	if l, err := d.nl.LinkByName(names.IPIPDevice); err == nil {
 		if err := d.ensureAddrLocked(l, netip.Addr{}, false, "link"); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if d.cfg.MTUFile != "" {
+		if err := os.Remove(d.cfg.MTUFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("removing the MTU file: %w", err))
 		}
 	}
 	clear(d.programmed)

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/node/mtu"
 	"github.com/roostnet/roost/node/names"
 )
 
@@ -39,9 +41,18 @@ type Config struct {
 	Protocol int
 	// VXLANVNI (4096) and VXLANPort (4789) of vxlan.calico.
 	VXLANVNI, VXLANPort int
-	// IPIPMTU and VXLANMTU; 0 derives them from the host interface's MTU
-	// (minus 20 and 50).
-	IPIPMTU, VXLANMTU int
+	// IPIPMTU, VXLANMTU and VXLANMTUV6; 0 derives them from the host MTU
+	// (minus 20, 50 and 70: node/mtu).
+	IPIPMTU, VXLANMTU, VXLANMTUV6 int
+	// WorkloadMTU replaces the computed workload MTU (0: computed).
+	WorkloadMTU int
+	// MTUIfacePattern, when set, makes the host MTU the smallest MTU of
+	// the up interfaces matching it (Felix's MTUIfacePattern) instead of
+	// the MTU of the interface holding the node's address.
+	MTUIfacePattern *regexp.Regexp
+	// MTUFile receives the workload MTU for the CNI plugin and `workload
+	// add` ("": not written).
+	MTUFile string
 	// ResyncInterval between full comparisons with the kernel (90s).
 	ResyncInterval time.Duration
 	// RetryInterval after a failed operation (1s).
@@ -265,6 +276,8 @@ type Dataplane struct {
 	parent      string
 	parentIndex int
 	hostMTU     int
+	mtus        mtu.MTUs // computed from hostMTU and the pools
+	mtuWritten  int      // the value last written to cfg.MTUFile
 	ipipUp      bool
 	vxlanUp     bool
 	ipipErr     error
@@ -586,6 +599,7 @@ type Status struct {
 	Routes     int
 	Parent     string
 	HostMTU    int
+	MTU        mtu.MTUs // host, tunnel and workload MTUs
 	IPIPReady  bool
 	VXLANReady bool
 	IPIPError  string
@@ -597,7 +611,7 @@ type Status struct {
 func (d *Dataplane) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, IPIPReady: d.ipipUp, VXLANReady: d.vxlanUp,
+	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, MTU: d.mtus, IPIPReady: d.ipipUp, VXLANReady: d.vxlanUp,
 		Conflicts: len(d.conflicts), Pending: len(d.pending)}
 	if d.ipipErr != nil {
 		s.IPIPError = d.ipipErr.Error()

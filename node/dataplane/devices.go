@@ -22,14 +22,14 @@ import (
 // (forgetting it would drop the CrossSubnet routes through it).
 func (d *Dataplane) findParentLocked() error {
 	if !d.local.IPv4.IsValid() {
-		d.parent, d.parentIndex, d.hostMTU = "", 0, 1500
+		d.parent, d.parentIndex = "", 0
 		return nil
 	}
 	addrs, err := d.nl.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("listing addresses to find the parent interface: %w", err)
 	}
-	d.parent, d.parentIndex, d.hostMTU = "", 0, 1500
+	d.parent, d.parentIndex = "", 0
 	for _, a := range addrs {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == d.local.IPv4.Addr() {
 			name, ok := d.linkName[a.LinkIndex]
@@ -37,9 +37,6 @@ func (d *Dataplane) findParentLocked() error {
 				continue
 			}
 			d.parent, d.parentIndex = name, a.LinkIndex
-			if l, err := d.nl.LinkByName(name); err == nil && l.Attrs().MTU > 0 {
-				d.hostMTU = l.Attrs().MTU
-			}
 			return nil
 		}
 	}
@@ -60,6 +57,9 @@ func (d *Dataplane) ensureDevicesLocked() error {
 	oldParent, oldIPIP, oldVXLAN := d.parent, d.ipipUp, d.vxlanUp
 	var errs []error
 	if err := d.findParentLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.updateMTUsLocked(); err != nil {
 		errs = append(errs, err)
 	}
 	wantIPIP := d.haveLocal && d.local.IPIPAddr.IsValid() && d.poolsWant(func(p *Pool) string { return p.IPIPMode })
@@ -181,11 +181,7 @@ func (d *Dataplane) ensureIPIPLocked(want, wasUp bool) (bool, error) {
 	}
 	d.ipipErr = nil
 	d.noteLink(l)
-	mtu := d.cfg.IPIPMTU
-	if mtu == 0 {
-		mtu = d.hostMTU - 20
-	}
-	if err := d.tuneLinkLocked(l, mtu, wasUp); err != nil {
+	if err := d.tuneLinkLocked(l, d.mtus.IPIP, wasUp); err != nil {
 		return false, err
 	}
 	if err := d.ensureAddrLocked(l, d.local.IPIPAddr, wasUp, "link"); err != nil {
@@ -212,10 +208,7 @@ func (d *Dataplane) ensureVXLANLocked(want, wasUp bool) (bool, error) {
 		}
 		return false, nil
 	}
-	mtu := d.cfg.VXLANMTU
-	if mtu == 0 {
-		mtu = d.hostMTU - 50
-	}
+	mtu := d.mtus.VXLAN
 	mac := d.local.mac()
 	src := d.local.IPv4.Addr().AsSlice()
 	if exists {

@@ -105,7 +105,7 @@ func (d *Dataplane) onLink(u *netlink.LinkUpdate) {
 				delete(d.linkIdx, a.Name)
 			}
 		}
-		if ours || a.Index == d.parentIndex {
+		if ours || a.Index == d.parentIndex || d.hostMTUFrom(a.Name) {
 			d.devicesDirty = true
 		}
 		d.poke()
@@ -135,8 +135,8 @@ func (d *Dataplane) onLink(u *netlink.LinkUpdate) {
 	if ours && d.linkDrifted(u.Link) {
 		d.devicesDirty = true
 	}
-	if a.Index == d.parentIndex && a.MTU != d.hostMTU {
-		d.devicesDirty = true // tunnel MTUs follow the host's
+	if (a.Index == d.parentIndex || d.hostMTUFrom(a.Name)) && a.MTU != d.hostMTU {
+		d.devicesDirty = true // tunnel and workload MTUs follow the host's
 	}
 	d.poke()
 }
@@ -153,20 +153,12 @@ func (d *Dataplane) linkDrifted(l netlink.Link) bool {
 		if !d.vxlanUp {
 			return true
 		}
-		mtu := d.cfg.VXLANMTU
-		if mtu == 0 {
-			mtu = d.hostMTU - 50
-		}
-		return a.MTU != mtu || a.HardwareAddr.String() != d.local.mac().String()
+		return a.MTU != d.mtus.VXLAN || a.HardwareAddr.String() != d.local.mac().String()
 	case names.IPIPDevice:
 		if !d.ipipUp {
 			return false
 		}
-		mtu := d.cfg.IPIPMTU
-		if mtu == 0 {
-			mtu = d.hostMTU - 20
-		}
-		return a.MTU != mtu
+		return a.MTU != d.mtus.IPIP
 	}
 	return false
 }

@@ -51,7 +51,9 @@ type Host struct {
 	NL  *netlink.Handle
 	NS  netns.NsHandle
 	Log logrus.FieldLogger
-	// MTU of the workload veth (0: the kernel's default, 1500).
+	// MTU of both ends of the workload veth (0: the kernel's default,
+	// 1500); `roost-node workload add` takes it from the MTU file the
+	// agent writes (node/mtu).
 	MTU int
 	// Protocol of the host route (default 80).
 	Protocol int
@@ -192,6 +194,9 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
 	}
+	if err := h.setMTU(host, inside, inNL); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+	}
 	if err := h.configureHostSide(host); err != nil {
 		return nil, fmt.Errorf("workload %s/%s: host side: %w", r.Namespace, r.Name, err)
 	}
@@ -249,6 +254,25 @@ func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (
 		return nil, nil, err
 	}
 	return host, inside, nil
+}
+
+// setMTU gives both ends of an existing pair the MTU asked for (a new
+// pair is created with it): attaching again applies a changed MTU.
+func (h *Host) setMTU(host, inside netlink.Link, inNL *netlink.Handle) error {
+	if h.MTU <= 0 {
+		return nil
+	}
+	if host.Attrs().MTU != h.MTU {
+		if err := h.NL.LinkSetMTU(host, h.MTU); err != nil {
+			return fmt.Errorf("MTU %d on %s: %w", h.MTU, host.Attrs().Name, err)
+		}
+	}
+	if inside.Attrs().MTU != h.MTU {
+		if err := inNL.LinkSetMTU(inside, h.MTU); err != nil {
+			return fmt.Errorf("MTU %d on %s in the workload: %w", h.MTU, InsideInterface, err)
+		}
+	}
+	return nil
 }
 
 func (h *Host) configureHostSide(host netlink.Link) error {

@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -252,4 +253,43 @@ func TestAttachRefusesNameOnAnotherNode(t *testing.T) {
 	}
 	// n1's workload is untouched.
 	checkAttached(t, e, w1, res)
+}
+
+// TestAttachMTU: both ends of the veth get the MTU; attaching again with
+// another MTU changes both; a full-size packet with DF set leaves the
+// workload and one byte more is refused inside it (EMSGSIZE), not left
+// to ICMP from the host.
+func TestAttachMTU(t *testing.T) {
+	e := setup(t)
+	w := nstest.New(t, "wl")
+	ctx := context.Background()
+	mtus := func(res *Result) (int, int) {
+		t.Helper()
+		hl, err := e.host.NL.LinkByName(res.Iface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		il, err := w.NL.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hl.Attrs().MTU, il.Attrs().MTU
+	}
+	for _, mtu := range []int{1450, 1400, 1480} {
+		e.h.MTU = mtu
+		res, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, i := mtus(res); h != mtu || i != mtu {
+			t.Fatalf("MTU %d: host end %d, workload end %d", mtu, h, i)
+		}
+		// To the host's address: IP header 20 + ICMP 8 + payload.
+		if err := w.PingDF(netip.MustParseAddr("10.0.0.1"), mtu-28, 5*time.Second); err != nil {
+			t.Fatalf("full-size DF ping at MTU %d: %v", mtu, err)
+		}
+		if err := w.PingDF(netip.MustParseAddr("10.0.0.1"), mtu-27, time.Second); !errors.Is(err, unix.EMSGSIZE) {
+			t.Fatalf("DF ping one byte over MTU %d: %v, want EMSGSIZE", mtu, err)
+		}
+	}
 }

@@ -247,6 +247,17 @@ func (n *NS) Sysctl(t testing.TB, path, value string) {
 // Ping sends ICMP echo requests from inside the namespace to dst until one
 // is answered or the timeout passes.
 func (n *NS) Ping(dst netip.Addr, timeout time.Duration) error {
+	return n.ping(dst, 8, false, timeout)
+}
+
+// PingDF is Ping with payload bytes of ICMP data (the IPv4 packet is
+// payload + 28 bytes) and the Don't Fragment bit set. A packet larger than
+// the route's MTU fails at once with an error wrapping unix.EMSGSIZE.
+func (n *NS) PingDF(dst netip.Addr, payload int, timeout time.Duration) error {
+	return n.ping(dst, payload, true, timeout)
+}
+
+func (n *NS) ping(dst netip.Addr, payload int, df bool, timeout time.Duration) error {
 	var fd int
 	err := n.Do(func() error {
 		var err error
@@ -261,23 +272,31 @@ func (n *NS) Ping(dst netip.Addr, timeout time.Duration) error {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return err
 	}
+	if df {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
+			return err
+		}
+	}
 	id := uint16(os.Getpid())
 	to := &unix.SockaddrInet4{Addr: dst.As4()}
 	deadline := time.Now().Add(timeout)
 	var lastErr error = errors.New("no reply")
 	for seq := uint16(1); time.Now().Before(deadline); seq++ {
-		msg := make([]byte, 16)
+		msg := make([]byte, 8+max(payload, 0))
 		msg[0] = 8 // echo request
 		binary.BigEndian.PutUint16(msg[4:], id)
 		binary.BigEndian.PutUint16(msg[6:], seq)
 		copy(msg[8:], "roost!!!")
 		binary.BigEndian.PutUint16(msg[2:], checksum(msg))
 		if err := unix.Sendto(fd, msg, 0, to); err != nil {
+			if errors.Is(err, unix.EMSGSIZE) {
+				return fmt.Errorf("ping %s from %s with %d bytes, DF: %w", dst, n.Name, payload, err)
+			}
 			lastErr = err
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		buf := make([]byte, 1500)
+		buf := make([]byte, 65536)
 		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
 			k, from, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
@@ -294,6 +313,13 @@ func (n *NS) Ping(dst netip.Addr, timeout time.Duration) error {
 			src, _ := from.(*unix.SockaddrInet4)
 			if icmp[0] == 0 && binary.BigEndian.Uint16(icmp[4:]) == id && src != nil && src.Addr == dst.As4() {
 				return nil
+			}
+			if icmp[0] == 3 && icmp[1] == 4 && len(icmp) >= 8+20+8 {
+				// Fragmentation needed, for one of ours.
+				inner := icmp[8:]
+				if ihl2 := int(inner[0]&0x0f) * 4; len(inner) >= ihl2+8 && binary.BigEndian.Uint16(inner[ihl2+4:]) == id {
+					lastErr = fmt.Errorf("fragmentation needed (next-hop MTU %d)", binary.BigEndian.Uint16(icmp[6:]))
+				}
 			}
 		}
 	}
