@@ -6,7 +6,7 @@
 //	roost-node health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live
 //	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]
 //	roost-node workload del --name N [--namespace NS]
-//	roost-node cleanup                    remove every route and device the agent owns
+//	roost-node cleanup                    remove every route, device, file and table the agent owns
 //	roost-node version
 //
 // See docs/roost-node.md.
@@ -38,6 +38,7 @@ import (
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/mtu"
+	"github.com/roostnet/roost/node/natoutgoing"
 	"github.com/roostnet/roost/node/startup"
 	"github.com/roostnet/roost/node/supervisor"
 	"github.com/roostnet/roost/node/workload"
@@ -268,7 +269,7 @@ func cleanupCmd() *cobra.Command {
 	list := run.Settings()
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "remove every route (protocol 80), vxlan.calico and the tunl0 address the agent programmed",
+		Short: "remove every route (protocol 80), vxlan.calico, the tunl0 address, the MTU file and the NAT table the agent programmed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
@@ -285,7 +286,8 @@ func cleanupCmd() *cobra.Command {
 			}
 			defer h.Close()
 			dp := dataplane.New(run.Dataplane, dataplane.Kernel(h), log, nil)
-			if err := dp.Cleanup(); err != nil {
+			err = errors.Join(dp.Cleanup(), natoutgoing.New(natoutgoing.Config{}, log, nil).Cleanup())
+			if err != nil {
 				return errors.New("cleanup incomplete: " + err.Error())
 			}
 			return nil

@@ -26,6 +26,7 @@ import (
 	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
+	"github.com/roostnet/roost/node/natoutgoing"
 	"github.com/roostnet/roost/node/startup"
 )
 
@@ -53,6 +54,7 @@ type Agent struct {
 	log     logrus.FieldLogger
 	metrics *Metrics
 	dp      *dataplane.Dataplane
+	nat     *natoutgoing.Manager
 	ipam    *ipam.Client
 	name    string
 
@@ -153,8 +155,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	cfg.NodeName = name
 	cfg.WaitForInputs = true
 	a.dp = dataplane.New(cfg, a.opts.NL, a.log, a.metrics)
+	natCfg := natoutgoing.Config{ResyncInterval: cfg.ResyncInterval, WaitForInputs: true}
+	if nsutil.Given(a.opts.HostNS) {
+		natCfg.NetNS = int(a.opts.HostNS)
+	}
+	a.nat = natoutgoing.New(natCfg, a.log, a.metrics)
 
 	a.goLoop(func() { a.dp.Run(ctx, a.opts.Sub) })
+	a.goLoop(func() { a.nat.Run(ctx) })
 	a.goLoop(func() { a.tunnelLoop(ctx) })
 	for _, w := range a.watches() {
 		a.goLoop(func() { a.watchLoop(ctx, w) })
@@ -231,18 +239,22 @@ func (a *Agent) ListenAddr() string {
 // Dataplane gives access to the dataplane (tests, status).
 func (a *Agent) Dataplane() *dataplane.Dataplane { return a.dp }
 
+// NATOutgoing gives access to the NAT outgoing manager (tests, status).
+func (a *Agent) NATOutgoing() *natoutgoing.Manager { return a.nat }
+
 // Status is what /healthz and /readyz report.
 type Status struct {
-	Alive      bool              `json:"alive"`
-	Ready      bool              `json:"ready"`
-	Node       string            `json:"node"`
-	IPv4       string            `json:"ipv4,omitempty"`
-	IPv6       string            `json:"ipv6,omitempty"`
-	IPIPTunnel string            `json:"ipipTunnelAddr,omitempty"`
-	VXLAN      string            `json:"vxlanTunnelAddr,omitempty"`
-	InSync     map[string]bool   `json:"inSync"`
-	Dataplane  *dataplane.Status `json:"dataplane,omitempty"`
-	LastError  string            `json:"lastError,omitempty"`
+	Alive      bool                `json:"alive"`
+	Ready      bool                `json:"ready"`
+	Node       string              `json:"node"`
+	IPv4       string              `json:"ipv4,omitempty"`
+	IPv6       string              `json:"ipv6,omitempty"`
+	IPIPTunnel string              `json:"ipipTunnelAddr,omitempty"`
+	VXLAN      string              `json:"vxlanTunnelAddr,omitempty"`
+	InSync     map[string]bool     `json:"inSync"`
+	Dataplane  *dataplane.Status   `json:"dataplane,omitempty"`
+	NAT        *natoutgoing.Status `json:"natOutgoing,omitempty"`
+	LastError  string              `json:"lastError,omitempty"`
 }
 
 // Status reports the agent's state.
@@ -274,6 +286,10 @@ func (a *Agent) Status() Status {
 	} else {
 		all = false
 	}
+	if a.nat != nil {
+		ns := a.nat.Status()
+		st.NAT = &ns
+	}
 	st.Ready = all
 	return st
 }
@@ -303,6 +319,9 @@ func (a *Agent) updateGauges() {
 	if st.Dataplane != nil {
 		a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
 		a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
+	}
+	if st.NAT != nil {
+		a.metrics.natReady.Set(b(st.NAT.Programmed))
 	}
 }
 
@@ -361,6 +380,11 @@ func (a *Agent) watches() []watch {
 				if ok {
 					a.dp.SetPool(dp)
 				}
+				if np, err := natoutgoing.PoolFromAPI(p); err == nil {
+					a.nat.SetPool(key, np)
+				} else {
+					a.log.WithError(err).Warn("NAT outgoing: keeping what was known of the pool")
+				}
 				kick(a.tunnelKick)
 			},
 			del: func(key string) {
@@ -371,6 +395,7 @@ func (a *Agent) watches() []watch {
 				if had {
 					a.dp.DeletePool(old)
 				}
+				a.nat.DeletePool(key)
 				kick(a.tunnelKick)
 			}},
 		{name: resBlocks, prefix: datastore.BlockPrefix + "ipv4/",
@@ -436,6 +461,7 @@ func (a *Agent) setSynced(name string, v bool) {
 	if first {
 		a.log.Info("datastore in sync; programming the dataplane")
 		a.dp.InputsReady()
+		a.nat.InputsReady()
 	}
 }
 

@@ -232,11 +232,24 @@ func agentEndToEnd(t *testing.T, ds datastore.Datastore) {
 	}
 	_, metrics := httpGet(t, a, "/metrics")
 	for _, m := range []string{"roost_node_routes_programmed", "roost_node_route_operations_total", "roost_node_reconcile_duration_seconds",
-		"roost_node_in_sync 1", `roost_node_tunnel_ready{device="vxlan.calico"} 1`} {
+		"roost_node_in_sync 1", `roost_node_tunnel_ready{device="vxlan.calico"} 1`, "roost_node_nat_outgoing_programmed 1"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metrics lack %q", m)
 		}
 	}
+
+	// The default pool has natOutgoing: NAT outgoing is programmed, and
+	// follows the pool without a restart.
+	if st := a.agent.Status().NAT; st == nil || !st.Programmed || st.NATPools != 1 {
+		t.Fatalf("NAT outgoing status %+v", st)
+	}
+	setPool(t, ds, func(p *api.IPPool) { p.Spec.NATOutgoing = false })
+	eventually(t, 10*time.Second, "natOutgoing off", func() error {
+		if st := a.agent.Status().NAT; st.NATPools != 0 || !st.Programmed {
+			return fmt.Errorf("NAT outgoing status %+v", st)
+		}
+		return nil
+	})
 
 	// Another node claiming a's address is refused.
 	c := &node{name: "c", ns: nstest.New(t, "c")}
