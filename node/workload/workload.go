@@ -29,8 +29,8 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/backoff"
+	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/internal/nldump"
-	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
 )

@@ -24,14 +24,18 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, opts ...StartOption) (*Pro
 }
 
 // AddWorkload creates a namespace and attaches it to h with
-// `roost-node workload add`, returning the workload's address.
+// `roost-node workload add`, returning the workload's address. It waits
+// for the host's MTU file first (the agent writes it once it programmed
+// the dataplane), as a CNI plugin on a starting node would need to.
 func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string) (*Workload, error) {
 	w := &Workload{Name: name, NS: fmt.Sprintf("%s-%s", h.NS, name), Host: h}
+	if err := waitFile(ctx, h.MTUFile(), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: roost-node wrote no MTU file: %w", h.Name, err)
+	}
 	if err := l.addNS(w.NS); err != nil {
 		return nil, err
 	}
-	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
-	out, err := l.Exec(ctx, h.NS, env, l.Bin("roost-node"), "workload", "add", "--name", name, "--netns", "/var/run/netns/"+w.NS)
+	out, err := l.Exec(ctx, h.NS, l.NodeEnv(h), l.Bin("roost-node"), "workload", "add", "--name", name, "--netns", "/var/run/netns/"+w.NS)
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/roostnet/roost/node/internal/nsutil"
+	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
