@@ -3,8 +3,9 @@
 // runs the real confd (bin/confd as a child process; -inproc runs the
 // same code, config.Load + app.New + Run, inside the harness) and, for the
 // check/reload figures, a real BIRD 2 in its own network namespace, and
-// measures change latency, CPU per change, burst coalescing, cold start
-// and the node agent's dataplane benchmarks. It prints a Markdown report
+// measures change latency, CPU per change, burst coalescing, cold start,
+// the node agent's dataplane benchmarks and, on a lab of network
+// namespaces (tests/lab), iperf3 throughput per pool mode. It prints a Markdown report
 // and, with -out, writes it into docs/performance.md between the
 // `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
 //
@@ -12,7 +13,7 @@
 //	go run ./bench -full              # 200 changes per size, 3 repetitions
 //	go run ./bench -only latency -sizes 1000 -changes 200
 //
-// Needs root (network namespaces), etcd, bird and bin/confd (make build).
+// Needs root (network namespaces), etcd, bird, iperf3 and bin/ (make build).
 package main
 
 import (
@@ -40,6 +41,8 @@ type options struct {
 	coldAff    int
 	coldReps   int
 	nodeCount  int
+	iperfTime  int
+	iperfReps  int
 	only       map[string]bool
 	out        string
 	confdBin   string
@@ -70,7 +73,9 @@ func run() int {
 	flag.IntVar(&o.coldAff, "cold-affinities", 20000, "block affinities for the cold start")
 	flag.IntVar(&o.coldReps, "cold-reps", 0, "cold starts (default 3, -full 7)")
 	flag.IntVar(&o.nodeCount, "node-count", 0, "repetitions of the Go benchmarks (node agent, confd/bgp) (default 3, -full 5)")
-	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node,micro")
+	flag.IntVar(&o.iperfTime, "iperf-time", 0, "seconds per iperf3 run in the dataplane scenario (default 5, -full 10)")
+	flag.IntVar(&o.iperfReps, "iperf-reps", 0, "iperf3 runs per path (default 1, -full 3); host paths run that many times before and after the workloads")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node,micro,dataplane")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
 	flag.BoolVar(&o.inproc, "inproc", false, "run confd inside the harness (same code path; for -cpuprofile; CPU figures then include the harness)")
@@ -92,6 +97,8 @@ func run() int {
 	def(&o.burstReps, 2, 5)
 	def(&o.coldReps, 3, 7)
 	def(&o.nodeCount, 3, 5)
+	def(&o.iperfTime, 5, 10)
+	def(&o.iperfReps, 1, 3)
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 2 {
@@ -233,6 +240,14 @@ func run() int {
 			fail("confd/bgp benchmarks", err)
 		}
 		rep.micro = rs
+	}
+	if o.want("dataplane") && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "bench: dataplane: iperf3 on the lab, %d s × %d per path\n", o.iperfTime, o.iperfReps)
+		r, err := dataplaneBench(ctx, work, o.iperfTime, o.iperfReps)
+		if err != nil {
+			fail("dataplane", err)
+		}
+		rep.dataplane = r
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "bench: interrupted")

@@ -167,6 +167,7 @@ type report struct {
 	cold                  []coldResult
 	node                  []*goBench
 	micro                 []*goBench
+	dataplane             *dpResult
 	errors                []string
 }
 
@@ -233,8 +234,8 @@ func (rep *report) markdown() string {
 	p("| commit | `%s` |\n", m.commit)
 	p("| date | %s (took %s) |\n", rep.start.UTC().Format("2006-01-02 15:04 UTC"), rep.took.Round(time.Second))
 	p("| load average (1/5/15 min) | before %s, after %s |\n", rep.loadBefore, rep.loadAfter)
-	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes, %d-write bursts × %d, %d cold starts, node benchmarks × %d; confd %s |\n",
-		mode, o.changes, o.reps, o.gap, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, confdMode)
+	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes, %d-write bursts × %d, %d cold starts, node benchmarks × %d, iperf3 %d s × %d; confd %s |\n",
+		mode, o.changes, o.reps, o.gap, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, o.iperfTime, o.iperfReps, confdMode)
 	p("\n")
 	if len(rep.errors) > 0 {
 		p("**Errors:**\n\n")
@@ -441,6 +442,9 @@ func (rep *report) markdown() string {
 			p("| %s | %s | %.0f | %.0f |\n", strings.TrimPrefix(gb.name, "Benchmark"), ms(time.Duration(medianF(gb.nsPerOp))), medianF(gb.bytes), medianF(gb.allocs))
 		}
 		p("\n")
+	}
+	if rep.dataplane != nil {
+		rep.dataplane.markdown(p, 8)
 	}
 	return b.String()
 }

@@ -10,8 +10,8 @@
 //	set pools4, pools6   every pool's CIDR (interval sets)
 //	set masq4, masq6     the CIDRs of the pools with natOutgoing
 //	chain nat-outgoing   type nat hook postrouting priority srcnat; policy accept
-//	    meta nfproto ipv4 ip saddr @masq4 ip daddr != @pools4 counter masquerade
-//	    meta nfproto ipv6 ip6 saddr @masq6 ip6 daddr != @pools6 counter masquerade
+//	    ip saddr @masq4 ip daddr != @pools4 counter masquerade
+//	    ip6 saddr @masq6 ip6 daddr != @pools6 counter masquerade
 //
 // Pools change set elements only: the chain keeps two rules whatever the
 // number of pools. The table exists while some pool has natOutgoing; it

@@ -211,6 +211,33 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	}
 	fmt.Printf("    %d/%d pings answered in %s\n", ok, ok+failed, time.Since(pingStart).Round(time.Millisecond))
 
+	// Workloads get the MTU roost-node worked out for the pool's mode, so
+	// a full-size packet with Don't Fragment set crosses the tunnel.
+	mtu, err := os.ReadFile(h0.MTUFile())
+	if err != nil {
+		return err
+	}
+	size := 0
+	if _, err := fmt.Sscan(string(mtu), &size); err != nil {
+		return fmt.Errorf("MTU file %s: %w", h0.MTUFile(), err)
+	}
+	size -= 28 // IPv4 and ICMP headers
+	step("Full-size pings with Don't Fragment set (workload MTU %s, payload %d bytes)", strings.TrimSpace(string(mtu)), size)
+	dfOK := 0
+	for _, to := range all {
+		if to.Host == h0 {
+			continue
+		}
+		from := all[0]
+		if out, err := l.Exec(ctx, from.NS, nil, "ping", "-M", "do", "-s", fmt.Sprint(size), "-c", "1", "-W", "2", "-q", to.IP.String()); err != nil {
+			failed++
+			fmt.Printf("    FAIL %s -> %s/%s: %s\n", from.Name, to.Host.Name, to.Name, strings.TrimSpace(out))
+		} else {
+			dfOK++
+		}
+	}
+	fmt.Printf("    %d answered\n", dfOK)
+
 	step("Summary")
 	fmt.Printf("    hosts %d, workloads %d, mode %s\n", nHosts, len(all), mode)
 	fmt.Printf("    BGP sessions: %d per host, all Established; converged in %s\n", nHosts-1, converge.Round(time.Millisecond))
