@@ -32,18 +32,6 @@ type ruleset struct {
 	elems map[string][]nftables.SetElement
 }
 
-func (r *ruleset) equal(o *ruleset) bool {
-	if r.table != o.table {
-		return false
-	}
-	for _, n := range setNames {
-		if !sameElements(r.elems[n], o.elems[n]) {
-			return false
-		}
-	}
-	return true
-}
-
 // sameElements compares interval set elements as sets of (key, end).
 func sameElements(a, b []nftables.SetElement) bool {
 	if len(a) != len(b) {
