@@ -48,10 +48,16 @@ func (r *dpRun) medianRetrans() int {
 }
 
 type dpResult struct {
-	runs    []*dpRun
-	seconds int
-	reps    int
-	iperf   string
+	runs       []*dpRun
+	seconds    int
+	reps       int
+	iperf      string
+	err        error
+	machine    machine
+	start      time.Time
+	took       time.Duration
+	loadBefore string
+	loadAfter  string
 }
 
 func (r *dpResult) row(name string) *dpRun {
@@ -68,12 +74,20 @@ const (
 	dpHostCross = "hosts, across the router"
 )
 
-// dataplaneBench builds the lab and measures every path.
-func dataplaneBench(ctx context.Context, work string, seconds, reps int) (*dpResult, error) {
+// dataplaneBench builds the lab and measures every path; res.err says
+// why it stopped early (the rows measured so far are kept).
+func dataplaneBench(ctx context.Context, work string, seconds, reps int) *dpResult {
+	res := &dpResult{seconds: seconds, reps: reps, start: time.Now(), loadBefore: loadavg()}
+	res.err = res.measure(ctx, work)
+	res.took, res.loadAfter = time.Since(res.start), loadavg()
+	return res
+}
+
+func (res *dpResult) measure(ctx context.Context, work string) error {
 	if _, err := exec.LookPath("iperf3"); err != nil {
-		return nil, errors.New("iperf3 is not installed (`make deps` installs it for the bench: scripts/install-deps.sh bench)")
+		return errors.New("iperf3 is not installed (`make bench` installs it: scripts/install-deps.sh bench)")
 	}
-	res := &dpResult{seconds: seconds, reps: reps}
+	seconds, reps := res.seconds, res.reps
 	if out, err := exec.Command("iperf3", "--version").Output(); err == nil {
 		res.iperf, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
 	}
@@ -81,18 +95,18 @@ func dataplaneBench(ctx context.Context, work string, seconds, reps int) (*dpRes
 	l, err := lab.New(ctx, lab.Options{Hosts: 3, Segments: []string{"10.99.0.0/24", "10.99.1.0/24"},
 		BinDir: "bin", Dir: filepath.Join(work, "lab")})
 	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
+		return fmt.Errorf("lab: %w", err)
 	}
 	defer l.Close()
 	h1, h2, h3 := l.Hosts[0], l.Hosts[1], l.Hosts[2]
 	if err := l.Apply(ctx, dpPoolYAML("Never")); err != nil {
-		return nil, err
+		return err
 	}
 	if err := l.StartHosts(ctx, l.Hosts); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := l.WaitEstablished(ctx, l.Hosts, 2, 60*time.Second); err != nil {
-		return nil, err
+		return err
 	}
 	m := &meter{l: l, ctx: ctx, seconds: seconds}
 	run := func(r *dpRun, fromNS, toNS string, to netip.Addr) (float64, error) {
@@ -136,10 +150,10 @@ func dataplaneBench(ctx context.Context, work string, seconds, reps int) (*dpRes
 	}{{"BGP routes (no encapsulation)", "Never", 1500}, {"VXLAN", "Always", 1450}, {"CrossSubnet", "CrossSubnet", 1450}} {
 		logf("pool mode %s", mode.vxlan)
 		if err := l.Apply(ctx, dpPoolYAML(mode.vxlan)); err != nil {
-			return nil, err
+			return err
 		}
 		if err := waitMTU(ctx, l.Hosts, mode.mtu); err != nil {
-			return nil, err
+			return err
 		}
 		// New workloads: they take the MTU of the mode.
 		tag := strings.ToLower(mode.vxlan)
@@ -147,7 +161,7 @@ func dataplaneBench(ctx context.Context, work string, seconds, reps int) (*dpRes
 		for _, h := range l.Hosts {
 			w, err := l.AddWorkload(ctx, h, h.Name+"-"+tag)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			ws = append(ws, w)
 		}
@@ -168,7 +182,7 @@ func dataplaneBench(ctx context.Context, work string, seconds, reps int) (*dpRes
 			r := &dpRun{name: "workloads, " + mode.label + p.suffix, path: p.from.Host.Name + " → " + p.to.Host.Name, baseline: p.base, mtu: mode.mtu}
 			res.runs = append(res.runs, r)
 			if err := waitPing(ctx, l, p.from, p.to.IP); err != nil {
-				return nil, fmt.Errorf("%s: %w", r.name, err)
+				return fmt.Errorf("%s: %w", r.name, err)
 			}
 			r.dfSize = mode.mtu - 28
 			if out, err := l.Exec(ctx, p.from.NS, nil, "ping", "-M", "do", "-s", strconv.Itoa(r.dfSize), "-c", "3", "-i", "0.2", "-W", "2", "-q", p.to.IP.String()); err != nil {
@@ -178,11 +192,11 @@ func dataplaneBench(ctx context.Context, work string, seconds, reps int) (*dpRes
 				}
 			}
 			if err := measure(r, p.from.NS, p.to.NS, p.to.IP); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 func firstLine(s string) string {
@@ -293,9 +307,22 @@ func (m *meter) iperf(fromNS, toNS string, to netip.Addr) (float64, int, error) 
 	return r.End.SumReceived.BitsPerSecond / 1e9, r.End.SumSent.Retransmits, nil
 }
 
-// markdown is the report's dataplane section.
-func (r *dpResult) markdown(p func(string, ...any), section int) {
-	p("### %d. Dataplane throughput (iperf3 on the lab)\n\n", section)
+// markdown is the dataplane block of the report.
+func (r *dpResult) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := r.machine
+	p("### Run\n\n| | |\n|---|---|\n")
+	p("| machine | %s, %d cores, Linux %s |\n", m.cpu, m.cores, m.kernel)
+	p("| software | %s, BIRD %s, %s |\n", m.goVersion, m.bird, r.iperf)
+	p("| commit | `%s` |\n", m.commit)
+	p("| date | %s (took %s) |\n", r.start.UTC().Format("2006-01-02 15:04 UTC"), r.took.Round(time.Second))
+	p("| load average (1/5/15 min) | before %s, after %s |\n", r.loadBefore, r.loadAfter)
+	p("| settings | `iperf3 -t %d -O 1`, %d run(s) per workload path |\n\n", r.seconds, r.reps)
+	if r.err != nil {
+		p("**Error:** %s\n\n", firstLine(r.err.Error()))
+	}
+	p("### Throughput per pool mode\n\n")
 	p("One TCP stream (`iperf3 -t %d -O 1`, %s), medians of %d run(s) per workload path; each workload run follows a host run over the same path (same subnet, or across the router), and *ratio* is the median of those pairs' ratios, so a change of the machine's load during the run cancels out. The lab's hosts are network namespaces joined by veth pairs and a bridge (host3 behind a router namespace), so every figure is CPU-bound on this machine and the ratios, not the absolute rates, are what carries over. Workloads are attached after each pool switch and so have that mode's MTU; *DF ping* is a full-size ping (payload MTU − 28) with Don't Fragment set between the same workloads.\n\n", r.seconds, r.iperf, r.reps)
 	p("| path | | MTU | throughput | retransmits | ratio to hosts | DF ping |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, x := range r.runs {
@@ -316,4 +343,5 @@ func (r *dpResult) markdown(p func(string, ...any), section int) {
 			mark(ratio >= 0.8), ratio, mark(v.medianRetrans() <= h.medianRetrans()), v.medianRetrans(), h.medianRetrans())
 	}
 	p("\n")
+	return b.String()
 }

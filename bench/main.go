@@ -243,9 +243,10 @@ func run() int {
 	}
 	if o.want("dataplane") && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "bench: dataplane: iperf3 on the lab, %d s × %d per path\n", o.iperfTime, o.iperfReps)
-		r, err := dataplaneBench(ctx, work, o.iperfTime, o.iperfReps)
-		if err != nil {
-			fail("dataplane", err)
+		r := dataplaneBench(ctx, work, o.iperfTime, o.iperfReps)
+		r.machine = rep.machine
+		if r.err != nil {
+			fail("dataplane", r.err)
 		}
 		rep.dataplane = r
 	}
@@ -255,14 +256,28 @@ func run() int {
 	}
 	rep.loadAfter = loadavg()
 	rep.took = time.Since(rep.start)
-	md := rep.markdown()
-	fmt.Print(md)
-	if o.out != "" {
-		if err := writeReport(o.out, md); err != nil {
+	mainRan := false
+	for _, s := range []string{"latency", "bird", "burst", "cold", "node", "micro"} {
+		mainRan = mainRan || o.want(s)
+	}
+	type block struct{ begin, end, md string }
+	var blocks []block
+	if mainRan {
+		blocks = append(blocks, block{beginMark, endMark, rep.markdown()})
+	}
+	if rep.dataplane != nil {
+		blocks = append(blocks, block{dpBeginMark, dpEndMark, rep.dataplane.markdown()})
+	}
+	for _, bl := range blocks {
+		fmt.Print(bl.md)
+		if o.out == "" {
+			continue
+		}
+		if err := writeBlock(o.out, bl.begin, bl.end, bl.md); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
-		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", o.out)
+		fmt.Fprintf(os.Stderr, "bench: wrote %s (%s)\n", o.out, bl.begin)
 	}
 	if failed {
 		return 1

@@ -234,8 +234,8 @@ func (rep *report) markdown() string {
 	p("| commit | `%s` |\n", m.commit)
 	p("| date | %s (took %s) |\n", rep.start.UTC().Format("2006-01-02 15:04 UTC"), rep.took.Round(time.Second))
 	p("| load average (1/5/15 min) | before %s, after %s |\n", rep.loadBefore, rep.loadAfter)
-	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes, %d-write bursts × %d, %d cold starts, node benchmarks × %d, iperf3 %d s × %d; confd %s |\n",
-		mode, o.changes, o.reps, o.gap, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, o.iperfTime, o.iperfReps, confdMode)
+	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes, %d-write bursts × %d, %d cold starts, node benchmarks × %d; confd %s |\n",
+		mode, o.changes, o.reps, o.gap, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, confdMode)
 	p("\n")
 	if len(rep.errors) > 0 {
 		p("**Errors:**\n\n")
@@ -443,19 +443,25 @@ func (rep *report) markdown() string {
 		}
 		p("\n")
 	}
-	if rep.dataplane != nil {
-		rep.dataplane.markdown(p, 8)
-	}
 	return b.String()
 }
 
+// The generated blocks of docs/performance.md: the main scenarios, and the
+// dataplane throughput (its own block, so that `-only dataplane` replaces
+// only that and the other scenarios' figures stay).
 const (
-	beginMark = "<!-- bench:begin -->"
-	endMark   = "<!-- bench:end -->"
+	beginMark   = "<!-- bench:begin -->"
+	endMark     = "<!-- bench:end -->"
+	dpBeginMark = "<!-- bench:dataplane:begin -->"
+	dpEndMark   = "<!-- bench:dataplane:end -->"
 )
 
-// writeReport replaces the generated section of path (or creates it).
-func writeReport(path, md string) error {
+// writeReport replaces the main generated block of path (or creates it).
+func writeReport(path, md string) error { return writeBlock(path, beginMark, endMark, md) }
+
+// writeBlock replaces the block between beginMark and endMark in path,
+// appending it when the markers are missing.
+func writeBlock(path, beginMark, endMark, md string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
