@@ -158,3 +158,20 @@ func TestMTUFollowsPoolsAndHost(t *testing.T) {
 		t.Fatalf("MTU file %d after resync, drift repairs %v", v, obs.drift)
 	}
 }
+
+// TestEncapsPerFamily: VXLAN in an IPv6 pool counts as VXLAN over IPv6
+// (70 bytes), IPIP only in IPv4 pools.
+func TestEncapsPerFamily(t *testing.T) {
+	d := New(Config{NodeName: "n1"}, fakenl.New(), quiet(), nil)
+	d.SetPool(Pool{CIDR: pfx("fd00:244::/48"), IPIPMode: api.EncapAlways, VXLANMode: api.EncapAlways})
+	if e := d.encapsLocked(); e != (mtu.Encaps{VXLANV6: true}) {
+		t.Fatalf("IPv6 pool: %+v", e)
+	}
+	d.SetPool(Pool{CIDR: pfx("10.244.0.0/16"), IPIPMode: api.EncapNever, VXLANMode: api.EncapCrossSubnet})
+	if e := d.encapsLocked(); e != (mtu.Encaps{VXLAN: true, VXLANV6: true}) {
+		t.Fatalf("both families: %+v", e)
+	}
+	if m := mtu.Compute(1500, d.encapsLocked(), mtu.Overrides{}); m.Workload != 1430 {
+		t.Fatalf("workload MTU %d with a VXLAN IPv6 pool, want 1430", m.Workload)
+	}
+}
