@@ -11,6 +11,7 @@ import (
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/settings"
 	"github.com/roostnet/roost/node/dataplane"
+	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/startup"
 )
 
@@ -40,6 +41,8 @@ type Run struct {
 type Workload struct {
 	Common
 	MTU int
+	// IPv4 and IPv6: which families a workload gets an address of.
+	IPv4, IPv6 ipam.FamilyMode
 }
 
 func (c *Common) settings() []*Setting {
@@ -81,5 +84,19 @@ func (r *Run) RunSettings() []*Setting {
 func (w *Workload) Settings() []*Setting {
 	return append(w.Common.settings(),
 		&Setting{Flag: "mtu", Env: "ROOST_WORKLOAD_MTU", Help: "MTU of the workload veth (default: the kernel's, 1500)", Parse: settings.Int(&w.MTU)},
+		&Setting{Flag: "ipv4", Env: "ROOST_WORKLOAD_IPV4", Default: "auto", Help: "give the workload an IPv4 address: auto (when an IPv4 pool applies to the node), true or false", Parse: familyMode(&w.IPv4)},
+		&Setting{Flag: "ipv6", Env: "ROOST_WORKLOAD_IPV6", Default: "auto", Help: "give the workload an IPv6 address: auto (when an IPv6 pool applies to the node), true or false", Parse: familyMode(&w.IPv6)},
 	)
+}
+
+// familyMode parses auto, true or false (ipam.ParseFamilyMode).
+func familyMode(p *ipam.FamilyMode) func(string) error {
+	return func(v string) error {
+		m, err := ipam.ParseFamilyMode(v)
+		if err != nil {
+			return err
+		}
+		*p = m
+		return nil
+	}
 }
