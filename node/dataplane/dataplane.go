@@ -162,6 +162,30 @@ func PoolFromAPI(p *api.IPPool) (Pool, bool) {
 	return out, true
 }
 
+// Block is what the dataplane needs of an IPAM block: its node, and the
+// addresses other nodes borrowed from it.
+type Block struct {
+	CIDR     netip.Prefix
+	Node     string                // affinity ("" for none)
+	Borrowed map[netip.Addr]string // address -> node holding it
+}
+
+// BlockFromAPI converts an IPAM block (ok false for an invalid CIDR).
+func BlockFromAPI(b *api.AllocationBlock) (Block, bool) {
+	cidr, err := b.Prefix()
+	if err != nil {
+		return Block{}, false
+	}
+	out := Block{CIDR: cidr, Node: b.AffinityNode()}
+	for _, x := range b.Borrowed() {
+		if out.Borrowed == nil {
+			out.Borrowed = map[netip.Addr]string{}
+		}
+		out.Borrowed[api.AddrAt(cidr, x.Ordinal)] = x.Node
+	}
+	return out, true
+}
+
 // Workload is a local workload interface and its addresses.
 type Workload struct {
 	Key   string // namespace/name
