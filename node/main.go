@@ -144,7 +144,7 @@ func runCmd() *cobra.Command {
 			defer h.Close()
 			opts := agent.Options{
 				Startup: cfg.Startup, Dataplane: cfg.Dataplane, AutodetectInterval: cfg.AutodetectInterval,
-				Listen: cfg.Listen, IPForward: cfg.IPForward,
+				Listen: cfg.Listen, IPForward: cfg.IPForward, BlockReleaseGrace: cfg.BlockReleaseGrace,
 				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
 				Log: log,
 			}

@@ -35,7 +35,10 @@ type Options struct {
 	Dataplane          dataplane.Config
 	AutodetectInterval time.Duration // 0: 30s
 	Listen             string        // "" : no HTTP server
-	IPForward          bool          // set net.ipv4.ip_forward=1
+	IPForward          bool          // set net.ipv4.ip_forward=1 (and IPv6 forwarding with an IPv6 address)
+	// BlockReleaseGrace: how long a block of this node must stay empty
+	// before it is given back (0: never).
+	BlockReleaseGrace time.Duration
 
 	DS       datastore.Datastore
 	NL       dataplane.Netlink    // the host namespace's kernel
@@ -64,6 +67,7 @@ type Agent struct {
 	tunnels    ipam.TunnelAddrs
 	lastErr    string
 	listenAddr string
+	gc         *blockGC
 
 	tunnelKick   chan struct{}
 	redetectKick chan struct{}
@@ -91,7 +95,7 @@ func New(o Options) *Agent {
 	}
 	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
 		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
-		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1)}
+		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1), gc: newBlockGC()}
 }
 
 func kick(c chan struct{}) {
@@ -139,12 +143,17 @@ func (a *Agent) Start(ctx context.Context) error {
 		fields["ipv6"], fields["ipv6_interface"] = addrs.V6.String(), addrs.V6Iface
 	}
 	a.log.WithFields(fields).Info("node addresses")
-	if _, err := startup.EnsureDefaultPool(ctx, a.ds, a.opts.Startup.Pool, a.log); err != nil {
+	if _, err := startup.EnsureDefaultPools(ctx, a.ds, a.opts.Startup.Pool, addrs.V6.IsValid(), a.log); err != nil {
 		return fmt.Errorf("startup: %w", err)
 	}
 	if a.opts.IPForward {
 		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
+		}
+		if addrs.V6.IsValid() {
+			if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644) }); err != nil {
+				a.log.WithError(err).Warn("could not enable net.ipv6.conf.all.forwarding")
+			}
 		}
 	}
 
@@ -161,6 +170,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if a.opts.Startup.Autodetecting() {
 		a.goLoop(func() { a.redetectLoop(ctx) })
+	}
+	if a.opts.BlockReleaseGrace > 0 {
+		a.goLoop(func() { a.blockGCLoop(ctx, a.opts.BlockReleaseGrace) })
 	}
 	a.goLoop(func() { a.syncGauge(ctx) })
 	kick(a.tunnelKick)
@@ -240,6 +252,7 @@ type Status struct {
 	IPv6       string            `json:"ipv6,omitempty"`
 	IPIPTunnel string            `json:"ipipTunnelAddr,omitempty"`
 	VXLAN      string            `json:"vxlanTunnelAddr,omitempty"`
+	VXLANV6    string            `json:"vxlanV6TunnelAddr,omitempty"`
 	InSync     map[string]bool   `json:"inSync"`
 	Dataplane  *dataplane.Status `json:"dataplane,omitempty"`
 	LastError  string            `json:"lastError,omitempty"`
@@ -260,6 +273,9 @@ func (a *Agent) Status() Status {
 	}
 	if a.tunnels.VXLAN.IsValid() {
 		st.VXLAN = a.tunnels.VXLAN.String()
+	}
+	if a.tunnels.VXLANV6.IsValid() {
+		st.VXLANV6 = a.tunnels.VXLANV6.String()
 	}
 	all := a.registered
 	for k, v := range a.synced {
@@ -303,6 +319,7 @@ func (a *Agent) updateGauges() {
 	if st.Dataplane != nil {
 		a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
 		a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
+		a.metrics.tunnelReady.WithLabelValues(names.VXLANV6Device).Set(b(st.Dataplane.VXLANV6Ready))
 	}
 }
 
@@ -373,21 +390,28 @@ func (a *Agent) watches() []watch {
 				}
 				kick(a.tunnelKick)
 			}},
-		{name: resBlocks, prefix: datastore.BlockPrefix + "ipv4/",
+		{name: resBlocks, prefix: datastore.BlockPrefix,
 			set: func(key string, v api.Resource) {
 				b, ok := v.(*api.IPAMBlock)
 				if !ok {
 					return
 				}
-				cidr, err := api.ParseCIDR(b.Spec.CIDR)
-				if err != nil {
+				blk, ok := dataplane.BlockFromAPI(&b.Spec)
+				if !ok {
 					return
 				}
 				if b.Spec.Deleted {
-					a.dp.DeleteBlock(cidr)
+					a.dp.DeleteBlock(blk.CIDR)
+					a.gc.update(blk.CIDR, nil)
 					return
 				}
-				a.dp.SetBlock(cidr, b.Spec.AffinityNode())
+				a.dp.SetBlock(blk.CIDR, blk.Node)
+				a.dp.SetBorrowed(blk.CIDR, blk.Borrowed)
+				if blk.Node == a.name {
+					a.gc.update(blk.CIDR, &b.Spec)
+				} else {
+					a.gc.update(blk.CIDR, nil)
+				}
 			},
 			del: func(key string) {
 				info, err := datastore.ParseKey(key)
@@ -396,6 +420,7 @@ func (a *Agent) watches() []watch {
 				}
 				if cidr, err := api.ParseCIDR(info.CIDR); err == nil {
 					a.dp.DeleteBlock(cidr)
+					a.gc.update(cidr, nil)
 				}
 			}},
 		{name: resWorkloads, prefix: datastore.KindPrefix(api.KindWorkloadEndpoint),

@@ -45,7 +45,7 @@ func NewMetrics() *Metrics {
 		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_in_sync",
 			Help: "1 when every datastore watch is in sync and the dataplane completed a full sync."}),
 		tunnelReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_node_tunnel_ready",
-			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico)."}, []string{"device"}),
+			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico, vxlan-v6.calico)."}, []string{"device"}),
 	}
 	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -34,6 +34,7 @@ type Run struct {
 	Listen             string
 	AutodetectInterval time.Duration
 	IPForward          bool
+	BlockReleaseGrace  time.Duration
 	Supervise          Supervise
 }
 
@@ -65,12 +66,14 @@ func (r *Run) Settings() []*Setting {
 		&Setting{Flag: "as", Env: "AS", Help: "this node's AS number (default: keep the Node's, else the global AS)", Parse: settings.String(&s.AS)},
 		&Setting{Flag: "ipip-mtu", Env: "FELIX_IPINIPMTU", Help: "tunl0 MTU (default: host interface MTU - 20)", Parse: settings.Int(&dp.IPIPMTU)},
 		&Setting{Flag: "vxlan-mtu", Env: "FELIX_VXLANMTU", Help: "vxlan.calico MTU (default: host interface MTU - 50)", Parse: settings.Int(&dp.VXLANMTU)},
+		&Setting{Flag: "vxlan-mtu-v6", Env: "FELIX_VXLANMTUV6", Help: "vxlan-v6.calico MTU (default: host interface MTU - 70)", Parse: settings.Int(&dp.VXLANMTUV6)},
 		&Setting{Flag: "vxlan-vni", Env: "FELIX_VXLANVNI", Default: "4096", Help: "VXLAN network identifier", Parse: settings.Int(&dp.VXLANVNI)},
 		&Setting{Flag: "vxlan-port", Env: "FELIX_VXLANPORT", Default: "4789", Help: "VXLAN UDP port", Parse: settings.Int(&dp.VXLANPort)},
 		&Setting{Flag: "route-refresh-interval", Env: "FELIX_ROUTEREFRESHINTERVAL", Default: "90s", Help: "period of the full comparison with the kernel (kernel events repair drift in between)", Parse: settings.Duration(&dp.ResyncInterval)},
 		&Setting{Flag: "autodetect-poll-interval", Env: "AUTODETECT_POLL_INTERVAL", Default: "30s", Help: "how often autodetected addresses are checked again", Parse: settings.Duration(&r.AutodetectInterval)},
 		&Setting{Flag: "listen", Env: "ROOST_NODE_LISTEN", Default: DefaultNodeListen, Help: `serve /healthz, /readyz and /metrics here; "" turns it off`, Parse: settings.String(&r.Listen)},
-		&Setting{Flag: "ip-forward", Env: "ROOST_IP_FORWARD", Default: "true", Bool: true, Help: "set net.ipv4.ip_forward=1 at start", Parse: settings.Bool(&r.IPForward)},
+		&Setting{Flag: "ip-forward", Env: "ROOST_IP_FORWARD", Default: "true", Bool: true, Help: "set net.ipv4.ip_forward=1 at start (and net.ipv6.conf.all.forwarding=1 when the node has an IPv6 address)", Parse: settings.Bool(&r.IPForward)},
+		&Setting{Flag: "block-release-grace-period", Env: "ROOST_BLOCK_RELEASE_GRACE_PERIOD", Default: "15m", Help: "give back a block of this node that stayed empty this long, when the node has another block of its family (0: never)", Parse: settings.DurationOrZero(&r.BlockReleaseGrace)},
 	)
 }
 

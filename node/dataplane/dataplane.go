@@ -332,11 +332,11 @@ type Dataplane struct {
 	hostMTU6     int
 	ipipUp       bool
 	ipipErr      error
-	kick        chan struct{}
-	lastResync  time.Time
-	repairKinds map[netip.Prefix]bool // routes deleted behind our back
-	repairVTEP  map[string]bool       // VTEP entries deleted behind our back
-	inputsReady bool
+	kick         chan struct{}
+	lastResync   time.Time
+	repairKinds  map[netip.Prefix]bool // routes deleted behind our back
+	repairVTEP   map[string]bool       // VTEP entries deleted behind our back
+	inputsReady  bool
 }
 
 // New returns a dataplane programming through nl.
@@ -747,8 +747,8 @@ type Status struct {
 	VXLANReady   bool
 	VXLANV6Ready bool
 	IPIPError    string
-	Conflicts  int // destinations held by routes of another protocol
-	Pending    int // routes waiting for their device to exist or be up
+	Conflicts    int // destinations held by routes of another protocol
+	Pending      int // routes waiting for their device to exist or be up
 }
 
 // Status returns the current state.
