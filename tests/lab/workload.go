@@ -13,8 +13,19 @@ import (
 type Workload struct {
 	Name string
 	NS   string
-	IP   netip.Addr
+	IP   netip.Addr   // the first address (IPv4 when it has one)
+	IPs  []netip.Addr // every address, IPv4 first
 	Host *Host
+}
+
+// IP6 is the workload's IPv6 address (invalid when it has none).
+func (w *Workload) IP6() netip.Addr {
+	for _, a := range w.IPs {
+		if a.Is6() {
+			return a
+		}
+	}
+	return netip.Addr{}
 }
 
 // StartNode runs the host's node as a real host would: the entrypoint
@@ -24,26 +35,29 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, opts ...StartOption) (*Pro
 }
 
 // AddWorkload creates a namespace and attaches it to h with
-// `roost-node workload add`, returning the workload's address.
-func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string) (*Workload, error) {
+// `roost-node workload add` (extra arguments, e.g. "--ip", X, are passed
+// on), returning the workload with its addresses.
+func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string, args ...string) (*Workload, error) {
 	w := &Workload{Name: name, NS: fmt.Sprintf("%s-%s", h.NS, name), Host: h}
 	if err := l.addNS(w.NS); err != nil {
 		return nil, err
 	}
 	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
-	out, err := l.Exec(ctx, h.NS, env, l.Bin("roost-node"), "workload", "add", "--name", name, "--netns", "/var/run/netns/"+w.NS)
+	out, err := l.Exec(ctx, h.NS, env, l.Bin("roost-node"), append([]string{"workload", "add", "--name", name, "--netns", "/var/run/netns/" + w.NS}, args...)...)
 	if err != nil {
 		return nil, err
 	}
-	fields := strings.Fields(out)
-	if len(fields) == 0 {
-		return nil, fmt.Errorf("workload add printed no address")
+	// One address per line; log lines (on stderr, merged here) are not
+	// addresses.
+	for _, line := range strings.Split(out, "\n") {
+		if a, perr := netip.ParseAddr(strings.TrimSpace(line)); perr == nil {
+			w.IPs = append(w.IPs, a)
+		}
 	}
-	ip := strings.Split(fields[len(fields)-1], "/")[0]
-	w.IP, err = netip.ParseAddr(ip)
-	if err != nil {
-		return nil, fmt.Errorf("workload add printed %q: %w", out, err)
+	if len(w.IPs) == 0 {
+		return nil, fmt.Errorf("workload add printed no address: %q", out)
 	}
+	w.IP = w.IPs[0]
 	// Detach before the namespace goes (cleanups run in reverse order).
 	l.defer_(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
