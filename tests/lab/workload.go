@@ -73,3 +73,11 @@ func (l *Lab) Ping(ctx context.Context, w *Workload, ip netip.Addr) error {
 	_, err := l.Exec(ctx, w.NS, nil, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-q", ip.String())
 	return err
 }
+
+// DelWorkload detaches w with `roost-node workload del` (its namespace
+// stays until the lab is closed).
+func (l *Lab) DelWorkload(ctx context.Context, w *Workload) error {
+	env := append(l.DatastoreEnv(), "NODENAME="+w.Host.Name)
+	_, err := l.Exec(ctx, w.Host.NS, env, l.Bin("roost-node"), "workload", "del", "--name", w.Name)
+	return err
+}
