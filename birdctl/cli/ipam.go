@@ -205,13 +205,11 @@ type borrowedList struct {
 }
 
 func (a *app) ipamShowBorrowed(cmd *cobra.Command, output string) error {
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
-	defer cancel()
-	ds, err := a.openDatastore(ctx, cmd)
+	ctx, ds, done, err := a.openDatastore(cmd)
 	if err != nil {
 		return err
 	}
-	defer ds.Close()
+	defer done()
 	blockObjs, err := a.list(ctx, ds, api.KindIPAMBlock, "")
 	if err != nil {
 		return err

@@ -42,8 +42,8 @@ type Options struct {
 	// IPv6 gives every segment an IPv6 /64 too (fd00:99:<segment>::/64;
 	// hosts get ::<same last byte as IPv4>, the router ::1) and starts the
 	// nodes with IP6 set: dual-stack hosts.
-	IPv6   bool
-	BinDir string // where confd, birdctl, roost-node live (default ./bin)
+	IPv6    bool
+	BinDir  string // where confd, birdctl, roost-node live (default ./bin)
 	Dir     string // working directory; default a new temp dir
 	KeepDir bool   // leave Dir on Close (logs)
 	// Detach lets processes outlive this program (make demo KEEP=1);
