@@ -150,11 +150,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
 		}
-		if addrs.V6.IsValid() {
-			if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644) }); err != nil {
-				a.log.WithError(err).Warn("could not enable net.ipv6.conf.all.forwarding")
-			}
-		}
+		a.forwardIPv6(addrs)
 	}
 
 	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
@@ -581,6 +577,17 @@ func (a *Agent) reconcileIPAM(ctx context.Context) error {
 	return err
 }
 
+// forwardIPv6 turns IPv6 forwarding on once the node has an IPv6 address
+// (workload traffic is forwarded; Felix does the same).
+func (a *Agent) forwardIPv6(addrs startup.Addrs) {
+	if !a.opts.IPForward || !addrs.V6.IsValid() {
+		return
+	}
+	if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644) }); err != nil {
+		a.log.WithError(err).Warn("could not enable net.ipv6.conf.all.forwarding")
+	}
+}
+
 // redetectLoop re-runs address autodetection and updates the Node when
 // the address changed (or the Node disappeared).
 func (a *Agent) redetectLoop(ctx context.Context) {
@@ -619,6 +626,9 @@ func (a *Agent) redetectLoop(ctx context.Context) {
 		a.mu.Unlock()
 		if !same {
 			a.log.WithFields(logrus.Fields{"old": old.V4, "new": addrs.V4, "old6": old.V6, "new6": addrs.V6}).Info("node address changed")
+			if !old.V6.IsValid() {
+				a.forwardIPv6(addrs)
+			}
 		}
 		kick(a.tunnelKick)
 	}
