@@ -29,8 +29,6 @@ func fi(fam int) int {
 	return 0
 }
 
-var families = [2]int{4, 6}
-
 func nlFamily(fam int) int {
 	if fam == 6 {
 		return netlink.FAMILY_V6
