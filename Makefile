@@ -47,9 +47,10 @@ bench: build
 	bash scripts/install-deps.sh bench
 	GO=$(GO) $(GO) run ./bench -out docs/performance.md $(BENCH_FLAGS)
 
-# MODE=bgp|vxlan|crosssubnet picks the pool mode; KEEP=1 leaves the lab up (make demo-down).
+# MODE=bgp|vxlan|crosssubnet picks the pool mode; IPV6=1 makes it dual-stack;
+# KEEP=1 leaves the lab up (make demo-down).
 demo: deps build
-	$(GO) run ./tests/demo $(if $(MODE),-mode $(MODE)) $(if $(filter 1,$(KEEP)),-keep)
+	$(GO) run ./tests/demo $(if $(MODE),-mode $(MODE)) $(if $(filter 1,$(IPV6)),-ipv6) $(if $(filter 1,$(KEEP)),-keep)
 
 demo-down:
 	$(GO) run ./tests/demo -down

@@ -19,6 +19,9 @@ const (
 	BlockPrefix         = "/calico/ipam/v2/assignment/"
 	HostPrefix          = "/calico/ipam/v2/host/"
 	HandlePrefix        = "/calico/ipam/v2/handle/"
+	// IPAMConfigKey holds the one IPAMConfiguration, as Calico's etcd
+	// IPAM code reads it.
+	IPAMConfigKey = "/calico/ipam/v2/config"
 )
 
 var plurals = map[string]string{
@@ -61,6 +64,8 @@ func KindPrefix(kind string) string {
 		return HostPrefix
 	case api.KindIPAMHandle:
 		return HandlePrefix
+	case api.KindIPAMConfiguration:
+		return IPAMConfigKey
 	}
 	return ""
 }
@@ -122,6 +127,11 @@ func KeyFor(obj api.Resource) (string, error) {
 			return "", fmt.Errorf("IPAMHandle: metadata.name (the handle id) is required")
 		}
 		return HandleKey(md.Name), nil
+	case *api.IPAMConfiguration:
+		if md.Name != api.DefaultIPAMConfigName {
+			return "", fmt.Errorf("IPAMConfiguration %q: the only one is named %q", md.Name, api.DefaultIPAMConfigName)
+		}
+		return IPAMConfigKey, nil
 	}
 	kind := obj.ResourceKind()
 	if md.Name == "" {
@@ -148,6 +158,8 @@ func ParseKey(key string) (KeyInfo, error) {
 		return KeyInfo{}, fmt.Errorf("key %q is not in the Calico v3/IPAM or Roost layout", key)
 	}
 	switch {
+	case key == IPAMConfigKey:
+		return KeyInfo{Kind: api.KindIPAMConfiguration, Name: api.DefaultIPAMConfigName}, nil
 	case strings.HasPrefix(key, RoostResourcePrefix):
 		parts := strings.Split(strings.TrimPrefix(key, RoostResourcePrefix), "/")
 		kind, ok := roostKindsByPlural[parts[0]]
@@ -223,6 +235,8 @@ func EncodeValue(obj api.Resource) ([]byte, error) {
 		return json.Marshal(&o.Spec)
 	case *api.IPAMHandle:
 		return json.Marshal(&o.Spec)
+	case *api.IPAMConfiguration:
+		return json.Marshal(o.Spec.Backend())
 	}
 	// Metadata that etcd itself tracks is not stored, as in Calico.
 	return api.MarshalStored(obj)
@@ -251,6 +265,14 @@ func DecodeValue(key string, data []byte, revision int64) (api.Resource, error) 
 		a.Metadata.Name = info.Name
 		api.Default(a)
 		obj = a
+	case api.KindIPAMConfiguration:
+		var b api.IPAMConfigBackend
+		if err := json.Unmarshal(data, &b); err != nil {
+			return nil, fmt.Errorf("IPAM config: invalid JSON: %w", err)
+		}
+		c := &api.IPAMConfiguration{Spec: b.Spec()}
+		c.Metadata.Name = info.Name
+		obj = c
 	case api.KindIPAMBlock, api.KindIPAMHandle:
 		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, info.Name, data)
 		obj, err = api.DecodeJSON(info.Kind, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true, NoValidate: true})

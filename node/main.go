@@ -4,7 +4,7 @@
 //	roost-node run                        the agent (as root, host network namespace)
 //	roost-node run --with-bird --with-confd  the agent, supervising confd and BIRD (the image's entrypoint)
 //	roost-node health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live
-//	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]
+//	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]... [--ipv4 auto|true|false] [--ipv6 auto|true|false]
 //	roost-node workload del --name N [--namespace NS]
 //	roost-node cleanup                    remove every route, device, file and table the agent owns
 //	roost-node version
@@ -146,7 +146,7 @@ func runCmd() *cobra.Command {
 			defer h.Close()
 			opts := agent.Options{
 				Startup: cfg.Startup, Dataplane: cfg.Dataplane, AutodetectInterval: cfg.AutodetectInterval,
-				Listen: cfg.Listen, IPForward: cfg.IPForward,
+				Listen: cfg.Listen, IPForward: cfg.IPForward, BlockReleaseGrace: cfg.BlockReleaseGrace,
 				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
 				Log: log,
 			}
@@ -197,6 +197,7 @@ func workloadCmd() *cobra.Command {
 			return nil, nil, nil, err
 		}
 		host := &workload.Host{NodeName: name, DS: ds, IPAM: ipam.New(ds, name, ipam.WithLogger(log)), NL: h, Log: log, MTU: cfg.MTU}
+		req.IPv4, req.IPv6 = cfg.IPv4, cfg.IPv6
 		return host, func() { h.Close(); ds.Close(); cancel() }, ctx, nil
 	}
 	// The veth MTU: --mtu, else what `roost-node run` worked out.
@@ -216,8 +217,8 @@ func workloadCmd() *cobra.Command {
 	}
 
 	add := &cobra.Command{
-		Use:   "add --name NAME --netns PATH [--namespace NS] [--ip IP]",
-		Short: "attach a network namespace as a workload and print its address",
+		Use:   "add --name NAME --netns PATH [--namespace NS] [--ip IP]... [--ipv4 auto|true|false] [--ipv6 auto|true|false]",
+		Short: "attach a network namespace as a workload and print its addresses, one per line (IPv4 first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, done, ctx, err := prepare(cmd)
@@ -232,13 +233,15 @@ func workloadCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Println(res.IP)
+			for _, ip := range res.IPs {
+				fmt.Println(ip)
+			}
 			return nil
 		},
 	}
 	del := &cobra.Command{
 		Use:   "del --name NAME [--namespace NS]",
-		Short: "detach a workload and release its address",
+		Short: "detach a workload and release its addresses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, done, ctx, err := prepare(cmd)
@@ -257,7 +260,7 @@ func workloadCmd() *cobra.Command {
 		settings.Register(c.Flags(), list)
 	}
 	add.Flags().StringVar(&req.NetNS, "netns", "", "path of the workload's network namespace, e.g. /var/run/netns/web (required)")
-	add.Flags().StringVar(&req.IP, "ip", "", "a specific IPv4 address from a pool (default: the next free one)")
+	add.Flags().StringSliceVar(&req.IPs, "ip", nil, "a specific address from a pool, at most one IPv4 and one IPv6 (repeat the flag or separate with commas; default: the next free ones)")
 	_ = add.MarkFlagRequired("netns")
 	cmd.AddCommand(add, del)
 	return cmd

@@ -176,6 +176,11 @@ func lookup(ctx context.Context, ds datastore.Datastore, kind, namespace, name s
 	switch kind {
 	case api.KindIPAMHandle:
 		return ds.Get(ctx, datastore.HandleKey(name))
+	case api.KindIPAMConfiguration:
+		if name != api.DefaultIPAMConfigName {
+			return nil, &datastore.KeyError{Key: datastore.IPAMConfigKey, Err: fmt.Errorf("%w: the only IPAMConfiguration is named %q", datastore.ErrNotFound, api.DefaultIPAMConfigName)}
+		}
+		return ds.Get(ctx, datastore.IPAMConfigKey)
 	case api.KindIPAMBlock:
 		cidr := name
 		if !strings.Contains(cidr, "/") {

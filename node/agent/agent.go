@@ -36,7 +36,10 @@ type Options struct {
 	Dataplane          dataplane.Config
 	AutodetectInterval time.Duration // 0: 30s
 	Listen             string        // "" : no HTTP server
-	IPForward          bool          // set net.ipv4.ip_forward=1
+	IPForward          bool          // set net.ipv4.ip_forward=1 (and IPv6 forwarding with an IPv6 address)
+	// BlockReleaseGrace: how long a block of this node must stay empty
+	// before it is given back (0: never).
+	BlockReleaseGrace time.Duration
 
 	DS       datastore.Datastore
 	NL       dataplane.Netlink    // the host namespace's kernel
@@ -66,6 +69,7 @@ type Agent struct {
 	tunnels    ipam.TunnelAddrs
 	lastErr    string
 	listenAddr string
+	gc         *blockGC
 
 	tunnelKick   chan struct{}
 	redetectKick chan struct{}
@@ -93,7 +97,7 @@ func New(o Options) *Agent {
 	}
 	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
 		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
-		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1)}
+		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1), gc: newBlockGC()}
 }
 
 func kick(c chan struct{}) {
@@ -141,13 +145,14 @@ func (a *Agent) Start(ctx context.Context) error {
 		fields["ipv6"], fields["ipv6_interface"] = addrs.V6.String(), addrs.V6Iface
 	}
 	a.log.WithFields(fields).Info("node addresses")
-	if _, err := startup.EnsureDefaultPool(ctx, a.ds, a.opts.Startup.Pool, a.log); err != nil {
+	if _, err := startup.EnsureDefaultPools(ctx, a.ds, a.opts.Startup.Pool, addrs.V6.IsValid(), a.log); err != nil {
 		return fmt.Errorf("startup: %w", err)
 	}
 	if a.opts.IPForward {
 		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
 		}
+		a.forwardIPv6(addrs)
 	}
 
 	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
@@ -169,6 +174,9 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if a.opts.Startup.Autodetecting() {
 		a.goLoop(func() { a.redetectLoop(ctx) })
+	}
+	if a.opts.BlockReleaseGrace > 0 {
+		a.goLoop(func() { a.blockGCLoop(ctx, a.opts.BlockReleaseGrace) })
 	}
 	a.goLoop(func() { a.syncGauge(ctx) })
 	kick(a.tunnelKick)
@@ -251,6 +259,7 @@ type Status struct {
 	IPv6       string              `json:"ipv6,omitempty"`
 	IPIPTunnel string              `json:"ipipTunnelAddr,omitempty"`
 	VXLAN      string              `json:"vxlanTunnelAddr,omitempty"`
+	VXLANV6    string              `json:"vxlanV6TunnelAddr,omitempty"`
 	InSync     map[string]bool     `json:"inSync"`
 	Dataplane  *dataplane.Status   `json:"dataplane,omitempty"`
 	NAT        *natoutgoing.Status `json:"natOutgoing,omitempty"`
@@ -272,6 +281,9 @@ func (a *Agent) Status() Status {
 	}
 	if a.tunnels.VXLAN.IsValid() {
 		st.VXLAN = a.tunnels.VXLAN.String()
+	}
+	if a.tunnels.VXLANV6.IsValid() {
+		st.VXLANV6 = a.tunnels.VXLANV6.String()
 	}
 	all := a.registered
 	for k, v := range a.synced {
@@ -319,6 +331,7 @@ func (a *Agent) updateGauges() {
 	if st.Dataplane != nil {
 		a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
 		a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
+		a.metrics.tunnelReady.WithLabelValues(names.VXLANV6Device).Set(b(st.Dataplane.VXLANV6Ready))
 	}
 	if st.NAT != nil {
 		a.metrics.natReady.Set(b(st.NAT.Programmed))
@@ -398,21 +411,28 @@ func (a *Agent) watches() []watch {
 				a.nat.DeletePool(key)
 				kick(a.tunnelKick)
 			}},
-		{name: resBlocks, prefix: datastore.BlockPrefix + "ipv4/",
+		{name: resBlocks, prefix: datastore.BlockPrefix,
 			set: func(key string, v api.Resource) {
 				b, ok := v.(*api.IPAMBlock)
 				if !ok {
 					return
 				}
-				cidr, err := api.ParseCIDR(b.Spec.CIDR)
-				if err != nil {
+				blk, ok := dataplane.BlockFromAPI(&b.Spec)
+				if !ok {
 					return
 				}
 				if b.Spec.Deleted {
-					a.dp.DeleteBlock(cidr)
+					a.dp.DeleteBlock(blk.CIDR)
+					a.gc.update(blk.CIDR, nil)
 					return
 				}
-				a.dp.SetBlock(cidr, b.Spec.AffinityNode())
+				a.dp.SetBlock(blk.CIDR, blk.Node)
+				a.dp.SetBorrowed(blk.CIDR, blk.Borrowed)
+				if blk.Node == a.name {
+					a.gc.update(blk.CIDR, &b.Spec)
+				} else {
+					a.gc.update(blk.CIDR, nil)
+				}
 			},
 			del: func(key string) {
 				info, err := datastore.ParseKey(key)
@@ -421,6 +441,7 @@ func (a *Agent) watches() []watch {
 				}
 				if cidr, err := api.ParseCIDR(info.CIDR); err == nil {
 					a.dp.DeleteBlock(cidr)
+					a.gc.update(cidr, nil)
 				}
 			}},
 		{name: resWorkloads, prefix: datastore.KindPrefix(api.KindWorkloadEndpoint),
@@ -582,6 +603,17 @@ func (a *Agent) reconcileIPAM(ctx context.Context) error {
 	return err
 }
 
+// forwardIPv6 turns IPv6 forwarding on once the node has an IPv6 address
+// (workload traffic is forwarded; Felix does the same).
+func (a *Agent) forwardIPv6(addrs startup.Addrs) {
+	if !a.opts.IPForward || !addrs.V6.IsValid() {
+		return
+	}
+	if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644) }); err != nil {
+		a.log.WithError(err).Warn("could not enable net.ipv6.conf.all.forwarding")
+	}
+}
+
 // redetectLoop re-runs address autodetection and updates the Node when
 // the address changed (or the Node disappeared).
 func (a *Agent) redetectLoop(ctx context.Context) {
@@ -620,6 +652,9 @@ func (a *Agent) redetectLoop(ctx context.Context) {
 		a.mu.Unlock()
 		if !same {
 			a.log.WithFields(logrus.Fields{"old": old.V4, "new": addrs.V4, "old6": old.V6, "new6": addrs.V6}).Info("node address changed")
+			if !old.V6.IsValid() {
+				a.forwardIPv6(addrs)
+			}
 		}
 		kick(a.tunnelKick)
 	}

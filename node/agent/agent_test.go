@@ -79,7 +79,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) datastore.Datastore {
 	}
 }
 
-func startAgent(t *testing.T, ctx context.Context, ds datastore.Datastore, n *node, ip string, pool startup.PoolConfig) error {
+func startAgent(t *testing.T, ctx context.Context, ds datastore.Datastore, n *node, ip string, pool startup.PoolConfig, more ...func(*Options)) error {
 	o := Options{
 		Startup:            startup.Config{NodeName: n.name, IP: ip, IPMethod: "interface=eth0", Pool: pool},
 		Dataplane:          dataplane.Config{ResyncInterval: time.Hour, RetryInterval: 100 * time.Millisecond},
@@ -88,6 +88,9 @@ func startAgent(t *testing.T, ctx context.Context, ds datastore.Datastore, n *no
 		IPForward:          true,
 		DS:                 ds, NL: dataplane.Kernel(n.ns.NL), Sub: dataplane.NetlinkSubscriber{NS: n.ns.Handle},
 		Detector: &startup.Detector{NL: n.ns.NL}, HostNS: n.ns.Handle, Log: quiet(),
+	}
+	for _, f := range more {
+		f(&o)
 	}
 	n.agent = New(o)
 	n.errc = make(chan error, 1)

@@ -46,7 +46,7 @@ func NewMetrics() *Metrics {
 		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_in_sync",
 			Help: "1 when every datastore watch is in sync and the dataplane completed a full sync."}),
 		tunnelReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_node_tunnel_ready",
-			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico)."}, []string{"device"}),
+			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico, vxlan-v6.calico)."}, []string{"device"}),
 		natReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_nat_outgoing_programmed",
 			Help: "1 when the kernel holds the NAT outgoing table the pools ask for (or none, when no pool has natOutgoing)."}),
 	}

@@ -19,10 +19,13 @@ import (
 
 // nodeIfacesLocked are the interfaces holding the node's addresses.
 func (d *Dataplane) nodeIfacesLocked() []string {
-	if d.parent == "" {
-		return nil
+	var out []string
+	for _, p := range []string{d.parent, d.parent6} {
+		if p != "" {
+			out = append(out, p)
+		}
 	}
-	return []string{d.parent}
+	return out
 }
 
 // mtuPattern is the pattern the host MTU is taken from, nil when it is
@@ -31,7 +34,7 @@ func (d *Dataplane) mtuPattern() *regexp.Regexp {
 	if d.cfg.MTUIfacePattern != nil {
 		return d.cfg.MTUIfacePattern
 	}
-	if d.parent == "" {
+	if d.parent == "" && d.parent6 == "" {
 		return mtu.DefaultIfacePattern
 	}
 	return nil
@@ -44,8 +47,8 @@ func (d *Dataplane) hostMTUFrom(name string) bool {
 	return p != nil && p.MatchString(name)
 }
 
-// hostMTULocked is the smallest MTU of the node's interfaces, or with a
-// pattern (configured, or Felix's default when the node has no address
+// hostMTULocked is the smallest MTU of the node's interfaces (IPv4 and
+// IPv6 address), or with a pattern (configured, or Felix's default when the node has no address
 // here) the smallest of the up interfaces matching it.
 func (d *Dataplane) hostMTULocked() (int, error) {
 	pattern := d.mtuPattern()

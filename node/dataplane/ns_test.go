@@ -125,7 +125,7 @@ func newCluster(t *testing.T, aIP, bIP string, pool dataplane.Pool) *cluster {
 		h.wl = nstest.New(t, "w"+h.name)
 		wh := &workload.Host{NodeName: h.name, DS: ds, IPAM: ipam.New(ds, h.name, ipam.WithLogger(quiet())), NL: h.ns.NL, NS: h.ns.Handle, Log: quiet()}
 		h.attach = wh
-		h.wlReq = workload.Request{Name: "w" + h.name, NetNS: h.wl.Path, IP: h.block.Addr().Next().Next().Next().Next().Next().String()}
+		h.wlReq = workload.Request{Name: "w" + h.name, NetNS: h.wl.Path, IPs: []string{h.block.Addr().Next().Next().Next().Next().Next().String()}}
 		res, err := wh.Attach(ctx, h.wlReq)
 		if err != nil {
 			t.Fatal(err)

@@ -97,6 +97,9 @@ func (l *Lab) startEntrypoint(ctx context.Context, h *Host, opts ...StartOption)
 		// confd and BIRD, as StartConfdAndBird used to start them.
 		"ROOST_BIRD_CONFIG="+filepath.Join(h.BirdDir(), "bird.cfg"), "BIRD_SOCKET="+h.Socket(),
 		"ROOST_CONFD_PATH="+l.Bin("confd"), "ROOST_CONFD_HEALTH_ADDR=127.0.0.1:9099", "ROOST_CONFD_RETRY_MAX=2s")
+	if h.Prefix6.IsValid() {
+		env = append(env, "IP6="+h.Prefix6.String())
+	}
 	if c.secretsDir != "" {
 		env = append(env, "ROOST_SECRETS_DIR="+c.secretsDir)
 	}
