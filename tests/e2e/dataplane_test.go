@@ -92,22 +92,26 @@ func (c *cluster) checkMTU(hosts []*lab.Host, ws []*lab.Workload, workload, vxla
 }
 
 // dfPings sends, for every pair, a full-size echo for the MTU (payload
-// mtu-28: IPv4 20 + ICMP 8) with Don't Fragment set, which must be
-// answered, and one byte more, which the workload itself must refuse
-// ("message too long") instead of leaving it to ICMP from a tunnel.
+// mtu-28: IPv4 20 + ICMP 8; mtu-48 over IPv6) with fragmentation
+// forbidden, which must be answered, and one byte more, which the
+// workload itself must refuse ("message too long") instead of leaving it
+// to ICMP from a tunnel.
 func (c *cluster) dfPings(mtu int, pairs ...pingPair) {
 	c.t.Helper()
 	for _, p := range pairs {
 		size := mtu - 28
+		if p.to.IP.Is6() {
+			size = mtu - 48
+		}
 		if out, err := c.Exec(c.ctx, p.from.NS, nil, "ping", "-M", "do", "-s", strconv.Itoa(size), "-c", "2", "-i", "0.2", "-W", "2", "-q", p.to.IP.String()); err != nil {
-			c.t.Fatalf("%d-byte DF ping %s -> %s: %v\n%s", size, p.from.Name, p.to.Name, err, out)
+			c.t.Fatalf("%d-byte DF ping %s -> %s (%s): %v\n%s", size, p.from.Name, p.to.Name, p.to.IP, err, out)
 		}
 		out, err := c.Exec(c.ctx, p.from.NS, nil, "ping", "-M", "do", "-s", strconv.Itoa(size+1), "-c", "1", "-W", "2", p.to.IP.String())
 		if err == nil || !strings.Contains(out+err.Error(), "message too long") {
-			c.t.Fatalf("%d-byte DF ping %s -> %s: want a local \"message too long\", got %v\n%s", size+1, p.from.Name, p.to.Name, err, out)
+			c.t.Fatalf("%d-byte DF ping %s -> %s (%s): want a local \"message too long\", got %v\n%s", size+1, p.from.Name, p.to.Name, p.to.IP, err, out)
 		}
+		c.t.Logf("%d-byte DF ping %s -> %s answered, %d bytes refused in the workload", size, p.from.Name, p.to.IP, size+1)
 	}
-	c.t.Logf("%d-byte DF pings answered, %d-byte refused in the workload, for %d pair(s)", mtu-28, mtu-27, len(pairs))
 }
 
 // ---- NAT outgoing ----

@@ -41,7 +41,8 @@ func TestDualStackBGP(t *testing.T) {
 
 // TestDualStackVXLAN: the same with vxlanMode Always: roost-node routes
 // the IPv6 blocks through vxlan-v6.calico to the owners' IPv6 tunnel
-// addresses.
+// addresses; workloads get VXLAN over IPv6's MTU (1430), and full-size
+// DF pings cross over both families.
 func TestDualStackVXLAN(t *testing.T) {
 	dualStack(t, tagDSVXLAN, "Always")
 }
@@ -90,6 +91,22 @@ func dualStack(t *testing.T, tag, vxlanMode string) {
 	c.checkBirdConfig(c.Hosts[0])
 	c.pingAll(ws)
 	c.pingAll6(ws)
+
+	// MTUs: with VXLAN pools of both families the workloads get the
+	// smaller tunnel MTU, VXLAN over IPv6's (host - 70).
+	mtu, vx := 1500, 0
+	if vxlanMode != "Never" {
+		mtu, vx = 1430, 1450
+		for _, h := range c.Hosts {
+			if m, err := c.linkMTU(h.NS, "vxlan-v6.calico"); err != nil || m != 1430 {
+				t.Fatalf("%s: vxlan-v6.calico MTU %d (%v), want 1430", h.Name, m, err)
+			}
+		}
+	}
+	c.checkMTU(c.Hosts, ws, mtu, vx)
+	w6 := *ws[2]
+	w6.IP = ws[2].IP6()
+	c.dfPings(mtu, pingPair{ws[0], ws[1]}, pingPair{ws[1], &w6})
 }
 
 // dualMesh expects a session from every host to every other, per family.
