@@ -456,9 +456,6 @@ const (
 	dpEndMark   = "<!-- bench:dataplane:end -->"
 )
 
-// writeReport replaces the main generated block of path (or creates it).
-func writeReport(path, md string) error { return writeBlock(path, beginMark, endMark, md) }
-
 // writeBlock replaces the block between beginMark and endMark in path,
 // appending it when the markers are missing.
 func writeBlock(path, beginMark, endMark, md string) error {
