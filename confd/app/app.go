@@ -155,6 +155,7 @@ func (a *App) reloadTemplates() {
 	a.templateErr = err
 	a.mu.Unlock()
 	if err != nil {
+		a.metrics.TemplateLoadFailed(err)
 		a.log.WithError(err).Error("Template or template resource is broken; keeping the last good ones")
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/roostnet/roost/confd/render"
+	"github.com/roostnet/roost/confd/resource"
 	"github.com/roostnet/roost/confd/runner"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/health"
@@ -31,6 +32,7 @@ type Metrics struct {
 	events         *prometheus.CounterVec
 	lastReload     prometheus.Gauge
 	model          *modelMetrics
+	templateErrors *prometheus.CounterVec
 }
 
 // New registers confd's metrics (roost_confd_*).
@@ -53,8 +55,10 @@ func New() *Metrics {
 			Help: "Datastore events by type."}, []string{"type"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_confd_last_successful_reload_timestamp_seconds",
 			Help: "Unix time of the last successful reload."}),
+		templateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_template_errors_total",
+			Help: "Template failures by file (the template, or the conf.d TOML file) and stage: load (unreadable, bad TOML, missing template), parse, execute."}, []string{"file", "stage"}),
 	}
-	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
+	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload, m.templateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.model = newModelMetrics(m.Registry)
 	return m
@@ -96,12 +100,26 @@ func (m *Metrics) Rendered(res render.Result, err error, took time.Duration) {
 		stage = re.Stage
 	}
 	m.renders.WithLabelValues(stage).Inc()
+	if re != nil && re.Stage == render.StageTemplate && re.Template != "" {
+		m.templateErrors.WithLabelValues(re.Template, "execute").Inc()
+	}
 	switch stage {
 	case render.StageCheck:
 		m.checksFailed.Inc()
 	case render.StageReload:
 		m.reloads.WithLabelValues("failed").Inc()
 	}
+}
+
+// TemplateLoadFailed counts a conf.d or template directory that could not
+// be loaded (at start, or after an admin's edit).
+func (m *Metrics) TemplateLoadFailed(err error) {
+	file, stage := "", resource.StageLoad
+	var le *resource.LoadError
+	if errors.As(err, &le) {
+		file, stage = le.File, le.Stage
+	}
+	m.templateErrors.WithLabelValues(file, stage).Inc()
 }
 
 // Handler serves /metrics.

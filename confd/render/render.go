@@ -117,6 +117,9 @@ const (
 type Error struct {
 	Stage    string
 	Resource string
+	// Template is the template file that failed to execute (StageTemplate;
+	// "" when the BGP model, not a template, failed).
+	Template string
 	Output   string // the command's output (check/reload)
 	Err      error
 }
@@ -155,7 +158,7 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 	for _, rs := range r.resources {
 		var buf bytes.Buffer
 		if err := rs.Template.Execute(&buf, data); err != nil {
-			return res, &Error{Stage: StageTemplate, Resource: rs.Name, Err: cleanTemplateErr(err)}
+			return res, &Error{Stage: StageTemplate, Resource: rs.Name, Template: rs.Src, Err: cleanTemplateErr(err)}
 		}
 		o := &rendered{res: rs, data: buf.Bytes()}
 		cur, err := r.current(rs.Dest)
