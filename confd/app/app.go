@@ -52,7 +52,8 @@ type App struct {
 
 	mu          sync.Mutex
 	templateErr error
-	warnings    []string // the last model's non-fatal problems, for /readyz
+	warnings    []string              // the last model's non-fatal problems, for /readyz
+	disabled    []bgp.DisabledSession // of the last model
 
 	runner  *runner.Runner
 	metrics *metrics.Metrics
@@ -139,6 +140,13 @@ func (a *App) loadResources() error {
 	opts := render.Options{
 		SyncOnly: a.cfg.SyncOnly, Noop: a.cfg.Noop, KeepStageFiles: a.cfg.KeepStageFiles,
 		Log: a.log,
+		// Called from the runner's goroutine, after render set a.model.
+		Secrets: func() []string {
+			if a.model == nil {
+				return nil
+			}
+			return a.model.Passwords()
+		},
 	}
 	if !a.cfg.SyncOnly && !a.cfg.Noop {
 		opts.Reloader = &birdReloader{socket: a.cfg.BirdSocket}
@@ -180,14 +188,65 @@ func (a *App) render(ctx context.Context) (render.Result, error) {
 		a.model = nil
 		return render.Result{}, &render.Error{Stage: render.StageTemplate, Err: err}
 	}
+	ds := m.DisabledSessions()
+	if a.cfg.Onetime && len(ds) > 0 {
+		// --onetime is strict (see preflight): what a running confd
+		// renders disabled fails the run, naming resource and secret.
+		a.model = nil
+		a.setDisabled(ds)
+		return render.Result{}, &render.Error{Stage: render.StageTemplate, Err: a.sessionProblem()}
+	}
 	a.model = m
 	a.metrics.Model(len(errs), m.BFDSessions, m.MissingBFDProfiles)
+	a.setDisabled(ds)
 	a.publishModel(m)
 	res, err := a.renderer.Render(ctx, nil)
 	if a.cfg.Noop && res.Diff != "" {
 		fmt.Fprint(os.Stdout, res.Diff)
 	}
 	return res, err
+}
+
+// setDisabled records the sessions rendered disabled for readiness and
+// metrics.
+func (a *App) setDisabled(ds []bgp.DisabledSession) {
+	a.metrics.DisabledSessions(ds)
+	a.mu.Lock()
+	a.disabled = ds
+	a.mu.Unlock()
+}
+
+// sessionProblem is confd's readiness beyond rendering: sessions rendered
+// disabled because their password cannot be used (nil when there are none).
+func (a *App) sessionProblem() error {
+	a.mu.Lock()
+	ds := a.disabled
+	a.mu.Unlock()
+	if len(ds) == 0 {
+		return nil
+	}
+	const show = 3
+	parts := make([]string, 0, show+1)
+	for i, d := range ds {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-show))
+			break
+		}
+		parts = append(parts, d.Name+" ("+d.Reason+")")
+	}
+	n := "1 BGP session"
+	if len(ds) > 1 {
+		n = fmt.Sprintf("%d BGP sessions", len(ds))
+	}
+	return fmt.Errorf("%s disabled: %s", n, strings.Join(parts, ", "))
+}
+
+// readyProblem is what keeps a confd that rendered from being ready.
+func (a *App) readyProblem() error {
+	if err := a.sessionProblem(); err != nil {
+		return fmt.Errorf("%s %w", metrics.ReadyDisabledPrefix, err)
+	}
+	return nil
 }
 
 // reportProblems logs the model's warnings once per distinct set, so a
@@ -239,11 +298,18 @@ func (a *App) Run(ctx context.Context) error {
 		servers = append(servers, s)
 	}
 	if a.cfg.HealthAddr != "" {
-		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.modelWarnings))
+		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.readyProblem, a.modelWarnings))
 		if err != nil {
 			return fmt.Errorf("health: %w", err)
 		}
 		servers = append(servers, s)
+	}
+	if !a.cfg.Onetime && a.cfg.SecretsDir != "" {
+		stop, err := a.watchSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if !a.cfg.Onetime && (a.cfg.ConfDir != "" || a.cfg.TemplateDir != "") {
 		stop, err := a.watchTemplates(ctx)
