@@ -55,8 +55,9 @@ type App struct {
 	warnings    []string              // the last model's non-fatal problems, for /readyz
 	disabled    []bgp.DisabledSession // of the last model
 
-	runner  *runner.Runner
-	metrics *metrics.Metrics
+	runner   *runner.Runner
+	metrics  *metrics.Metrics
+	reloader *birdReloader // nil with --sync-only and --noop
 }
 
 // Prefixes confd watches for a node: the five v3 kinds it renders from,
@@ -84,6 +85,9 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*App, err
 		metrics:   metrics.New(),
 	}
 	a.mirror = kvstore.NewMirror(a.kv, cfg.NodeName)
+	if !cfg.SyncOnly && !cfg.Noop {
+		a.reloader = &birdReloader{socket: cfg.BirdSocket, down: make(chan struct{}, 1)}
+	}
 	if err := a.loadResources(); err != nil {
 		return nil, err
 	}
@@ -148,8 +152,8 @@ func (a *App) loadResources() error {
 			return a.model.Passwords()
 		},
 	}
-	if !a.cfg.SyncOnly && !a.cfg.Noop {
-		opts.Reloader = &birdReloader{socket: a.cfg.BirdSocket}
+	if a.reloader != nil {
+		opts.Reloader = a.reloader
 	}
 	a.renderer = render.New(res, opts)
 	return nil
@@ -304,6 +308,12 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		servers = append(servers, s)
 	}
+	if !a.cfg.Onetime && a.reloader != nil {
+		probeCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.probeBird(probeCtx) }()
+		defer func() { stop(); <-done }()
+	}
 	if !a.cfg.Onetime && a.cfg.SecretsDir != "" {
 		stop, err := a.watchSecrets(ctx)
 		if err != nil {
@@ -355,6 +365,9 @@ type birdReloader struct {
 	socket string
 	mu     sync.Mutex
 	client *birdsock.Client
+	// down is signalled when a reload found BIRD unreachable: probeBird
+	// then watches for its return.
+	down chan struct{}
 }
 
 func (r *birdReloader) Reload(ctx context.Context) error {
@@ -363,19 +376,66 @@ func (r *birdReloader) Reload(ctx context.Context) error {
 	if r.client == nil {
 		c, err := birdsock.Dial(ctx, r.socket)
 		if err != nil {
+			r.markDown()
 			return fmt.Errorf("BIRD is not reachable: %w (%w)", err, render.ErrDaemonDown)
 		}
 		r.client = c
 	}
+	// The client replaces a connection BIRD closed (a restart) before it
+	// sends the command; an error here means BIRD went away meanwhile.
 	if err := r.client.Configure(ctx, ""); err != nil {
 		var be *birdsock.BirdError
 		if !errors.As(err, &be) {
-			// A broken connection (BIRD restarting): dial afresh next time.
 			r.client.Close()
 			r.client = nil
+			r.markDown()
 			return fmt.Errorf("BIRD configure: %w (%w)", err, render.ErrDaemonDown)
 		}
 		return fmt.Errorf("BIRD rejected the configuration: %w", err)
 	}
 	return nil
+}
+
+func (r *birdReloader) markDown() {
+	select {
+	case r.down <- struct{}{}:
+	default:
+	}
+}
+
+// birdProbeInterval is how often probeBird dials a BIRD that is down.
+const birdProbeInterval = 200 * time.Millisecond
+
+// probeBird makes a reload that found BIRD down happen as soon as BIRD
+// answers again, rather than at the next retry (up to --retry-max later),
+// so confd's readiness follows BIRD's return within a moment: while a
+// reload waits, it dials BIRD's socket every birdProbeInterval, and asks
+// for a render when BIRD greets.
+func (a *App) probeBird(ctx context.Context) {
+	r := a.reloader
+	tick := time.NewTicker(birdProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.down:
+		}
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				dctx, cancel := context.WithTimeout(ctx, birdProbeInterval)
+				c, err := birdsock.Dial(dctx, r.socket)
+				cancel()
+				if err == nil {
+					c.Close()
+					waiting = false
+				}
+			}
+		}
+		a.log.WithField("socket", r.socket).Info("BIRD answers again; reloading")
+		a.runner.Trigger()
+	}
 }

@@ -344,3 +344,55 @@ func TestRenderedFileModes(t *testing.T) {
 		})
 	}
 }
+
+// ready asks confd's /readyz as a probe would.
+func (e *env) ready() (bool, string) {
+	rec := httptest.NewRecorder()
+	metrics.HealthHandler(e.app.status, e.app.readyProblem).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	return rec.Code == 200, rec.Body.String()
+}
+
+// failedReloads is roost_confd_reloads_total{result="failed"}.
+func (e *env) failedReloads() string {
+	return grepLines(e.scrape(), `roost_confd_reloads_total{result="failed"}`)
+}
+
+// A standalone confd is ready again within a second of BIRD's return, not
+// at its next retry (--retry-max, 30 s here), and the first configure after
+// a BIRD restart does not fail on the connection BIRD closed.
+func TestReadyWithinASecondOfBirdsReturn(t *testing.T) {
+	bin := requireRootAndBird(t)
+	e := newEnv(t, func(c *config.Config) { c.RetryMin, c.RetryMax = 30*time.Second, 30*time.Second })
+	e.put(globalConfig(), node("node1", "10.200.0.1"), node("node2", "10.200.0.2"))
+	cfgPath := filepath.Join(e.out, "bird.cfg")
+	e.start()
+	waitFor(t, "first render", func() bool { _, err := os.Stat(cfgPath); return err == nil })
+	b := newBirdNS(t, bin, cfgPath, e.cfg.BirdSocket)
+	b.start()
+	waitWithin(t, time.Second, "ready after BIRD's first start", func() bool { ok, _ := e.ready(); return ok })
+
+	// BIRD restarts while confd is idle; the next change reaches it on the
+	// first try.
+	b.stop()
+	b.start()
+	failed := e.failedReloads()
+	e.put(node("node3", "10.200.0.3"))
+	waitFor(t, "node3 in BIRD", func() bool { return b.protocols()[meshName("10.200.0.3")] })
+	if got := e.failedReloads(); got != failed {
+		t.Errorf("a reload failed after BIRD restarted: %q -> %q", failed, got)
+	}
+
+	// BIRD is down when a change renders: not ready; back up: ready
+	// within a second.
+	b.stop()
+	e.put(node("node4", "10.200.0.4"))
+	waitFor(t, "not ready while BIRD is down", func() bool {
+		ok, why := e.ready()
+		return !ok && strings.Contains(why, "daemon not reachable")
+	})
+	b.start()
+	waitWithin(t, time.Second, "ready after BIRD's return", func() bool { ok, _ := e.ready(); return ok })
+	if !b.protocols()[meshName("10.200.0.4")] {
+		t.Error("BIRD does not run the latest config")
+	}
+}
