@@ -58,7 +58,7 @@ type Options struct {
 	// readable by other users, whatever its resource's mode says: the
 	// "other" permission bits are dropped (a warning says so once).
 	Secrets func() []string
-	Log            logrus.FieldLogger
+	Log     logrus.FieldLogger
 }
 
 // Renderer renders a fixed set of template resources.
