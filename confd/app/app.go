@@ -283,6 +283,11 @@ func (a *App) reportProblems(errs []error) {
 
 // Run runs until ctx ends (or after one render with --onetime).
 func (a *App) Run(ctx context.Context) error {
+	if !a.cfg.Noop && !a.cfg.KeepStageFiles {
+		// A confd killed mid-render left its stage (passwords included);
+		// --keep-stage-file keeps stages on purpose.
+		a.renderer.SweepStale()
+	}
 	if a.cfg.Onetime {
 		if err := a.preflight(ctx); err != nil {
 			return err

@@ -232,7 +232,7 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 				}
-				d, err := os.MkdirTemp(dir, ".roost-stage-")
+				d, err := os.MkdirTemp(dir, stagePattern())
 				if err != nil {
 					return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 				}
@@ -269,7 +269,7 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
-			f, err := os.CreateTemp(dir, "."+filepath.Base(o.res.Dest)+".roost-")
+			f, err := os.CreateTemp(dir, tempPattern(o.res.Dest))
 			if err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
@@ -380,14 +380,19 @@ func (r *Renderer) restore(moved []*rendered) {
 			err = os.Remove(o.res.Dest)
 			delete(r.last, o.res.Dest)
 		} else {
-			tmp := o.res.Dest + ".roost-restore"
 			// The mode it had, narrowed like any file holding a secret.
 			mode := o.old.mode
 			if mode&0o007 != 0 && o.mode&0o007 == 0 {
 				mode &^= 0o007
 			}
-			if err = writeFile(tmp, o.old.data, mode, o.res, true); err == nil {
-				err = os.Rename(tmp, o.res.Dest)
+			var f *os.File
+			if f, err = os.CreateTemp(filepath.Dir(o.res.Dest), tempPattern(o.res.Dest)); err == nil {
+				if err = writeTo(f, o.old.data, mode, o.res, true); err == nil {
+					err = os.Rename(f.Name(), o.res.Dest)
+				}
+				if err != nil {
+					os.Remove(f.Name())
+				}
 			}
 			r.remember(o.res.Dest, o.old.data)
 		}
