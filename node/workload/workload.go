@@ -143,6 +143,76 @@ func (h *Host) addresses(ctx context.Context, r *Request) ([]netip.Addr, error) 
 	return a.Addrs(), nil
 }
 
+// undo takes back what a failed Attach did before it failed: the veth it
+// created (its routes and neighbours go with it), the addresses it
+// allocated (fresh), and blocks it claimed for them, so that IPAM and the
+// host are as they were. What an earlier Attach of the same workload set
+// up stays. It runs even when ctx was cancelled (Ctrl-C mid-attach).
+func (h *Host) undo(ctx context.Context, r *Request, cause error, veth string, fresh []netip.Addr, blocksBefore []netip.Prefix) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if veth != "" {
+		if l, err := h.NL.LinkByName(veth); err == nil {
+			if err := h.NL.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+				errs = append(errs, fmt.Errorf("removing %s: %w", veth, err))
+			}
+		}
+	}
+	released := true
+	for _, ip := range fresh {
+		if _, err := h.IPAM.ReleaseIP(ctx, ip, names.WorkloadHandle(r.Namespace, r.Name)); err != nil {
+			errs = append(errs, fmt.Errorf("releasing %s: %w", ip, err))
+			released = false
+		}
+	}
+	if len(fresh) > 0 && released {
+		if err := h.releaseNewBlocks(ctx, blocksBefore); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		h.log().WithError(errors.Join(errs...)).WithField("workload", r.Namespace+"/"+r.Name).Error("workload attach failed and could not be undone completely")
+		return fmt.Errorf("%w (undoing it failed too: %w)", cause, errors.Join(errs...))
+	}
+	return cause
+}
+
+// affineBlocks lists this node's blocks of both families.
+func (h *Host) affineBlocks(ctx context.Context) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range []int{4, 6} {
+		bs, err := h.IPAM.AffineBlocks(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	return out, nil
+}
+
+// releaseNewBlocks gives up the blocks this node claimed since before
+// (an allocation that needed a new block), if they are empty again.
+func (h *Host) releaseNewBlocks(ctx context.Context, before []netip.Prefix) error {
+	now, err := h.affineBlocks(ctx)
+	if err != nil {
+		return fmt.Errorf("listing its blocks: %w", err)
+	}
+	added := map[netip.Prefix]bool{}
+	for _, p := range now {
+		if !slices.Contains(before, p) {
+			added[p] = true
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	if _, err := h.IPAM.ReleaseEmptyBlocks(ctx, func(p netip.Prefix) bool { return !added[p] }); err != nil {
+		return fmt.Errorf("releasing a block claimed for it: %w", err)
+	}
+	return nil
+}
+
 // Attach creates or completes the workload's networking.
 func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 	if err := r.normalize(); err != nil {
@@ -175,78 +245,125 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 		return nil, fmt.Errorf("workload %s/%s: reading its WorkloadEndpoint: %w", r.Namespace, r.Name, err)
 	}
 
+	// Check the namespace before taking an address for it.
+	iface := names.WorkloadInterface(r.Namespace, r.Name)
+	if err := h.checkInside(iface, inNL); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	// What IPAM held before, to give back only what this call takes.
+	held, err := h.IPAM.AddrsByHandle(ctx, names.WorkloadHandle(r.Namespace, r.Name))
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+	}
+	blocksBefore, err := h.affineBlocks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+	}
 	ips, err := h.addresses(ctx, &r)
 	if err != nil {
 		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
 	}
-	iface := names.WorkloadInterface(r.Namespace, r.Name)
-	host, inside, err := h.veth(iface, target, inNL)
+	var fresh []netip.Addr
+	for _, ip := range ips {
+		if !slices.Contains(held, ip) {
+			fresh = append(fresh, ip)
+		}
+	}
+	// From here on, a failure takes back what this call did.
+	createdVeth := ""
+	fail := func(what string, err error) (*Result, error) {
+		err = fmt.Errorf("workload %s/%s: %s%w", r.Namespace, r.Name, what, err)
+		return nil, h.undo(ctx, &r, err, createdVeth, fresh, blocksBefore)
+	}
+	host, inside, created, err := h.veth(iface, target, inNL)
+	if created {
+		createdVeth = iface
+	}
 	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+		return fail("", err)
 	}
 	if err := h.setMTU(host, inside, inNL); err != nil {
 		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
 	}
 	v6 := slices.ContainsFunc(ips, netip.Addr.Is6)
 	if err := h.configureHostSide(host, v6); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: host side: %w", r.Namespace, r.Name, err)
+		return fail("host side: ", err)
 	}
 	if err := configureInside(inNL, target, inside, ips); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: inside: %w", r.Namespace, r.Name, err)
+		return fail("inside: ", err)
 	}
 	mac := inside.Attrs().HardwareAddr
 	for _, ip := range ips {
 		if err := h.hostRoute(host, ip, mac); err != nil {
-			return nil, fmt.Errorf("workload %s/%s: host route to %s: %w", r.Namespace, r.Name, ip, err)
+			return fail(fmt.Sprintf("host route to %s: ", ip), err)
 		}
 	}
 	if err := h.record(ctx, &r, iface, ips, mac); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: WorkloadEndpoint: %w", r.Namespace, r.Name, err)
+		return fail("WorkloadEndpoint: ", err)
 	}
 	log.WithFields(logrus.Fields{"ips": ips, "iface": iface}).Info("workload attached")
 	return &Result{IP: ips[0], IPs: ips, Iface: iface, MAC: mac.String()}, nil
 }
 
+// ours reports whether host and inside are the two ends of one veth.
+func ours(host, inside netlink.Link) bool {
+	return inside.Type() == "veth" && host.Type() == "veth" &&
+		inside.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == inside.Attrs().Index
+}
+
+// checkInside refuses a namespace whose eth0 is not this workload's veth
+// (before any address is taken for it).
+func (h *Host) checkInside(iface string, inNL *netlink.Handle) error {
+	inside, err := inNL.LinkByName(InsideInterface)
+	if err != nil {
+		return nil // none: Attach creates it
+	}
+	if host, err := h.NL.LinkByName(iface); err == nil && ours(host, inside) {
+		return nil
+	}
+	return fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, inside.Type())
+}
+
 // veth returns the host end and the inside end of the workload's veth,
-// creating the pair (or replacing a stale host end) as needed.
-func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (netlink.Link, netlink.Link, error) {
-	host, err := h.NL.LinkByName(iface)
+// creating the pair (or replacing a stale host end) as needed; created
+// says whether this call made the pair.
+func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (host, inside netlink.Link, created bool, err error) {
+	host, err = h.NL.LinkByName(iface)
 	if err == nil {
 		inside, ierr := inNL.LinkByName(InsideInterface)
-		if ierr == nil && inside.Type() == "veth" && host.Type() == "veth" &&
-			inside.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == inside.Attrs().Index {
-			return host, inside, nil
+		if ierr == nil && ours(host, inside) {
+			return host, inside, false, nil
 		}
 		// A host end whose peer is not this namespace's eth0 (an earlier
 		// attempt into another namespace): start again.
 		if derr := h.NL.LinkDel(host); derr != nil && !errors.Is(derr, syscall.ENODEV) {
-			return nil, nil, fmt.Errorf("removing stale %s: %w", iface, derr)
+			return nil, nil, false, fmt.Errorf("removing stale %s: %w", iface, derr)
 		}
 	} else {
 		var lnf netlink.LinkNotFoundError
 		if !errors.As(err, &lnf) {
-			return nil, nil, fmt.Errorf("looking up %s: %w", iface, err)
+			return nil, nil, false, fmt.Errorf("looking up %s: %w", iface, err)
 		}
 	}
 	if l, err := inNL.LinkByName(InsideInterface); err == nil {
-		return nil, nil, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, l.Type())
+		return nil, nil, false, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, l.Type())
 	}
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface, MTU: h.MTU}, PeerName: InsideInterface, PeerNamespace: netlink.NsFd(int(target))}
 	if h.MTU > 0 {
 		v.PeerMTU = uint32(h.MTU)
 	}
 	if err := h.NL.LinkAdd(v); err != nil {
-		return nil, nil, fmt.Errorf("creating veth %s: %w", iface, err)
+		return nil, nil, false, fmt.Errorf("creating veth %s: %w", iface, err)
 	}
 	host, err = h.NL.LinkByName(iface)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, true, err
 	}
-	inside, err := inNL.LinkByName(InsideInterface)
+	inside, err = inNL.LinkByName(InsideInterface)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, true, err
 	}
-	return host, inside, nil
+	return host, inside, true, nil
 }
 
 // setMTU gives both ends of an existing pair the MTU asked for (a new

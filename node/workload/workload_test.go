@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -415,4 +417,129 @@ func slicesContainsAddr(addrs []netlink.Addr, cidr string) bool {
 		}
 	}
 	return false
+}
+
+// ipamState is every IPAM key with its value (revisions aside). Of a
+// block, what is allocated to whom: a release puts the address at the end
+// of the free list and counts a sequence number, as every release does.
+func ipamState(t *testing.T, ds datastore.Datastore) map[string]string {
+	t.Helper()
+	res, err := ds.List(context.Background(), datastore.IPAMPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range res.KVs {
+		v := kv.Value
+		if b, ok := v.(*api.IPAMBlock); ok {
+			b = api.Clone(b)
+			slices.Sort(b.Spec.Unallocated)
+			b.Spec.SequenceNumber = 0
+			v = b
+		}
+		enc, err := datastore.EncodeValue(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[kv.Key] = string(enc)
+	}
+	return out
+}
+
+// failingWEPs is the real datastore, except that writing a
+// WorkloadEndpoint fails (a datastore outage at the last step of Attach).
+type failingWEPs struct{ datastore.Datastore }
+
+func (f failingWEPs) Create(ctx context.Context, obj api.Resource) (*datastore.KV, error) {
+	if obj.ResourceKind() == api.KindWorkloadEndpoint {
+		return nil, errors.New("injected: datastore unavailable")
+	}
+	return f.Datastore.Create(ctx, obj)
+}
+
+// A failed Attach leaves IPAM exactly as it was (no address, handle or
+// block kept for it) and nothing on the host (no veth, route or
+// WorkloadEndpoint), whichever step failed, also when its address needed a
+// new block.
+func TestFailedAttachLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		firstWL   bool // a workload attached before (the node has a block)
+		dual      bool // an IPv6 pool too: an address of each family
+		breakIt   func(e *env, w *nstest.NS)
+		wantError string
+	}{
+		{"namespace has another eth0", true, false, func(e *env, w *nstest.NS) { w.Dummy(t, "eth0") }, "already has an eth0"},
+		{"veth cannot be created", true, false, func(e *env, _ *nstest.NS) { e.h.MTU = 70000 }, "creating veth"},
+		{"veth cannot be created, first block", false, false, func(e *env, _ *nstest.NS) { e.h.MTU = 70000 }, "creating veth"},
+		{"WorkloadEndpoint cannot be written", true, false, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+		{"WorkloadEndpoint cannot be written, first block", false, false, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+		{"dual-stack, WorkloadEndpoint cannot be written", true, true, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+		{"dual-stack, WorkloadEndpoint cannot be written, first blocks", false, true, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			if tc.dual {
+				e.host.Addr(t, "eth0", "fd00:99::1/64")
+				p := &api.IPPool{}
+				p.Metadata.Name = "p6"
+				p.Spec.CIDR = "fd00:244::/64"
+				api.Default(p)
+				if _, err := e.ds.Create(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.firstWL {
+				if _, err := e.h.Attach(ctx, Request{Name: "first", NetNS: nstest.New(t, "wl0").Path}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := ipamState(t, e.ds)
+			w := nstest.New(t, "wl")
+			tc.breakIt(e, w)
+			res, err := e.h.Attach(ctx, Request{Name: "web", Namespace: "prod", NetNS: w.Path})
+			if err == nil || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), "workload prod/web") {
+				t.Fatalf("Attach = %+v, %v; want an error naming the workload with %q", res, err, tc.wantError)
+			}
+			if after := ipamState(t, e.ds); !reflect.DeepEqual(after, before) {
+				t.Errorf("IPAM changed:\n before %v\n after  %v", before, after)
+			}
+			iface := names.WorkloadInterface("prod", "web")
+			if _, err := e.host.NL.LinkByName(iface); err == nil {
+				t.Errorf("veth %s left on the host", iface)
+			}
+			routes, _ := e.host.NL.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+			for _, r := range routes {
+				if r.Dst != nil && strings.HasPrefix(r.Dst.String(), "10.244.") && (!tc.firstWL || r.LinkIndex != linkIndex(t, e, "first")) {
+					t.Errorf("route left: %v", r)
+				}
+			}
+			routes, _ = e.host.NL.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+			for _, r := range routes {
+				if r.Dst != nil && strings.HasPrefix(r.Dst.String(), "fd00:244:") && (!tc.firstWL || r.LinkIndex != linkIndex(t, e, "first")) {
+					t.Errorf("route left: %v", r)
+				}
+			}
+			if _, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "prod", "web")); !errors.Is(err, datastore.ErrNotFound) {
+				t.Errorf("WorkloadEndpoint: %v", err)
+			}
+			// The failure is gone: the same request succeeds.
+			e.h.MTU, e.h.DS = 0, e.ds
+			if tc.name == "namespace has another eth0" {
+				return
+			}
+			if _, err := e.h.Attach(ctx, Request{Name: "web", Namespace: "prod", NetNS: w.Path}); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+		})
+	}
+}
+
+func linkIndex(t *testing.T, e *env, workload string) int {
+	l, err := e.host.NL.LinkByName(names.WorkloadInterface("default", workload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
 }
