@@ -105,6 +105,8 @@ func New(kind string) Resource {
 		return &IPAMHandle{}
 	case KindIPAMConfiguration:
 		return &IPAMConfiguration{}
+	case KindStatusReport:
+		return &StatusReport{}
 	}
 	return nil
 }

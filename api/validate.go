@@ -42,6 +42,10 @@ func Validate(r Resource) error {
 		// Names come from etcd keys or files; nothing else to check.
 	case *IPAMConfiguration:
 		v.ipamConfiguration(o)
+	case *StatusReport:
+		if _, err := o.Spec.Reported(); err != nil {
+			v.add("spec.time", o.Spec.Time, "must be an RFC 3339 time")
+		}
 	}
 	return v.errs.withResource(r.ResourceKind(), md.Name).errOrNil()
 }

@@ -22,7 +22,14 @@ const (
 	// IPAMConfigKey holds the one IPAMConfiguration, as Calico's etcd
 	// IPAM code reads it.
 	IPAMConfigKey = "/calico/ipam/v2/config"
+	// StatusPrefix holds Felix's status reports; Roost's node agent writes
+	// the one of its node (StatusReportKey) as its heartbeat.
+	StatusPrefix = "/calico/felix/v2/"
 )
+
+// statusRegion is Felix's region part of status keys when no OpenStack
+// region is set.
+const statusRegion = "no-region"
 
 var plurals = map[string]string{
 	api.KindBGPConfiguration: "bgpconfigurations",
@@ -66,6 +73,8 @@ func KindPrefix(kind string) string {
 		return HandlePrefix
 	case api.KindIPAMConfiguration:
 		return IPAMConfigKey
+	case api.KindStatusReport:
+		return StatusPrefix
 	}
 	return ""
 }
@@ -98,6 +107,12 @@ func AffinityKey(node string, cidr netip.Prefix) string {
 
 // HandleKey is the key of an IPAM handle.
 func HandleKey(id string) string { return HandlePrefix + id }
+
+// StatusReportKey is the key of node's status report (its agent's
+// heartbeat), as Felix writes it.
+func StatusReportKey(node string) string {
+	return StatusPrefix + statusRegion + "/host/" + node + "/status"
+}
 
 func famDir(a netip.Addr) string {
 	if a.Is6() {
@@ -132,6 +147,11 @@ func KeyFor(obj api.Resource) (string, error) {
 			return "", fmt.Errorf("IPAMConfiguration %q: the only one is named %q", md.Name, api.DefaultIPAMConfigName)
 		}
 		return IPAMConfigKey, nil
+	case *api.StatusReport:
+		if md.Name == "" {
+			return "", fmt.Errorf("StatusReport: metadata.name (the node) is required")
+		}
+		return StatusReportKey(md.Name), nil
 	}
 	kind := obj.ResourceKind()
 	if md.Name == "" {
@@ -205,6 +225,13 @@ func ParseKey(key string) (KeyInfo, error) {
 			return bad()
 		}
 		return KeyInfo{Kind: api.KindBlockAffinity, Name: api.BlockAffinityName(parts[0], cidr), Node: parts[0], CIDR: cidr}, nil
+	case strings.HasPrefix(key, StatusPrefix):
+		// <region>/host/<node>/status
+		parts := strings.Split(strings.TrimPrefix(key, StatusPrefix), "/")
+		if len(parts) != 4 || parts[0] == "" || parts[1] != "host" || parts[2] == "" || parts[3] != "status" {
+			return bad()
+		}
+		return KeyInfo{Kind: api.KindStatusReport, Name: parts[2]}, nil
 	case strings.HasPrefix(key, HandlePrefix):
 		id := strings.TrimPrefix(key, HandlePrefix)
 		if id == "" || strings.Contains(id, "/") {
@@ -237,6 +264,8 @@ func EncodeValue(obj api.Resource) ([]byte, error) {
 		return json.Marshal(&o.Spec)
 	case *api.IPAMConfiguration:
 		return json.Marshal(o.Spec.Backend())
+	case *api.StatusReport:
+		return json.Marshal(&o.Spec)
 	}
 	// Metadata that etcd itself tracks is not stored, as in Calico.
 	return api.MarshalStored(obj)
@@ -273,7 +302,7 @@ func DecodeValue(key string, data []byte, revision int64) (api.Resource, error) 
 		c := &api.IPAMConfiguration{Spec: b.Spec()}
 		c.Metadata.Name = info.Name
 		obj = c
-	case api.KindIPAMBlock, api.KindIPAMHandle:
+	case api.KindIPAMBlock, api.KindIPAMHandle, api.KindStatusReport:
 		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, info.Name, data)
 		obj, err = api.DecodeJSON(info.Kind, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true, NoValidate: true})
 		if err != nil {

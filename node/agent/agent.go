@@ -1,5 +1,6 @@
 // Package agent is `roost-node run`: it registers the node, keeps its
-// tunnel addresses in step with the pools, and drives the dataplane from
+// tunnel addresses in step with the pools, reports that it is alive
+// (node/heartbeat), and drives the dataplane from
 // datastore watches on nodes, pools, IPAM blocks and this node's workload
 // endpoints, re-detecting the node's address periodically. It serves
 // /healthz, /readyz and /metrics.
@@ -24,6 +25,7 @@ import (
 	"github.com/roostnet/roost/internal/backoff"
 	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/dataplane"
+	"github.com/roostnet/roost/node/heartbeat"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
 	"github.com/roostnet/roost/node/natoutgoing"
@@ -35,6 +37,7 @@ type Options struct {
 	Startup            startup.Config
 	Dataplane          dataplane.Config
 	AutodetectInterval time.Duration // 0: 30s
+	HeartbeatInterval  time.Duration // 0: heartbeat.Interval
 	Listen             string        // "" : no HTTP server
 	IPForward          bool          // set net.ipv4.ip_forward=1 (and IPv6 forwarding with an IPv6 address)
 	// BlockReleaseGrace: how long a block of this node must stay empty
@@ -179,6 +182,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.goLoop(func() { a.blockGCLoop(ctx, a.opts.BlockReleaseGrace) })
 	}
 	a.goLoop(func() { a.syncGauge(ctx) })
+	a.goLoop(func() { heartbeat.Run(ctx, a.ds, name, a.opts.HeartbeatInterval, a.log) })
 	kick(a.tunnelKick)
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/roostnet/roost/internal/etcdtest"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/internal/nstest"
+	"github.com/roostnet/roost/node/heartbeat"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
 	"github.com/roostnet/roost/node/startup"
@@ -232,6 +233,10 @@ func agentEndToEnd(t *testing.T, ds datastore.Datastore) {
 	}
 	if code, body := httpGet(t, a, "/healthz"); code != 200 || !strings.Contains(body, `"node": "a"`) {
 		t.Fatalf("healthz %d %s", code, body)
+	}
+	// The agent reports that it is alive (birdctl delete node reads it).
+	if st, err := heartbeat.Check(ctx, ds, "a", time.Now()); err != nil || !st.Alive {
+		t.Errorf("node a's heartbeat: %+v %v", st, err)
 	}
 	_, metrics := httpGet(t, a, "/metrics")
 	for _, m := range []string{"roost_node_routes_programmed", "roost_node_route_operations_total", "roost_node_reconcile_duration_seconds",
