@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,15 +17,22 @@ import (
 // reports, with field path and line, what encoding/json would either reject
 // without saying where or silently accept: unknown fields (typos), wrong
 // types, out-of-range numbers and values our own types refuse to parse.
-func checkNode(n *yaml.Node, obj any, strict bool) ErrorList {
+func checkNode(n *yaml.Node, obj any, strict bool) (ErrorList, []foundUnknown) {
 	c := checker{strict: strict}
-	c.walk(n, reflect.TypeOf(obj), "")
-	return c.errs
+	c.walk(n, reflect.TypeOf(obj), "", []string{})
+	return c.errs, c.unknown
 }
 
 type checker struct {
-	strict bool
-	errs   ErrorList
+	strict  bool
+	errs    ErrorList
+	unknown []foundUnknown // unknown fields outside lists (when not strict)
+}
+
+// foundUnknown is an unknown field: its object path and value.
+type foundUnknown struct {
+	path []string
+	node *yaml.Node
 }
 
 var jsonUnmarshaler = reflect.TypeFor[json.Unmarshaler]()
@@ -43,7 +51,8 @@ func join(path, name string) string {
 	return path + "." + name
 }
 
-func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
+// walk checks n against t. keys is the object path of n, nil inside lists.
+func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -72,17 +81,19 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Tag == "!!merge" {
-				c.walk(v, t, path)
+				c.walk(v, t, path, keys)
 				continue
 			}
 			ft, ok := fields[k.Value]
 			if !ok {
 				if c.strict {
 					c.add(k, join(path, k.Value), nil, "unknown field"+suggest(k.Value, fields))
+				} else if keys != nil {
+					c.unknown = append(c.unknown, foundUnknown{path: append(slices.Clone(keys), k.Value), node: v})
 				}
 				continue
 			}
-			c.walk(v, ft, join(path, k.Value))
+			c.walk(v, ft, join(path, k.Value), appendKey(keys, k.Value))
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -95,7 +106,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 				c.add(k, path, nil, "keys must be strings")
 				continue
 			}
-			c.walk(v, t.Elem(), join(path, k.Value))
+			c.walk(v, t.Elem(), join(path, k.Value), nil)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -103,7 +114,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		for i, e := range n.Content {
-			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), nil)
 		}
 	case reflect.Interface:
 		// free-form (e.g. managedFields): anything goes, once
@@ -160,6 +171,13 @@ func (c *checker) freeForm(n *yaml.Node, path string) {
 			c.freeForm(e, p)
 		}
 	}
+}
+
+func appendKey(keys []string, k string) []string {
+	if keys == nil {
+		return nil
+	}
+	return append(slices.Clone(keys), k)
 }
 
 // custom runs a type's own JSON decoding on the node's value so that its

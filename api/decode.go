@@ -317,7 +317,8 @@ func DecodeJSON(kind string, data []byte, opts DecodeOptions) (Resource, error) 
 func decodeNode(n *yaml.Node, obj Resource, opts DecodeOptions) error {
 	kind := obj.ResourceKind()
 	name := nameOf(n)
-	if errs := checkNode(n, obj, !opts.AllowUnknownFields); len(errs) > 0 {
+	errs, unknown := checkNode(n, obj, !opts.AllowUnknownFields)
+	if len(errs) > 0 {
 		return errs.withResource(kind, name)
 	}
 	v, err := nodeToValue(n)
@@ -330,6 +331,9 @@ func decodeNode(n *yaml.Node, obj Resource, opts DecodeOptions) error {
 	}
 	if err := json.Unmarshal(raw, obj); err != nil {
 		// checkNode catches type problems first; this is a safety net.
+		return ErrorList{{Msg: err.Error()}}.withResource(kind, name)
+	}
+	if err := keepUnknown(obj, unknown); err != nil {
 		return ErrorList{{Msg: err.Error()}}.withResource(kind, name)
 	}
 	if !opts.NoDefaults {

@@ -11,7 +11,7 @@ import (
 // MarshalJSON encodes a resource as compact JSON with kind and apiVersion,
 // the form Calico stores v3 resources in etcd.
 func MarshalJSON(r Resource) ([]byte, error) {
-	return json.Marshal(r.withTypeMeta())
+	return marshalResource(r.withTypeMeta())
 }
 
 // MarshalStored is MarshalJSON without metadata.resourceVersion, which a
@@ -19,7 +19,7 @@ func MarshalJSON(r Resource) ([]byte, error) {
 func MarshalStored(r Resource) ([]byte, error) {
 	c := r.withTypeMeta()
 	c.Meta().ResourceVersion = ""
-	return json.Marshal(c)
+	return marshalResource(c)
 }
 
 // MarshalYAML encodes resources as a multi-document YAML stream, the form
@@ -87,5 +87,6 @@ func Clone[T Resource](r T) T {
 	if err := json.Unmarshal(b, out); err != nil {
 		panic(fmt.Sprintf("api.Clone: %v", err))
 	}
+	copyUnknown(out, r)
 	return out
 }

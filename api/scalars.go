@@ -128,3 +128,40 @@ func ParseIPPort(s string) (netip.Addr, uint16, error) {
 	}
 	return ap.Addr(), ap.Port(), nil
 }
+
+// Time is a timestamp as Kubernetes' metav1.Time writes it: RFC 3339 in
+// UTC with whole seconds, and null when unset.
+type Time struct{ time.Time }
+
+// NewTime truncates t to whole seconds, the precision Time keeps.
+func NewTime(t time.Time) Time { return Time{t.Truncate(time.Second)} }
+
+// MarshalJSON writes "2006-01-02T15:04:05Z", or null for the zero time.
+func (t Time) MarshalJSON() ([]byte, error) {
+	if t.IsZero() {
+		return []byte("null"), nil
+	}
+	return json.Marshal(t.UTC().Format(time.RFC3339))
+}
+
+// UnmarshalJSON reads null or an RFC 3339 time (fractions allowed).
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		t.Time = time.Time{}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("must be an RFC 3339 time such as 2024-01-02T15:04:05Z")
+	}
+	if s == "" {
+		t.Time = time.Time{}
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return fmt.Errorf("must be an RFC 3339 time such as 2024-01-02T15:04:05Z")
+	}
+	t.Time = v.Local()
+	return nil
+}

@@ -95,6 +95,8 @@ func New(kind string) Resource {
 		return &BGPFilter{}
 	case KindWorkloadEndpoint:
 		return &WorkloadEndpoint{}
+	case KindCalicoNodeStatus:
+		return &CalicoNodeStatus{}
 	case KindBFDProfile:
 		return &BFDProfile{}
 	case KindBlockAffinity:
@@ -115,7 +117,7 @@ func New(kind string) Resource {
 // then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
+	KindWorkloadEndpoint, KindCalicoNodeStatus, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

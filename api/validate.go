@@ -34,6 +34,8 @@ func Validate(r Resource) error {
 		v.bgpFilter(o)
 	case *WorkloadEndpoint:
 		v.workloadEndpoint(o)
+	case *CalicoNodeStatus:
+		v.calicoNodeStatus(o)
 	case *BlockAffinity:
 		v.blockAffinity(o)
 	case *IPAMBlock:

@@ -38,6 +38,7 @@ var plurals = map[string]string{
 	api.KindIPPool:           "ippools",
 	api.KindBGPFilter:        "bgpfilters",
 	api.KindWorkloadEndpoint: "workloadendpoints",
+	api.KindCalicoNodeStatus: "caliconodestatuses",
 }
 
 // roostPlurals are the plurals of Roost's kinds, under RoostResourcePrefix.

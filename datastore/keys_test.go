@@ -42,3 +42,19 @@ func TestRoostKeys(t *testing.T) {
 		t.Errorf("stored %s, want %s", data, want)
 	}
 }
+
+func TestCalicoNodeStatusKey(t *testing.T) {
+	s := &api.CalicoNodeStatus{}
+	s.Metadata.Name = "node1-status"
+	key, err := KeyFor(s)
+	if err != nil || key != "/calico/resources/v3/projectcalico.org/caliconodestatuses/node1-status" {
+		t.Fatalf("KeyFor = %q, %v", key, err)
+	}
+	if got := KindPrefix(api.KindCalicoNodeStatus); got != "/calico/resources/v3/projectcalico.org/caliconodestatuses/" {
+		t.Errorf("KindPrefix = %q", got)
+	}
+	info, err := ParseKey(key)
+	if err != nil || info.Kind != api.KindCalicoNodeStatus || info.Name != "node1-status" {
+		t.Errorf("ParseKey = %+v, %v", info, err)
+	}
+}

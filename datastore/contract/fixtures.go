@@ -83,6 +83,20 @@ func BFDProfileFixture(name string) *api.BFDProfile {
 	return p
 }
 
+// NodeStatusFixture builds a CalicoNodeStatus request for node with an
+// answer in its status.
+func NodeStatusFixture(name, node string) *api.CalicoNodeStatus {
+	s := &api.CalicoNodeStatus{}
+	s.Metadata.Name = name
+	s.Spec = api.CalicoNodeStatusSpec{Node: node, Classes: []string{api.NodeStatusClassAgent, api.NodeStatusClassBGP},
+		UpdatePeriodSeconds: ptr(uint32(10))}
+	s.Status.Agent.BIRDV4 = api.BGPDaemonStatus{State: api.BGPDaemonStateReady, Version: "2.0.12", RouterID: "10.0.0.1"}
+	s.Status.BGP.NumberEstablishedV4 = 1
+	s.Status.BGP.PeersV4 = []api.CalicoNodePeer{{PeerIP: "10.0.0.2", Type: api.BGPPeerTypeNodeMesh,
+		State: api.BGPSessionStateEstablished, Since: "10:00:01.000"}}
+	return s
+}
+
 // WorkloadFixture builds a WorkloadEndpoint in namespace ns.
 func WorkloadFixture(ns, name, node, ip string) *api.WorkloadEndpoint {
 	w := &api.WorkloadEndpoint{}
@@ -154,6 +168,11 @@ func Fixtures() []Fixture {
 		}},
 		{"BFDProfile", func() api.Resource { return BFDProfileFixture("fast") }, func(r api.Resource) {
 			r.(*api.BFDProfile).Spec.DetectMultiplier = ptr(uint32(5))
+		}},
+		{"CalicoNodeStatus", func() api.Resource { return NodeStatusFixture("node1-status", "node1") }, func(r api.Resource) {
+			s := r.(*api.CalicoNodeStatus)
+			s.Status.BGP.NumberEstablishedV4, s.Status.BGP.NumberNotEstablishedV4 = 0, 1
+			s.Status.BGP.PeersV4[0].State = api.BGPSessionStateActive
 		}},
 		{"WorkloadEndpoint", func() api.Resource {
 			return WorkloadFixture("default", "node1-k8s-pod1-eth0", "node1", "192.168.166.130")
