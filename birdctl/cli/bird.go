@@ -42,25 +42,52 @@ func (a *app) nodeCmd() *cobra.Command {
 		Short:   "Inspect this node's BGP daemon",
 		GroupID: "bird",
 	}
-	var output string
+	var (
+		output string
+		all    bool
+		co     = clusterOpts{period: DefaultRequestPeriod, wait: DefaultRequestWait}
+	)
 	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show whether BIRD runs and the state of its BGP peers (like calicoctl node status)",
+		Use:   "status [--all [--request]]",
+		Short: "Show whether BIRD runs and the state of its BGP peers (like calicoctl node status); --all: every node's",
 		Long: `Show whether BIRD is running and, per address family, the BGP sessions
 Roost configured: peer address, peer type (node-to-node mesh, node specific or
 global, from the Mesh_/Node_/Global_ protocol names), state, since and info
 (BGP state and last error). Exits with status 1, naming the socket, when BIRD
-cannot be reached.`,
-		Example: "  birdctl node status\n  birdctl node status -o json --socket /run/bird/bird.ctl",
-		Args:    cobra.NoArgs,
+cannot be reached.
+
+With --all it reads the datastore instead of BIRD: one row per BGP session of
+every node (node, peer, type, BGP state, since, info), from the
+CalicoNodeStatus objects the nodes' roost-node agents answer. Nodes without
+an answer are listed as not reporting; --request creates the missing
+requests (CalicoNodeStatus ` + RequestNamePrefix + `<node>, classes Agent and BGP,
+every --request-period) and waits up to --wait for the answers (exit status
+1 if some node does not answer). The requests stay: delete them with
+"birdctl delete caliconodestatus ` + RequestNamePrefix + `<node>".`,
+		Example: "  birdctl node status\n  birdctl node status -o json --socket /run/bird/bird.ctl\n" +
+			"  birdctl node status --all\n  birdctl node status --all --request --wait 1m -o yaml",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(output, fmtTable, fmtJSON, fmtYAML); err != nil {
 				return err
+			}
+			if all {
+				return a.clusterNodeStatus(cmd, output, co)
+			}
+			for _, f := range []string{"request", "request-period", "wait"} {
+				if cmd.Flags().Changed(f) {
+					return fmt.Errorf("--%s needs --all", f)
+				}
 			}
 			return a.nodeStatus(cmd.Context(), cmd.OutOrStdout(), output)
 		},
 	}
 	addOutputFlag(status, &output, fmtTable, fmtJSON, fmtYAML)
+	status.Flags().BoolVar(&all, "all", false, "every node's BGP sessions, from the CalicoNodeStatus objects in the datastore")
+	status.Flags().BoolVar(&co.request, "request", false, "with --all: create the missing CalicoNodeStatus requests and wait for the answers")
+	status.Flags().DurationVar(&co.period, "request-period", DefaultRequestPeriod, "with --request: update period of the requests created")
+	status.Flags().DurationVar(&co.wait, "wait", DefaultRequestWait, "with --request: how long to wait for the answers")
+	a.addDatastoreFlags(status)
 	node.AddCommand(status)
 	return node
 }

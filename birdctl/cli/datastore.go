@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -31,6 +32,12 @@ func (a *app) dsConfig(cmd *cobra.Command) (datastore.Config, error) {
 // the configured backend and returns a context bounded by --timeout for
 // the whole command. done closes the datastore and ends the context.
 func (a *app) openDatastore(cmd *cobra.Command) (ctx context.Context, ds datastore.Datastore, done func(), err error) {
+	return a.openDatastoreFor(cmd, a.timeout)
+}
+
+// openDatastoreFor is openDatastore for a command that may take longer
+// than --timeout (it waits for something), bounded by limit.
+func (a *app) openDatastoreFor(cmd *cobra.Command, limit time.Duration) (ctx context.Context, ds datastore.Datastore, done func(), err error) {
 	cfg, err := a.dsConfig(cmd)
 	if err != nil {
 		return nil, nil, nil, err
@@ -39,7 +46,7 @@ func (a *app) openDatastore(cmd *cobra.Command) (ctx context.Context, ds datasto
 		return nil, nil, nil, err
 	}
 	a.dsType = cfg.Type
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), limit)
 	// A CLI says only what matters: backend warnings, not connection chatter.
 	log := logrus.New()
 	log.SetOutput(a.env.Stderr)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/etcdtest"
 )
 
@@ -74,6 +75,13 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b *backend)) {
 		}
 		f(t, b)
 	})
+}
+
+// config is the backend's datastore configuration, for a test's own
+// connection to it.
+func (b *backend) config() (datastore.Config, error) {
+	cfg := datastore.FromEnv(func(k string) string { return b.env[k] })
+	return cfg, cfg.Normalize()
 }
 
 // ds runs a datastore command with the backend's flags.

@@ -17,6 +17,7 @@ var kindAliases = map[string][]string{
 	api.KindIPPool:            {"ippool", "ippools", "ipp", "ipps", "pool", "pools"},
 	api.KindBGPFilter:         {"bgpfilter", "bgpfilters"},
 	api.KindWorkloadEndpoint:  {"workloadendpoint", "workloadendpoints", "wep", "weps"},
+	api.KindCalicoNodeStatus:  {"caliconodestatus", "caliconodestatuses", "nodestatus", "nodestatuses"},
 	api.KindBFDProfile:        {"bfdprofile", "bfdprofiles", "bfd", "bfds"},
 	api.KindBlockAffinity:     {"blockaffinity", "blockaffinities", "affinity", "affinities"},
 	api.KindIPAMBlock:         {"ipamblock", "ipamblocks", "block", "blocks"},

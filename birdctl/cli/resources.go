@@ -386,8 +386,21 @@ func (a *app) buildOp(op mutation, it item) (datastore.Op, error) {
 		if md.CreationTimestamp == nil {
 			md.CreationTimestamp = old.CreationTimestamp
 		}
+		keepNodeStatusAnswer(it.obj, it.current.Value)
 		md.ResourceVersion = ""
 		return datastore.Op{Type: datastore.OpUpdate, Key: it.key, Value: it.obj, Revision: rev}, nil
+	}
+}
+
+// keepNodeStatusAnswer keeps a CalicoNodeStatus's stored answer when the
+// input has none and asks the same node, as a status subresource would:
+// re-applying a request's YAML does not blank what the node reported.
+func keepNodeStatusAnswer(in, stored api.Resource) {
+	s, ok1 := in.(*api.CalicoNodeStatus)
+	old, ok2 := stored.(*api.CalicoNodeStatus)
+	if ok1 && ok2 && s.Spec.Node == old.Spec.Node && s.Status.LastUpdated.IsZero() &&
+		s.Status.SameContent(&api.CalicoNodeStatusStatus{}) {
+		s.Status = old.Status
 	}
 }
 

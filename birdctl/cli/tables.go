@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
@@ -167,6 +168,27 @@ func (a *app) table(ctx context.Context, ds datastore.Datastore, kind string, wi
 			}
 			s := f.Spec
 			t.rows = append(t.rows, []string{f.Metadata.Name, rules(len(s.ExportV4)), rules(len(s.ImportV4)), rules(len(s.ExportV6)), rules(len(s.ImportV6))})
+		}
+	case api.KindCalicoNodeStatus:
+		// calicoctl's columns; wide adds the period and the last answer.
+		t.header = []string{"NAME", "NODE"}
+		if wide {
+			t.header = append(t.header, "CLASSES", "UPDATEPERIOD", "LASTUPDATED")
+		}
+		for _, o := range objs {
+			s := o.(*api.CalicoNodeStatus)
+			row := []string{s.Metadata.Name, s.Spec.Node}
+			if wide {
+				period, last := "", "never"
+				if s.Spec.UpdatePeriodSeconds != nil {
+					period = s.Spec.UpdatePeriod().String()
+				}
+				if !s.Status.LastUpdated.IsZero() {
+					last = s.Status.LastUpdated.UTC().Format(time.RFC3339)
+				}
+				row = append(row, strings.Join(s.Spec.Classes, ","), period, last)
+			}
+			t.rows = append(t.rows, row)
 		}
 	case api.KindBFDProfile:
 		t.header = []string{"NAME", "RECEIVEINTERVAL", "TRANSMITINTERVAL", "MULTIPLIER", "PASSIVE"}
