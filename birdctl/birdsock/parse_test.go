@@ -29,11 +29,13 @@ func TestParseStatus(t *testing.T) {
 			Version: "2.0.12", RouterID: "10.0.0.1", Hostname: "vm",
 			ServerTime: at("2026-11-21 05:46:19.235"), LastReboot: at("2026-11-21 05:46:15.230"),
 			LastReconfig: at("2026-11-21 05:46:15.230"), Message: "Daemon is up and running", Up: true,
+			LastRebootText: "2026-11-21 05:46:15.230", LastReconfigText: "2026-11-21 05:46:15.230",
 		}},
 		{"bird16.txt", Status{
 			Version: "1.6.8", RouterID: "10.0.0.1",
 			ServerTime: at("2024-01-01 10:05:00.000"), LastReboot: at("2024-01-01 09:00:00.000"),
 			LastReconfig: at("2024-01-01 10:00:00.000"), Message: "Daemon is up and running", Up: true,
+			LastRebootText: "2024-01-01 09:00:00", LastReconfigText: "2024-01-01 10:00:00",
 		}},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,8 @@ type Status struct {
 	ServerTime   time.Time
 	LastReboot   time.Time
 	LastReconfig time.Time
+	// The same times as BIRD printed them ("2026-11-21 05:43:41.128").
+	LastRebootText, LastReconfigText string
 	// Message is the last line: "Daemon is up and running", "Reconfiguration
 	// in progress", "Graceful restart recovery in progress" or "Daemon is
 	// shutting down".
@@ -38,9 +40,9 @@ func ParseStatus(text string) (*Status, error) {
 		} else if v, ok := strings.CutPrefix(line, "Current server time is "); ok {
 			st.ServerTime = parseTime(v)
 		} else if v, ok := strings.CutPrefix(line, "Last reboot on "); ok {
-			st.LastReboot = parseTime(v)
+			st.LastReboot, st.LastRebootText = parseTime(v), v
 		} else if v, ok := strings.CutPrefix(line, "Last reconfiguration on "); ok {
-			st.LastReconfig = parseTime(v)
+			st.LastReconfig, st.LastReconfigText = parseTime(v), v
 		} else if strings.HasPrefix(line, "Daemon is ") || strings.HasSuffix(line, " in progress") {
 			st.Message = line
 			st.Up = !strings.Contains(line, "shutting down")

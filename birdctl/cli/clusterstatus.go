@@ -344,13 +344,6 @@ func nodeReport(node string, statuses []*api.CalicoNodeStatus, now time.Time) cl
 	return r
 }
 
-// peerTypeNames are node status's words for Calico's peer types.
-var peerTypeNames = map[string]string{
-	api.BGPPeerTypeNodeMesh:   "node-to-node mesh",
-	api.BGPPeerTypeNodePeer:   "node specific",
-	api.BGPPeerTypeGlobalPeer: "global",
-}
-
 func writeCluster(w io.Writer, st clusterStatus, now time.Time) error {
 	var rows [][]string
 	reporting, sessions, up := 0, 0, 0
@@ -367,7 +360,7 @@ func writeCluster(w io.Writer, st clusterStatus, now time.Time) error {
 			if p.State == api.BGPSessionStateEstablished {
 				up++
 			}
-			rows = append(rows, []string{n.Node, p.PeerIP, cmp.Or(peerTypeNames[p.Type], p.Type, "-"), cmp.Or(p.State, "-"), cmp.Or(p.Since, "-"), n.Info})
+			rows = append(rows, []string{n.Node, p.PeerIP, cmp.Or(peerTypeWords[p.Type], p.Type, "-"), cmp.Or(p.State, "-"), cmp.Or(p.Since, "-"), n.Info})
 		}
 	}
 	if err := boxTable(w, []string{"Node", "Peer", "Type", "State", "Since", "Info"}, rows); err != nil {
