@@ -89,6 +89,15 @@ func (c *Client) Protocols(ctx context.Context) ([]Protocol, error) {
 	return ParseProtocols(rep.Text())
 }
 
+// ProtocolDetails runs `show protocols all`: every protocol's details.
+func (c *Client) ProtocolDetails(ctx context.Context) ([]ProtocolDetail, error) {
+	rep, err := c.Exec(ctx, "show protocols all")
+	if err != nil {
+		return nil, err
+	}
+	return ParseProtocolDetails(rep.Text())
+}
+
 // ProtocolDetail runs `show protocols all "name"`. The name is sent as a
 // pattern so that an unknown name gives BIRD's "8003 No protocols match"
 // (a *BirdError) rather than a syntax error; wildcards are refused.

@@ -1,6 +1,8 @@
 package birdmetrics
 
 import (
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/roostnet/roost/birdctl/birdsock"
@@ -30,7 +32,13 @@ func (f *bfdFamily) describe(ch chan<- *prometheus.Desc) {
 	ch <- f.timeout
 }
 
-func (f *bfdFamily) collect(r *Round, ch chan<- prometheus.Metric) {
+func (f *bfdFamily) collect(r *round, ch chan<- prometheus.Metric) {
+	// As bird_exporter, ask for sessions only when BIRD runs a BFD
+	// protocol (BIRD 1.6 has no show bfd sessions without one).
+	ps, err := r.ProtocolDetails()
+	if err != nil || !slices.ContainsFunc(ps, func(p birdsock.ProtocolDetail) bool { return p.Proto == "BFD" }) {
+		return
+	}
 	ss, err := r.BFDSessions()
 	if err != nil {
 		return

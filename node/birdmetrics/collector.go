@@ -1,18 +1,20 @@
 // Package birdmetrics exports BIRD's state on roost-node's /metrics under
 // bird_exporter's metric names and labels, so dashboards and alerts made
-// for bird_exporter work unchanged: bird_socket_query_success and, per BFD
-// session, bird_bfd_session_{up,uptime_seconds,interval_seconds,
-// timeout_seconds}{name,ip,interface}.
+// for bird_exporter work unchanged: bird_socket_query_success; per protocol
+// and channel bird_protocol_{up,prefix_import_count,prefix_export_count,
+// prefix_filter_count,prefix_preferred_count,uptime}{name,proto,ip_version,
+// import_filter,export_filter} (plus Roost's peer_type); per BFD session
+// bird_bfd_session_{up,uptime_seconds,interval_seconds,timeout_seconds}
+// {name,ip,interface}.
 //
 // A scrape is one query round: every family of metrics reads what it needs
-// from a Round, which runs each BIRD command at most once (lazily, on one
-// control-socket connection) and is reused by scrapes that come within
-// MaxAge. A new family (say, per-protocol metrics) adds a Round accessor
-// for its command and a type implementing family.
+// from a birdsock.Round, which runs each BIRD command at most once (lazily,
+// on one control-socket connection) and is reused by scrapes that come
+// within MaxAge. A new family adds a type implementing family that reads
+// the Round's accessors.
 package birdmetrics
 
 import (
-	"context"
 	"sync"
 	"time"
 
@@ -49,13 +51,13 @@ type Collector struct {
 	query    *prometheus.Desc
 
 	mu   sync.Mutex
-	last *Round
+	last *round
 }
 
 // family is one group of metrics read from a Round.
 type family interface {
 	describe(ch chan<- *prometheus.Desc)
-	collect(r *Round, ch chan<- prometheus.Metric)
+	collect(r *round, ch chan<- prometheus.Metric)
 }
 
 // New returns a Collector for the BIRD at o.Socket.
@@ -77,7 +79,7 @@ func New(o Options) *Collector {
 	}
 	return &Collector{
 		opts:     o,
-		families: []family{newBFDFamily()},
+		families: []family{newProtocolFamily(), newBFDFamily()},
 		query: prometheus.NewDesc("bird_socket_query_success",
 			"1 when every query of BIRD's control socket in this scrape succeeded, else 0.", nil, nil),
 	}
@@ -107,88 +109,37 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // round returns the current round, starting a new one when the last is
 // older than MaxAge.
-func (c *Collector) round() *Round {
+func (c *Collector) round() *round {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.opts.Now()
-	if c.last != nil && now.Sub(c.last.At) < c.opts.MaxAge {
+	if c.last != nil && now.Sub(c.last.at) < c.opts.MaxAge {
 		return c.last
 	}
-	c.last = &Round{At: now, opts: c.opts}
+	c.last = &round{Round: birdsock.NewRound(c.opts.Socket, c.opts.Timeout), at: now, opts: c.opts}
 	return c.last
 }
 
-// Round is one scrape's view of BIRD. Each command runs at most once per
-// Round, on the first request; later requests get the same answer.
-type Round struct {
-	At   time.Time
+// round is one scrape's view of BIRD: each command at most once (see
+// birdsock.Round), shared by the scrapes within MaxAge.
+type round struct {
+	*birdsock.Round
+	at   time.Time
 	opts Options
 
-	mu     sync.Mutex
-	client *birdsock.Client // open while a scrape runs queries
-	err    error            // the first failure of the round
-	bfd    *cached[[]birdsock.BFDSession]
+	once sync.Once
 }
 
-type cached[T any] struct {
-	v   T
-	err error
-}
-
-// exec runs one query on the round's connection, dialling it first when
-// needed. r.mu is held.
-func (r *Round) exec(f func(ctx context.Context, c *birdsock.Client) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
-	defer cancel()
-	if r.client == nil {
-		c, err := birdsock.Dial(ctx, r.opts.Socket, birdsock.WithTimeout(r.opts.Timeout))
-		if err != nil {
-			r.fail(err)
-			return err
-		}
-		r.client = c
-	}
-	err := f(ctx, r.client)
-	if err != nil {
-		r.fail(err)
-	}
-	return err
-}
-
-func (r *Round) fail(err error) {
-	if r.err == nil {
-		r.err = err
-		r.opts.Log.WithError(err).WithField("socket", r.opts.Socket).Debug("BIRD metrics: query failed")
-	}
-}
-
-// BFDSessions is `show bfd sessions` (no sessions without a BFD protocol).
-func (r *Round) BFDSessions() ([]birdsock.BFDSession, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.bfd == nil {
-		r.bfd = &cached[[]birdsock.BFDSession]{}
-		r.bfd.err = r.exec(func(ctx context.Context, c *birdsock.Client) (err error) {
-			r.bfd.v, err = c.BFDSessions(ctx)
-			return err
+// release closes the connection after a scrape's queries and logs the
+// round's failure once; a later scrape served by the same round finds its
+// answers cached.
+func (r *round) release() {
+	r.Close()
+	if err := r.Err(); err != nil {
+		r.once.Do(func() {
+			r.opts.Log.WithError(err).WithField("socket", r.opts.Socket).Debug("BIRD metrics: query failed")
 		})
 	}
-	return r.bfd.v, r.bfd.err
 }
 
-// release closes the connection after a scrape's queries; a later scrape
-// served by the same round finds its answers cached.
-func (r *Round) release() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.client != nil {
-		r.client.Close()
-		r.client = nil
-	}
-}
-
-func (r *Round) failed() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err != nil
-}
+func (r *round) failed() bool { return r.Err() != nil }

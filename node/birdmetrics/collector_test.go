@@ -26,8 +26,12 @@ const bfdReply = `1020-roost_bfd:
 0000 
 `
 
-// fakeBird answers every command with reply and counts connections and
-// commands.
+// bfdProtocol is `show protocols all` of a BIRD running only a BFD protocol.
+const bfdProtocol = "2002-Name       Proto      Table      State  Since         Info\n" +
+	"1002-roost_bfd  BFD        ---        up     08:02:40.000  \n1006-\n0000 \n"
+
+// fakeBird answers `show protocols all` with bfdProtocol, anything else
+// with reply, and counts connections and commands.
 type fakeBird struct {
 	path  string
 	reply string
@@ -67,10 +71,15 @@ func startFake(t *testing.T, reply string) *fakeBird {
 					if err != nil {
 						return
 					}
+					cmd := strings.TrimSpace(line)
 					f.mu.Lock()
-					f.cmds = append(f.cmds, strings.TrimSpace(line))
+					f.cmds = append(f.cmds, cmd)
 					f.mu.Unlock()
-					conn.Write([]byte(f.reply))
+					if cmd == "show protocols all" {
+						conn.Write([]byte(bfdProtocol))
+					} else {
+						conn.Write([]byte(f.reply))
+					}
 				}
 			}()
 		}
@@ -126,24 +135,24 @@ func TestBFDMetrics(t *testing.T) {
 	if got := gather(t, reg); !slices.Equal(got, want) {
 		t.Errorf("metrics:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	// One round: one connection, one command.
-	if conns, cmds := f.counts(); conns != 1 || cmds != 1 {
-		t.Errorf("first scrape: %d connections, %d commands; want 1 and 1", conns, cmds)
+	// One round: one connection, one command per family.
+	if conns, cmds := f.counts(); conns != 1 || cmds != 2 {
+		t.Errorf("first scrape: %d connections, %d commands; want 1 and 2", conns, cmds)
 	}
 	// A scrape within MaxAge reuses the round; a later one queries again.
 	clk.add(DefaultMaxAge / 2)
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
-	if conns, cmds := f.counts(); conns != 1 || cmds != 1 {
+	if conns, cmds := f.counts(); conns != 1 || cmds != 2 {
 		t.Errorf("scrape within MaxAge: %d connections, %d commands; want no new query", conns, cmds)
 	}
 	clk.add(DefaultMaxAge)
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
-	if conns, cmds := f.counts(); conns != 2 || cmds != 2 {
-		t.Errorf("scrape after MaxAge: %d connections, %d commands; want 2 and 2", conns, cmds)
+	if conns, cmds := f.counts(); conns != 2 || cmds != 4 {
+		t.Errorf("scrape after MaxAge: %d connections, %d commands; want 2 and 4", conns, cmds)
 	}
 }
 
