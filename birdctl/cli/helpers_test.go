@@ -1,16 +1,13 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -104,105 +101,17 @@ func golden(t testing.TB, name, got string) {
 
 // ---- fake BIRD control socket replaying recorded transcripts ----
 
-// loadTranscript reads a recorded session: BIRD's hello, then per command a
-// line "> COMMAND" followed by the reply exactly as BIRD sent it.
-func loadTranscript(t testing.TB, name string) (hello string, replies map[string]string) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	replies = map[string]string{}
-	cmd, first := "", true
-	var cur strings.Builder
-	flush := func() {
-		if first {
-			hello = cur.String()
-		} else {
-			replies[cmd] = cur.String()
-		}
-		cur.Reset()
-	}
-	for _, line := range strings.SplitAfter(string(data), "\n") {
-		if c, ok := strings.CutPrefix(line, "> "); ok {
-			flush()
-			first, cmd = false, strings.TrimSuffix(c, "\n")
-			continue
-		}
-		cur.WriteString(line)
-	}
-	flush()
-	return hello, replies
-}
-
-// fakeBird serves a transcript on a Unix socket and records the commands
-// it receives. Unknown commands get BIRD's syntax error.
+// fakeBird serves a recording of testdata (birdtest.ReplayFile) and
+// records the commands it receives.
 type fakeBird struct {
 	path string
-	mu   sync.Mutex
-	cmds []string
+	r    *birdtest.Replayer
 }
 
 func startFakeBird(t testing.TB, transcript string) *fakeBird {
 	t.Helper()
-	hello, replies := loadTranscript(t, transcript)
-	fb := &fakeBird{path: birdtest.SocketPath(t, "bird.ctl")}
-	ln, err := net.Listen("unix", fb.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(time.Minute))
-				if _, err := conn.Write([]byte(hello)); err != nil {
-					return
-				}
-				r := bufio.NewReader(conn)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.TrimSuffix(line, "\n")
-					fb.mu.Lock()
-					fb.cmds = append(fb.cmds, cmd)
-					fb.mu.Unlock()
-					reply, ok := replies[cmd]
-					if !ok {
-						reply, ok = replies[strings.ReplaceAll(cmd, `"`, "")]
-					}
-					if !ok {
-						reply = "9001 syntax error, unexpected CF_SYM_UNDEFINED\n"
-					}
-					// Split writes: the client must not rely on whole lines.
-					for len(reply) > 0 {
-						n := min(7, len(reply))
-						if _, err := conn.Write([]byte(reply[:n])); err != nil {
-							return
-						}
-						reply = reply[n:]
-					}
-				}
-			}()
-		}
-	}()
-	return fb
+	r := birdtest.ReplayFile(t, filepath.Join("testdata", transcript))
+	return &fakeBird{path: r.Socket, r: r}
 }
 
-func (fb *fakeBird) commands() []string {
-	fb.mu.Lock()
-	defer fb.mu.Unlock()
-	return append([]string(nil), fb.cmds...)
-}
+func (fb *fakeBird) commands() []string { return fb.r.Commands() }

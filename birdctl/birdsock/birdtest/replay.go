@@ -41,7 +41,13 @@ func RecordingPath(name string) string {
 // pieces, so clients cannot rely on whole lines.
 func Replay(t testing.TB, name string) *Replayer {
 	t.Helper()
-	data, err := os.ReadFile(RecordingPath(name))
+	return ReplayFile(t, RecordingPath(name))
+}
+
+// ReplayFile is Replay for a recording at path.
+func ReplayFile(t testing.TB, path string) *Replayer {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("birdtest: %v", err)
 	}
