@@ -148,7 +148,7 @@ func runCmd() *cobra.Command {
 				Startup: cfg.Startup, Dataplane: cfg.Dataplane, AutodetectInterval: cfg.AutodetectInterval,
 				Listen: cfg.Listen, IPForward: cfg.IPForward, BlockReleaseGrace: cfg.BlockReleaseGrace,
 				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
-				Log: log,
+				Log: log, BirdSocket: cfg.Supervise.BirdSocket,
 			}
 			log.WithFields(logrus.Fields{"version": version.Version, "datastore": cfg.Datastore.String()}).Info("roost-node starting")
 			if cfg.Supervise.WithBird || cfg.Supervise.WithConfd {
@@ -306,7 +306,7 @@ func cleanupCmd() *cobra.Command {
 func runSupervised(ctx context.Context, cfg *config.Run, opts agent.Options, log *logrus.Logger) error {
 	opts.Metrics = agent.NewMetrics() // one registry for the agent's and the supervisor's metrics
 	if cfg.Supervise.WithBird {
-		// BIRD's own state under bird_exporter's names (BFD sessions).
+		// BIRD's own state under bird_exporter's names (protocols, BFD sessions).
 		opts.Metrics.Registry.MustRegister(birdmetrics.New(birdmetrics.Options{Socket: cfg.Supervise.BirdSocket, Log: log}))
 	}
 	sup, err := supervisor.New(supervisor.Options{

@@ -17,6 +17,7 @@ type Round struct {
 	mu      sync.Mutex
 	client  *Client
 	err     error // the round's first failure
+	dialErr error // BIRD did not answer the connection
 	queries int
 	answers map[string]*answer
 }
@@ -51,6 +52,7 @@ func query[T any](r *Round, cmd string, f func(c *Client, ctx context.Context) (
 		c, err := Dial(ctx, r.socket, WithTimeout(r.timeout))
 		if err != nil {
 			a.err = err
+			r.dialErr = err
 			r.fail(err)
 			var zero T
 			return zero, err
@@ -102,6 +104,14 @@ func (r *Round) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.err
+}
+
+// Unreachable reports whether the round could not connect to BIRD (it is
+// not running, or its socket is elsewhere), as opposed to a query failing.
+func (r *Round) Unreachable() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dialErr != nil
 }
 
 // Queries is the number of commands sent to BIRD.

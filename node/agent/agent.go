@@ -2,7 +2,8 @@
 // tunnel addresses in step with the pools, reports that it is alive
 // (node/heartbeat), and drives the dataplane from
 // datastore watches on nodes, pools, IPAM blocks and this node's workload
-// endpoints, re-detecting the node's address periodically. It serves
+// endpoints, re-detecting the node's address periodically. It answers the
+// node's CalicoNodeStatus requests (package nodestatus) and serves
 // /healthz, /readyz and /metrics.
 package agent
 
@@ -29,6 +30,7 @@ import (
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
 	"github.com/roostnet/roost/node/natoutgoing"
+	"github.com/roostnet/roost/node/nodestatus"
 	"github.com/roostnet/roost/node/startup"
 )
 
@@ -51,6 +53,9 @@ type Options struct {
 	HostNS   netns.NsHandle       // for sysctls (zero: current namespace)
 	Log      logrus.FieldLogger
 	Metrics  *Metrics // nil: new
+	// BirdSocket is BIRD's control socket: the agent answers this node's
+	// CalicoNodeStatus requests from it. "": it does not.
+	BirdSocket string
 }
 
 // Agent is one running node agent.
@@ -183,6 +188,18 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.goLoop(func() { a.syncGauge(ctx) })
 	a.goLoop(func() { heartbeat.Run(ctx, a.ds, name, a.opts.HeartbeatInterval, a.log) })
+	if a.opts.BirdSocket != "" {
+		rep := nodestatus.New(nodestatus.Options{
+			DS: a.ds, Node: name, Socket: a.opts.BirdSocket, Log: a.log.WithField("component", "nodestatus"),
+			Registerer: a.metrics.Registry,
+			IPv6: func() bool {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				return a.addrs.V6.IsValid()
+			},
+		})
+		a.goLoop(func() { rep.Run(ctx) })
+	}
 	kick(a.tunnelKick)
 	return nil
 }
