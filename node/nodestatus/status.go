@@ -35,18 +35,25 @@ func agentStatus(st *birdsock.Status, ipv6 bool) api.CalicoNodeAgentStatus {
 	return out
 }
 
-// sessionStates are the BGP states CalicoNodeStatus knows (RFC 4271's).
+// sessionStates are the BGP states CalicoNodeStatus knows (RFC 4271's),
+// by the word BIRD shows. BIRD shows "Passive" for a passive session in
+// the Active state.
 var sessionStates = map[string]string{
 	"Idle": api.BGPSessionStateIdle, "Connect": api.BGPSessionStateConnect, "Active": api.BGPSessionStateActive,
-	"OpenSent": api.BGPSessionStateOpenSent, "OpenConfirm": api.BGPSessionStateOpenConfirm,
+	"Passive": api.BGPSessionStateActive, "OpenSent": api.BGPSessionStateOpenSent, "OpenConfirm": api.BGPSessionStateOpenConfirm,
 	"Established": api.BGPSessionStateEstablished, "Close": api.BGPSessionStateClose,
+}
+
+// protocolStates give the session state when Info names none.
+var protocolStates = map[string]string{
+	"up": api.BGPSessionStateEstablished, "start": api.BGPSessionStateActive, "down": api.BGPSessionStateIdle,
 }
 
 // bgpStatus maps `show protocols`: one peer per BGP session Roost (or
 // Calico) named Mesh_, Node_ or Global_; a session counts as established
 // when BIRD's protocol is up. The state is the BGP state BIRD shows first
 // in Info; a protocol that is down (disabled, or stopped by an error) is
-// Idle. addr resolves names that do not encode an address (nil: skip).
+// Idle, one starting without a state word Active. addr resolves names that do not encode an address (nil: skip).
 func bgpStatus(ps []birdsock.Protocol, addr func(name string) netip.Addr) api.CalicoNodeBGPStatus {
 	var out api.CalicoNodeBGPStatus
 	for _, p := range ps {
@@ -66,9 +73,9 @@ func bgpStatus(ps []birdsock.Protocol, addr func(name string) netip.Addr) api.Ca
 		}
 		up := strings.EqualFold(p.State, "up")
 		word, _, _ := strings.Cut(strings.TrimSpace(p.Info), " ")
-		state := sessionStates[word]
-		if strings.EqualFold(p.State, "down") {
-			state = api.BGPSessionStateIdle
+		state, known := sessionStates[word]
+		if !known || strings.EqualFold(p.State, "down") {
+			state = protocolStates[strings.ToLower(p.State)]
 		}
 		peer := api.CalicoNodePeer{PeerIP: a.Unmap().String(), Type: n.Type, State: state, Since: p.Since}
 		if a.Is6() && !a.Is4In6() {

@@ -107,3 +107,21 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s differs (go test -update rewrites it):\n%s", path, got)
 	}
 }
+
+func TestSessionStates(t *testing.T) {
+	for _, tt := range []struct{ state, info, want string }{
+		{"up", "Established", "Established"},
+		{"start", "Passive       Socket: Connection closed", "Active"},
+		{"start", "Connect", "Connect"},
+		{"start", "OpenSent", "OpenSent"},
+		{"start", "Idle          BGP Error: Bad peer AS", "Idle"},
+		{"start", "", "Active"},
+		{"down", "Error: Hold timer expired", "Idle"},
+		{"down", "", "Idle"},
+	} {
+		st := bgpStatus([]birdsock.Protocol{{Name: "Mesh_10_0_0_2", Proto: "BGP", State: tt.state, Info: tt.info}}, nil)
+		if len(st.PeersV4) != 1 || st.PeersV4[0].State != tt.want {
+			t.Errorf("%s %q: %+v, want %s", tt.state, tt.info, st.PeersV4, tt.want)
+		}
+	}
+}
