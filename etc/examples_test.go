@@ -28,7 +28,7 @@ func TestExamplesAreValid(t *testing.T) {
 			kinds[o.ResourceKind()] = true
 		}
 	}
-	for _, k := range []string{api.KindBGPConfiguration, api.KindBGPPeer, api.KindIPPool, api.KindBGPFilter, api.KindNode, api.KindBlockAffinity, api.KindBFDProfile} {
+	for _, k := range []string{api.KindBGPConfiguration, api.KindBGPPeer, api.KindIPPool, api.KindBGPFilter, api.KindNode, api.KindBlockAffinity, api.KindBFDProfile, api.KindCalicoNodeStatus} {
 		if !kinds[k] {
 			t.Errorf("no example of %s", k)
 		}
