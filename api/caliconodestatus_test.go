@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,63 @@ func TestCalicoNodeStatusValidation(t *testing.T) {
 				t.Errorf("got %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The fast path for stored JSON decodes exactly what the checked path
+// does, unknown fields included, and leaves errors to the checked path.
+func TestDecodeJSONFastPath(t *testing.T) {
+	for _, tt := range []struct{ kind, json string }{
+		{KindNode, `{"metadata":{"name":"n1","labels":{"a":"b"}},"spec":{"bgp":{"ipv4Address":"10.0.0.1/24","asNumber":"1.10"}},"status":{"podCIDRs":["10.0.0.0/24"]},"newer":1}`},
+		{KindIPPool, `{"metadata":{"name":"p"},"spec":{"cidr":"10.0.0.0/16"}}`},
+		{KindBGPPeer, `{"metadata":{"name":"p"},"spec":{"peerIP":"10.0.0.1","asNumber":65000,"keepaliveTime":"10s"}}`},
+		{KindCalicoNodeStatus, `{"metadata":{"name":"s"},"x":[1,2],"spec":{"node":"n","classes":["BGP"],"updatePeriodSeconds":5,"y":{"z":1.5}},` +
+			`"status":{"lastUpdated":"2026-01-02T03:04:05Z","agent":{"birdV4":{"state":"Ready","q":true},"birdV6":null},"bgp":{"peersV4":[{"peerIP":"10.0.0.2","w":1}]}}}`},
+		{KindCalicoNodeStatus, `{"metadata":{"name":"s"},"spec":{"node":"n","classes":["BGP"],"updatePeriodSeconds":5},"status":null}`},
+		// Errors: the checked path's messages.
+		{KindNode, `{"metadata":{"name":"n1"},"spec":{"bgp":{"asNumber":"x"}}}`},
+		{KindCalicoNodeStatus, `{"metadata":{"name":"s"},"spec":{"node":"n","classes":"BGP","updatePeriodSeconds":5}}`},
+		{KindCalicoNodeStatus, `{"metadata":{"name":"s"},"spec":{"node":"n","classes":["BGP"],"updatePeriodSeconds":-5}}`},
+		{KindCalicoNodeStatus, `{"metadata":{"name":"s"},"spec":{"node":"n","classes":["BGP"],"updatePeriodSeconds":5}} trailing`},
+		{KindCalicoNodeStatus, `{"metadata":{"name":"s"},"spec":{"node":"n","classes":["bgp"],"updatePeriodSeconds":5}}`},
+	} {
+		opts := DecodeOptions{AllowUnknownFields: true}
+		fast, ferr := DecodeJSON(tt.kind, []byte(tt.json), opts)
+		slow, serr := decodeJSONChecked(tt.kind, []byte(tt.json), opts)
+		if (ferr == nil) != (serr == nil) || ferr != nil && ferr.Error() != serr.Error() {
+			t.Errorf("%s: errors differ:\nfast %v\nslow %v", tt.json, ferr, serr)
+			continue
+		}
+		if ferr != nil {
+			continue
+		}
+		fb, _ := MarshalJSON(fast)
+		sb, _ := MarshalJSON(slow)
+		if string(fb) != string(sb) {
+			t.Errorf("%s:\nfast %s\nslow %s", tt.json, fb, sb)
+		}
+	}
+}
+
+// A CalicoNodeStatus with 1,000 routes, as a datastore reads it.
+func BenchmarkDecodeStoredNodeStatus(b *testing.B) {
+	s := &CalicoNodeStatus{}
+	s.Metadata.Name = "node1-status"
+	p := uint32(10)
+	s.Spec = CalicoNodeStatusSpec{Node: "node1", Classes: NodeStatusClasses, UpdatePeriodSeconds: &p}
+	for i := range 1000 {
+		s.Status.Routes.RoutesV4 = append(s.Status.Routes.RoutesV4, CalicoNodeRoute{Type: RouteTypeFIB,
+			Destination: fmt.Sprintf("10.200.%d.%d/29", i/32, i%32*8), Gateway: "10.99.0.12", Interface: "eth0",
+			LearnedFrom: CalicoNodeRouteLearnedFrom{SourceType: RouteSourceNodeMesh, PeerIP: "10.99.0.12"}})
+	}
+	data, err := MarshalStored(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := DecodeJSON(KindCalicoNodeStatus, data, DecodeOptions{AllowUnknownFields: true}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

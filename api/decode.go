@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -299,6 +301,16 @@ func DecodeJSON(kind string, data []byte, opts DecodeOptions) (Resource, error) 
 	if obj == nil {
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
+	if opts.AllowUnknownFields && decodeJSONFast(obj, data) {
+		return finish(obj, opts)
+	}
+	return decodeJSONChecked(kind, data, opts)
+}
+
+// decodeJSONChecked is DecodeJSON through checkNode: every problem with
+// its field path.
+func decodeJSONChecked(kind string, data []byte, opts DecodeOptions) (Resource, error) {
+	obj := New(kind)
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any
@@ -336,12 +348,75 @@ func decodeNode(n *yaml.Node, obj Resource, opts DecodeOptions) error {
 	if err := keepUnknown(obj, unknown); err != nil {
 		return ErrorList{{Msg: err.Error()}}.withResource(kind, name)
 	}
+	_, err = finish(obj, opts)
+	return err
+}
+
+// finish applies defaults and validates.
+func finish(obj Resource, opts DecodeOptions) (Resource, error) {
 	if !opts.NoDefaults {
 		Default(obj)
 	}
 	if !opts.NoValidate {
 		if err := Validate(obj); err != nil {
-			return err
+			return nil, err
+		}
+	}
+	return obj, nil
+}
+
+// decodeJSONFast decodes stored JSON straight into obj with encoding/json,
+// keeping unknown fields for kinds that keep them, and reports success.
+// It accepts exactly what the checked path (checkNode, then
+// encoding/json) accepts without strictness; on any error the caller
+// takes that path for its precise, located messages. Values in a
+// datastore are read far more often than they are wrong, and some are
+// large (a CalicoNodeStatus with its routes): the checked path costs
+// ten times as much.
+func decodeJSONFast(obj Resource, data []byte) bool {
+	if err := json.Unmarshal(data, obj); err != nil {
+		return false
+	}
+	k, ok := obj.(unknownKeeper)
+	if !ok {
+		return true
+	}
+	var fs unknownFields
+	if err := jsonUnknown(data, reflect.TypeOf(obj).Elem(), nil, &fs); err != nil {
+		return false
+	}
+	*k.unknownFields() = fs
+	return true
+}
+
+// jsonUnknown collects the fields of the JSON object data that type t
+// (a struct) lacks, at object paths (lists are not looked into).
+func jsonUnknown(data []byte, t reflect.Type, path []string, out *unknownFields) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil || m == nil {
+		return nil // null, or not an object: encoding/json accepted it as such
+	}
+	fields := jsonFields(t)
+	for key, raw := range m {
+		p := append(slices.Clone(path), key)
+		ft, known := fields[key]
+		if !known {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				return err
+			}
+			*out = append(*out, unknownField{path: p, value: v})
+			continue
+		}
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(jsonUnmarshaler) {
+			if err := jsonUnknown(raw, ft, p, out); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -13,7 +13,9 @@
 //	go run ./bench -full              # 200 changes per size, 3 repetitions
 //	go run ./bench -only latency -sizes 1000 -changes 200
 //
-// Needs root (network namespaces), etcd, bird, iperf3 and bin/ (make build).
+// Needs root (network namespaces), etcd, bird, iperf3 and bin/ (make build);
+// the CalicoNodeStatus scenario runs bin/roost-node, bin/confd and
+// bin/birdctl in a two-host lab (tests/lab).
 package main
 
 import (
@@ -43,12 +45,16 @@ type options struct {
 	nodeCount  int
 	iperfTime  int
 	iperfReps  int
-	only       map[string]bool
-	out        string
-	confdBin   string
-	inproc     bool
-	full       bool
-	cpuprofile string
+	// CalicoNodeStatus scenario
+	statusRoutes int
+	statusPeriod time.Duration
+	statusWindow time.Duration
+	only         map[string]bool
+	out          string
+	confdBin     string
+	inproc       bool
+	full         bool
+	cpuprofile   string
 }
 
 func (o *options) want(s string) bool { return len(o.only) == 0 || o.only[s] }
@@ -75,7 +81,10 @@ func run() int {
 	flag.IntVar(&o.nodeCount, "node-count", 0, "repetitions of the Go benchmarks (node agent, confd/bgp) (default 3, -full 5)")
 	flag.IntVar(&o.iperfTime, "iperf-time", 0, "seconds per iperf3 run in the dataplane scenario (default 5, -full 10)")
 	flag.IntVar(&o.iperfReps, "iperf-reps", 0, "iperf3 runs per path (default 1, -full 3); host paths run that many times before and after the workloads")
-	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node,micro,dataplane")
+	flag.IntVar(&o.statusRoutes, "status-routes", 1000, "routes the reporting node's BIRD holds in the status scenario")
+	flag.DurationVar(&o.statusPeriod, "status-period", 10*time.Second, "updatePeriodSeconds of the status scenario's request")
+	flag.DurationVar(&o.statusWindow, "status-window", 0, "each measured window of the status scenario (default 60s, -full 120s)")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node,micro,dataplane,status")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
 	flag.BoolVar(&o.inproc, "inproc", false, "run confd inside the harness (same code path; for -cpuprofile; CPU figures then include the harness)")
@@ -99,6 +108,12 @@ func run() int {
 	def(&o.nodeCount, 3, 5)
 	def(&o.iperfTime, 5, 10)
 	def(&o.iperfReps, 1, 3)
+	if o.statusWindow == 0 {
+		o.statusWindow = 60 * time.Second
+		if o.full {
+			o.statusWindow = 120 * time.Second
+		}
+	}
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 2 {
@@ -250,6 +265,17 @@ func run() int {
 		}
 		rep.dataplane = r
 	}
+	var status *statusResult
+	if o.want("status") && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "bench: CalicoNodeStatus: %d routes, period %v, windows of %v\n", o.statusRoutes, o.statusPeriod, o.statusWindow)
+		r, err := statusCost(ctx, work, o.statusRoutes, o.statusPeriod, o.statusWindow, func(f string, a ...any) {
+			fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
+		})
+		if err != nil {
+			fail("CalicoNodeStatus", err)
+		}
+		status = r
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "bench: interrupted")
 		return 1
@@ -267,6 +293,9 @@ func run() int {
 	}
 	if rep.dataplane != nil {
 		blocks = append(blocks, block{dpBeginMark, dpEndMark, rep.dataplane.markdown()})
+	}
+	if status != nil {
+		blocks = append(blocks, block{stBeginMark, stEndMark, status.markdown(rep.machine, rep.loadAfter)})
 	}
 	for _, bl := range blocks {
 		fmt.Print(bl.md)

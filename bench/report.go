@@ -446,14 +446,17 @@ func (rep *report) markdown() string {
 	return b.String()
 }
 
-// The generated blocks of docs/performance.md: the main scenarios, and the
-// dataplane throughput (its own block, so that `-only dataplane` replaces
-// only that and the other scenarios' figures stay).
+// The generated blocks of docs/performance.md: the main scenarios, the
+// dataplane throughput and the CalicoNodeStatus cost (blocks of their own,
+// so that `-only dataplane` or `-only status` replaces only that and the
+// other scenarios' figures stay).
 const (
 	beginMark   = "<!-- bench:begin -->"
 	endMark     = "<!-- bench:end -->"
 	dpBeginMark = "<!-- bench:dataplane:begin -->"
 	dpEndMark   = "<!-- bench:dataplane:end -->"
+	stBeginMark = "<!-- bench:status:begin -->"
+	stEndMark   = "<!-- bench:status:end -->"
 )
 
 // writeBlock replaces the block between beginMark and endMark in path,

@@ -308,16 +308,16 @@ func (r *Reporter) answer(ctx context.Context, req *request, rep *report, now ti
 	st.LastUpdated = api.NewTime(now)
 	asked := req.obj.Spec // what st answers
 	for attempt := 0; attempt < 2; attempt++ {
-		obj := api.Clone(req.obj) // keeps metadata and unknown fields
+		obj := *req.obj // metadata, spec and unknown fields as stored; nothing shared is modified
 		obj.Status = st
 		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-		kv, err := r.opts.DS.Update(wctx, &datastore.KV{Key: req.key, Value: obj, Revision: req.rev})
+		kv, err := r.opts.DS.Update(wctx, &datastore.KV{Key: req.key, Value: &obj, Revision: req.rev})
 		cancel()
 		log := r.opts.Log.WithFields(logrus.Fields{"request": req.obj.Metadata.Name, "revision": req.rev})
 		switch {
 		case err == nil:
 			r.m.writes.WithLabelValues("ok").Inc()
-			req.obj, req.rev, req.lastWrite = obj, kv.Revision, now
+			req.obj, req.rev, req.lastWrite = &obj, kv.Revision, now
 			log.Debug("CalicoNodeStatus written")
 			return
 		case errors.Is(err, datastore.ErrNotFound):

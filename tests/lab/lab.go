@@ -518,6 +518,10 @@ func (l *Lab) DumpLogs(w io.Writer, lines int) {
 	}
 }
 
+// Pid is the process id (`ip netns exec` execs the program: it is the
+// program's).
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool {
 	select {
