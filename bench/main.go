@@ -295,7 +295,7 @@ func run() int {
 		blocks = append(blocks, block{dpBeginMark, dpEndMark, rep.dataplane.markdown()})
 	}
 	if status != nil {
-		blocks = append(blocks, block{stBeginMark, stEndMark, status.markdown(rep.machine, rep.loadAfter)})
+		blocks = append(blocks, block{stBeginMark, stEndMark, status.markdown()})
 	}
 	for _, bl := range blocks {
 		fmt.Print(bl.md)

@@ -32,6 +32,11 @@ type statusResult struct {
 	obsIdle, obsReq   time.Duration // host2's roost-node (sees host1's writes)
 	// host1's roost_node_status_* counters over the measured window.
 	writes, rounds, unchanged float64
+	// the run, for the report
+	machine               machine
+	start                 time.Time
+	took                  time.Duration
+	loadBefore, loadAfter string
 }
 
 // share is cpu as a percentage of one core over window.
@@ -113,7 +118,7 @@ spec: {cidr: 10.200.0.0/16, blockSize: 29, vxlanMode: Never, ipipMode: Never, na
 	if err != nil {
 		return nil, err
 	}
-	r := &statusResult{routes: imported, period: period, window: window}
+	r := &statusResult{routes: imported, period: period, window: window, machine: machineInfo(), start: time.Now(), loadBefore: loadavg()}
 	measure := func() (node, bird, obs time.Duration, err error) {
 		pids := []int{nodes[0].Pid(), bird1, nodes[1].Pid()}
 		before := make([]time.Duration, len(pids))
@@ -199,6 +204,7 @@ spec: {node: %s, classes: [Agent, BGP, Routes], updatePeriodSeconds: %d}
 	r.writes = c1["roost_node_status_writes_total"] - c0["roost_node_status_writes_total"]
 	r.rounds = c1["roost_node_status_rounds_total"] - c0["roost_node_status_rounds_total"]
 	r.unchanged = c1["roost_node_status_unchanged_total"] - c0["roost_node_status_unchanged_total"]
+	r.took, r.loadAfter = time.Since(r.start), loadavg()
 	return r, nil
 }
 
@@ -218,11 +224,19 @@ func childPid(pid int, comm string) (int, error) {
 }
 
 // markdown is the scenario's block of docs/performance.md.
-func (r *statusResult) markdown(m machine, load string) string {
+func (r *statusResult) markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("Two lab hosts (network namespaces, each `roost-node run --with-bird --with-confd` on one etcd); host2 advertises %d blocks, so host1's BIRD holds %d BGP routes. `utime + stime` over %v without a request, then over %v while host1 answers one request for Agent, BGP and Routes every %v (after its first answer). host2 answers nothing but watches every CalicoNodeStatus, so it decodes host1's writes. %s, %d cores, load average %s.\n\n",
-		r.routes, r.routes, r.window, r.window, r.period, m.cpu, m.cores, load)
+	m := r.machine
+	p("### Run\n\n| | |\n|---|---|\n")
+	p("| machine | %s, %d cores, Linux %s |\n", m.cpu, m.cores, m.kernel)
+	p("| software | %s, BIRD %s |\n", m.goVersion, m.bird)
+	p("| commit | `%s` |\n", m.commit)
+	p("| date | %s (measured %s) |\n", r.start.UTC().Format("2006-01-02 15:04 UTC"), r.took.Round(time.Second))
+	p("| load average (1/5/15 min) | before %s, after %s |\n\n", r.loadBefore, r.loadAfter)
+	p("### Cost of one request\n\n")
+	p("Two lab hosts (network namespaces, each `roost-node run --with-bird --with-confd` on one etcd); host2 advertises %d blocks, so host1's BIRD holds %d BGP routes. `utime + stime` over %v without a request, then over %v while host1 answers one request for Agent, BGP and Routes every %v (after its first answer). host2 answers nothing but watches every CalicoNodeStatus, so it decodes host1's writes.\n\n",
+		r.routes, r.routes, r.window, r.window, r.period)
 	node := r.nodeReq - r.nodeIdle
 	bird := r.birdReq - r.birdIdle
 	p("| | without request | with request | cost of the request |\n|---|---:|---:|---:|\n")
