@@ -83,7 +83,7 @@ func (c *Config) settings() []*settings.Setting {
 		str("health-addr", "ROOST_CONFD_HEALTH_ADDR", "", "serve /healthz and /readyz here; empty = off", &c.HealthAddr),
 		dur("retry-min", "ROOST_CONFD_RETRY_MIN", "500ms", "first retry delay after a failed render", &c.RetryMin),
 		dur("retry-max", "ROOST_CONFD_RETRY_MAX", "30s", "longest retry delay", &c.RetryMax),
-		num("render-cpu-share", "ROOST_CONFD_RENDER_CPU_SHARE", "0.25", "during sustained churn renders use at most this share of one core, in (0, 1]; below it every change renders at once", share(&c.RenderCPUShare)),
+		num("render-cpu-share", "ROOST_CONFD_RENDER_CPU_SHARE", "0.5", "during sustained churn renders use at most this share of one core, in (0, 1]; below it every change renders at once", share(&c.RenderCPUShare)),
 		num("max-reload-rate", "ROOST_CONFD_MAX_RELOAD_RATE", "20", "reconfigure BIRD at most this many times per second", settings.Float(&c.MaxReloadRate)),
 		dur("min-render-interval", "ROOST_CONFD_MIN_RENDER_INTERVAL", "", "fixed spacing instead of the CPU budget: during churn, start the next render this long after the previous one (default 100ms when --render-quiet is set)", &c.MinRenderInterval),
 		dur("render-quiet", "ROOST_CONFD_RENDER_QUIET", "", "fixed spacing instead of the CPU budget: during churn, render once no change arrived for this long (default 20ms when --min-render-interval is set)", &c.RenderQuiet),

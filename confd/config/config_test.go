@@ -72,8 +72,8 @@ func TestRenderSpacingSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RenderCPUShare != 0.25 || c.MaxReloadRate != 20 || c.MinRenderInterval != 0 || c.RenderQuiet != 0 {
-		t.Errorf("defaults: share %v, reload rate %v, fixed %v/%v; want the adaptive 0.25 and 20 with no fixed spacing",
+	if c.RenderCPUShare != 0.5 || c.MaxReloadRate != 20 || c.MinRenderInterval != 0 || c.RenderQuiet != 0 {
+		t.Errorf("defaults: share %v, reload rate %v, fixed %v/%v; want the adaptive 0.5 and 20 with no fixed spacing",
 			c.RenderCPUShare, c.MaxReloadRate, c.MinRenderInterval, c.RenderQuiet)
 	}
 	file := filepath.Join(t.TempDir(), "confd.toml")

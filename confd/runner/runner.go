@@ -34,15 +34,18 @@ type Config struct {
 	// jittered (internal/backoff).
 	RetryMin, RetryMax time.Duration
 	// RenderShare is the CPU budget of renders during sustained churn, a
-	// share of one core (default 0.25): a render that cost c — confd's
+	// share of one core (default 0.5): a render that cost c — confd's
 	// CPU, its check commands' and BIRD's configure round trip — is
 	// followed by the next no sooner than c/RenderShare after it started.
 	// Below the budget every change renders at once; above it renders
-	// coalesce, so a burst of 1,000 writes costs a handful of renders.
+	// coalesce. During a flood of writes (a render covered FloodBatch
+	// changes or more) renders are also FloodInterval apart, so a burst of
+	// 1,000 writes costs a handful of renders.
 	RenderShare float64
 	// MaxReloadRate caps BIRD reconfigures per second (default 20;
 	// negative: no cap): after a render that reconfigured BIRD, or tried
-	// to, the next starts no sooner than 1/MaxReloadRate after it ended.
+	// to, the next starts no sooner than 1/MaxReloadRate after that
+	// reconfigure was sent.
 	MaxReloadRate float64
 	// MinInterval and Quiet, when either is set, replace the budget with
 	// a fixed rule: the next render starts MinInterval after the previous
@@ -200,6 +203,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		retryC   <-chan time.Time
 		lastSync = false
 		events   = 0
+		batch    = 0 // changes since the last render started
 		// Spacing between renders: hold is armed while a render waits.
 		space = newSpacing(r.cfg)
 		hold  *time.Timer
@@ -236,11 +240,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.cfg.Apply(ev.Key, ev.Value)
 			dirty = true
+			batch++
 			space.changed(time.Now())
 		case datastore.Deleted:
 			delete(w.keys, ev.Key)
 			r.cfg.Apply(ev.Key, nil)
 			dirty = true
+			batch++
 			space.changed(time.Now())
 		case datastore.Resync:
 			w.inSync = false
@@ -327,6 +333,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		holdC = nil
 		dirty, resumed = false, false
+		covered := batch
+		batch = 0
 		start, cpu0 := time.Now(), r.cfg.CPUTime()
 		res, err := r.cfg.Render(ctx)
 		end := time.Now()
@@ -336,8 +344,17 @@ func (r *Runner) Run(ctx context.Context) error {
 		// have run long before) plus BIRD's configure round trip, which
 		// is BIRD's own CPU for it (BIRD is single-threaded).
 		cost := min(r.cfg.CPUTime()-cpu0, took*time.Duration(runtime.NumCPU())) + res.Timings.Reload
+		// The reconfigure is the render's last stage: it was sent when
+		// its round trip began (a failed one: assume at the end).
 		var re *render.Error
-		space.rendered(start, end, cost, res.Reloaded || (errors.As(err, &re) && re.Stage == render.StageReload))
+		switch {
+		case res.Reloaded:
+			space.rendered(start, end, covered, cost, true, end.Add(-res.Timings.Reload))
+		case errors.As(err, &re) && re.Stage == render.StageReload:
+			space.rendered(start, end, covered, cost, true, end)
+		default:
+			space.rendered(start, end, covered, cost, false, time.Time{})
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -7,13 +7,23 @@ import (
 
 // Defaults of the render spacing (see Config).
 const (
-	// DefaultRenderShare: during sustained churn renders use at most a
-	// quarter of one core. At 1,000 nodes a render costs ~3 ms of CPU, so
-	// confd keeps up with a change every ~12 ms before any change waits.
-	DefaultRenderShare = 0.25
+	// DefaultRenderShare: during sustained churn renders use at most half
+	// of one core. At 1,000 nodes a render costs 3-6 ms of CPU (more on a
+	// loaded machine), so confd follows a change every ~10 ms one by one
+	// before any change waits, while a burst of writes as fast as etcd
+	// takes them still coalesces into a render every ~10 ms.
+	DefaultRenderShare = 0.5
 	// DefaultMaxReloadRate: BIRD is reconfigured at most 20 times a
 	// second, however cheap a reconfigure is.
 	DefaultMaxReloadRate = 20.0
+	// FloodBatch and FloodInterval: a render that covered FloodBatch
+	// changes or more shows they come faster than renders follow them one
+	// by one (a flood of writes); the next render then also waits until
+	// FloodInterval after it started, so a flood costs about ten renders a
+	// second however long it lasts, and its final state is rendered about
+	// FloodInterval after the last write.
+	FloodBatch    = 4
+	FloodInterval = 100 * time.Millisecond
 	// DefaultMinInterval and DefaultQuiet are the fixed rule's values
 	// when only one of Config.MinInterval and Config.Quiet is set.
 	DefaultMinInterval = 100 * time.Millisecond
@@ -24,9 +34,13 @@ const (
 // default) is a CPU budget: a render that cost c may be followed by the
 // next one no sooner than c/share after it started, so renders use at
 // most share of one core however fast changes come, and cost no latency
-// at all while they stay below it. A render that reconfigured BIRD (or
+// at all while they stay below it; during a flood of writes (a render
+// covered FloodBatch changes or more) renders are also FloodInterval
+// apart. A render that reconfigured BIRD (or
 // tried to) is followed by the next no sooner than 1/maxReloadRate after
-// it ended, so reconfigures never exceed that rate. The fixed rule (an
+// its reconfigure was sent, so reconfigures never exceed that rate: the
+// next render's reconfigure is sent later still, after its templates and
+// check. The fixed rule (an
 // explicit MinInterval or Quiet) replaces the budget: the next render
 // waits until minInterval after the previous one ended, or until no
 // change came for quiet, whichever is first. The reload cap applies to
@@ -39,7 +53,8 @@ type spacing struct {
 
 	lastStart, lastEnd time.Time
 	lastCost           time.Duration
-	lastReload         time.Time // end of the last render that reconfigured
+	lastBatch          int       // changes the last render covered
+	lastReload         time.Time // when the last reconfigure was sent
 	lastChange         time.Time
 }
 
@@ -70,12 +85,13 @@ func newSpacing(cfg Config) *spacing {
 // changed notes a datastore change (the fixed rule's quiet window).
 func (s *spacing) changed(now time.Time) { s.lastChange = now }
 
-// rendered records a render: when it ran, the CPU it cost, and whether
-// it reconfigured BIRD or tried to.
-func (s *spacing) rendered(start, end time.Time, cost time.Duration, reloaded bool) {
-	s.lastStart, s.lastEnd, s.lastCost = start, end, cost
+// rendered records a render: when it ran, how many changes it covered,
+// the CPU it cost, and whether it reconfigured BIRD (or tried to), and
+// when: reloadAt.
+func (s *spacing) rendered(start, end time.Time, batch int, cost time.Duration, reloaded bool, reloadAt time.Time) {
+	s.lastStart, s.lastEnd, s.lastBatch, s.lastCost = start, end, batch, cost
 	if reloaded {
-		s.lastReload = end
+		s.lastReload = reloadAt
 	}
 }
 
@@ -94,6 +110,9 @@ func (s *spacing) wait(now time.Time, resumed bool) time.Duration {
 		}
 	default:
 		at = s.lastStart.Add(time.Duration(float64(s.lastCost) / s.share))
+		if f := s.lastStart.Add(FloodInterval); s.lastBatch >= FloodBatch && f.After(at) {
+			at = f
+		}
 	}
 	if s.reloadGap > 0 && !s.lastReload.IsZero() {
 		if r := s.lastReload.Add(s.reloadGap); r.After(at) {
