@@ -38,9 +38,9 @@ type Config struct {
 	// CPU, its check commands' and BIRD's configure round trip — is
 	// followed by the next no sooner than c/RenderShare after it started.
 	// Below the budget every change renders at once; above it renders
-	// coalesce. During a flood of writes (a render covered FloodBatch
-	// changes or more) renders are also FloodInterval apart, so a burst of
-	// 1,000 writes costs a handful of renders.
+	// coalesce. During a flood of writes (faster than FloodRate per
+	// second) renders are also FloodInterval apart, so a burst of 1,000
+	// writes costs a handful of renders.
 	RenderShare float64
 	// MaxReloadRate caps BIRD reconfigures per second (default 20;
 	// negative: no cap): after a render that reconfigured BIRD, or tried

@@ -16,12 +16,16 @@ const (
 	// DefaultMaxReloadRate: BIRD is reconfigured at most 20 times a
 	// second, however cheap a reconfigure is.
 	DefaultMaxReloadRate = 20.0
-	// FloodBatch and FloodInterval: a render that covered FloodBatch
-	// changes or more shows they come faster than renders follow them one
-	// by one (a flood of writes); the next render then also waits until
-	// FloodInterval after it started, so a flood costs about ten renders a
-	// second however long it lasts, and its final state is rendered about
-	// FloodInterval after the last write.
+	// FloodRate, FloodBatch and FloodInterval: a render that covered at
+	// least FloodBatch changes, which arrived faster than FloodRate per
+	// second since the previous render started, shows a flood of writes;
+	// the next render then also waits until FloodInterval after it
+	// started. A flood thus costs about ten renders a second however long
+	// it lasts, and its final state is rendered about FloodInterval after
+	// the last write. Steady churn below FloodRate never counts as a
+	// flood, even when a slow render makes the next one cover several
+	// changes, so it cannot lock itself into the flood spacing.
+	FloodRate     = 100.0
 	FloodBatch    = 4
 	FloodInterval = 100 * time.Millisecond
 	// DefaultMinInterval and DefaultQuiet are the fixed rule's values
@@ -34,9 +38,8 @@ const (
 // default) is a CPU budget: a render that cost c may be followed by the
 // next one no sooner than c/share after it started, so renders use at
 // most share of one core however fast changes come, and cost no latency
-// at all while they stay below it; during a flood of writes (a render
-// covered FloodBatch changes or more) renders are also FloodInterval
-// apart. A render that reconfigured BIRD (or
+// at all while they stay below it; during a flood of writes (faster than
+// FloodRate per second) renders are also FloodInterval apart. A render that reconfigured BIRD (or
 // tried to) is followed by the next no sooner than 1/maxReloadRate after
 // its reconfigure was sent, so reconfigures never exceed that rate: the
 // next render's reconfigure is sent later still, after its templates and
@@ -53,7 +56,7 @@ type spacing struct {
 
 	lastStart, lastEnd time.Time
 	lastCost           time.Duration
-	lastBatch          int       // changes the last render covered
+	flood              bool      // the last render covered a flood of writes
 	lastReload         time.Time // when the last reconfigure was sent
 	lastChange         time.Time
 }
@@ -89,7 +92,8 @@ func (s *spacing) changed(now time.Time) { s.lastChange = now }
 // the CPU it cost, and whether it reconfigured BIRD (or tried to), and
 // when: reloadAt.
 func (s *spacing) rendered(start, end time.Time, batch int, cost time.Duration, reloaded bool, reloadAt time.Time) {
-	s.lastStart, s.lastEnd, s.lastBatch, s.lastCost = start, end, batch, cost
+	s.flood = !s.lastStart.IsZero() && batch >= FloodBatch && float64(batch) > FloodRate*start.Sub(s.lastStart).Seconds()
+	s.lastStart, s.lastEnd, s.lastCost = start, end, cost
 	if reloaded {
 		s.lastReload = reloadAt
 	}
@@ -110,7 +114,7 @@ func (s *spacing) wait(now time.Time, resumed bool) time.Duration {
 		}
 	default:
 		at = s.lastStart.Add(time.Duration(float64(s.lastCost) / s.share))
-		if f := s.lastStart.Add(FloodInterval); s.lastBatch >= FloodBatch && f.After(at) {
+		if f := s.lastStart.Add(FloodInterval); s.flood && f.After(at) {
 			at = f
 		}
 	}
