@@ -8,10 +8,9 @@ import (
 // Defaults of the render spacing (see Config).
 const (
 	// DefaultRenderShare: during sustained churn renders use at most half
-	// of one core. At 1,000 nodes a render costs 3-6 ms of CPU (more on a
-	// loaded machine), so confd follows a change every ~10 ms one by one
-	// before any change waits, while a burst of writes as fast as etcd
-	// takes them still coalesces into a render every ~10 ms.
+	// of one core. At 1,000 nodes a render costs 3-6 ms of CPU (the more,
+	// the busier the machine), so confd follows a change every ~10 ms one
+	// by one before any change waits.
 	DefaultRenderShare = 0.5
 	// DefaultMaxReloadRate: BIRD is reconfigured at most 20 times a
 	// second, however cheap a reconfigure is.
@@ -38,16 +37,16 @@ const (
 // default) is a CPU budget: a render that cost c may be followed by the
 // next one no sooner than c/share after it started, so renders use at
 // most share of one core however fast changes come, and cost no latency
-// at all while they stay below it; during a flood of writes (faster than
-// FloodRate per second) renders are also FloodInterval apart. A render that reconfigured BIRD (or
-// tried to) is followed by the next no sooner than 1/maxReloadRate after
-// its reconfigure was sent, so reconfigures never exceed that rate: the
-// next render's reconfigure is sent later still, after its templates and
-// check. The fixed rule (an
-// explicit MinInterval or Quiet) replaces the budget: the next render
+// at all while they stay below it. During a flood of writes (faster than
+// FloodRate per second) renders are also FloodInterval apart. The fixed
+// rule (an explicit MinInterval or Quiet) replaces both: the next render
 // waits until minInterval after the previous one ended, or until no
-// change came for quiet, whichever is first. The reload cap applies to
-// both.
+// change came for quiet, whichever is first.
+//
+// Under either rule, a render that reconfigured BIRD (or tried to) is
+// followed by the next no sooner than 1/maxReloadRate after its
+// reconfigure was sent; the next reconfigure is sent later still (after
+// templates and check), so reconfigures never exceed that rate.
 type spacing struct {
 	share       float64
 	reloadGap   time.Duration // 0: no cap
