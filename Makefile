@@ -38,16 +38,19 @@ e2e: deps build
 	$(GO) test $(TESTFLAGS) -v ./tests/...
 
 # Performance harness (bench/): real etcd, bin/confd, BIRD in a network
-# namespace, the node agent's and confd's Go benchmarks; the report goes to
-# docs/performance.md. BENCH_FLAGS=-full runs 200 changes per size and
-# repeats everything (~20 min); the default takes about 4 minutes.
+# namespace, the node agent's and confd's Go benchmarks, iperf3 on the lab
+# per pool mode; the report goes to docs/performance.md. BENCH_FLAGS=-full
+# runs 200 changes per size and repeats everything (~25 min); the default
+# takes about 6 minutes.
 BENCH_FLAGS ?=
-bench: deps build
+bench: build
+	bash scripts/install-deps.sh bench
 	GO=$(GO) $(GO) run ./bench -out docs/performance.md $(BENCH_FLAGS)
 
-# MODE=bgp|vxlan|crosssubnet picks the pool mode; KEEP=1 leaves the lab up (make demo-down).
+# MODE=bgp|vxlan|crosssubnet picks the pool mode; IPV6=1 makes it dual-stack;
+# KEEP=1 leaves the lab up (make demo-down).
 demo: deps build
-	$(GO) run ./tests/demo $(if $(MODE),-mode $(MODE)) $(if $(filter 1,$(KEEP)),-keep)
+	$(GO) run ./tests/demo $(if $(MODE),-mode $(MODE)) $(if $(filter 1,$(IPV6)),-ipv6) $(if $(filter 1,$(KEEP)),-keep)
 
 demo-down:
 	$(GO) run ./tests/demo -down

@@ -50,6 +50,7 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if yamlnode.IsNull(n) {
 		return // null means unset for every field
 	}
+	c.duplicates(n, path)
 	if t.Kind() == reflect.Pointer {
 		if t.Implements(jsonUnmarshaler) {
 			c.custom(n, t.Elem(), path)
@@ -105,7 +106,8 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 			c.walk(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case reflect.Interface:
-		// free-form (e.g. managedFields): anything goes
+		// free-form (e.g. managedFields): anything goes, once
+		c.freeForm(n, path)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			c.add(n, path, nil, "must be a string")
@@ -126,6 +128,36 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string) {
 		_, err := strconv.ParseUint(n.Value, 0, t.Bits())
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || err != nil {
 			c.add(n, path, n.Value, fmt.Sprintf("must be an integer in 0-%d", uint64(1)<<t.Bits()-1))
+		}
+	}
+}
+
+// duplicates reports a key given twice in a mapping (the last would win
+// silently), with both lines.
+func (c *checker) duplicates(n *yaml.Node, path string) {
+	if dup, first := yamlnode.DuplicateKey(n); dup != nil {
+		c.errs = append(c.errs, duplicateKey(path, dup, first))
+	}
+}
+
+func duplicateKey(path string, dup, first *yaml.Node) *FieldError {
+	return &FieldError{Field: join(path, dup.Value), Msg: fmt.Sprintf("duplicate key, on lines %d and %d", first.Line, dup.Line)}
+}
+
+// freeForm checks a value of no fixed type for duplicate keys only.
+func (c *checker) freeForm(n *yaml.Node, path string) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			v := n.Content[i+1]
+			c.duplicates(v, join(path, n.Content[i].Value))
+			c.freeForm(v, join(path, n.Content[i].Value))
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			c.duplicates(e, p)
+			c.freeForm(e, p)
 		}
 	}
 }

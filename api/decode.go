@@ -239,6 +239,9 @@ func decodeTop(n *yaml.Node, source string, index int, opts DecodeOptions) []Doc
 	}
 	kind := yamlnode.Scalar(n, "kind")
 	if kind == "List" || (strings.HasSuffix(kind, "List") && New(strings.TrimSuffix(kind, "List")) != nil) {
+		if dup, first := yamlnode.DuplicateKey(n); dup != nil {
+			return fail(duplicateKey("", dup, first))
+		}
 		items := yamlnode.Field(n, "items")
 		if items == nil || (items.Kind != yaml.SequenceNode && !yamlnode.IsNull(items)) {
 			return fail(fmt.Errorf("%s: items must be a list", kind))

@@ -138,6 +138,18 @@ func TestDecodeErrors(t *testing.T) {
 		{"wrong apiVersion", "kind: IPPool\napiVersion: crd.projectcalico.org/v1\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8}\n", []string{"apiVersion", "projectcalico.org/v3"}},
 		{"not a mapping", "- a\n- b\n", []string{"mapping"}},
 		{"semantic", "kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/33}\n", []string{`IPPool "p"`, "spec.cidr", `"10.0.0.0/33"`, "CIDR"}},
+		// A key given twice: YAML parsers let the last win silently.
+		{"duplicate spec key", "kind: BGPPeer\nmetadata: {name: p}\nspec:\n  peerIP: 10.0.0.1\n  asNumber: 1\n  asNumber: 2\n",
+			[]string{`BGPPeer "p"`, "spec.asNumber: duplicate key, on lines 5 and 6"}},
+		{"duplicate top-level key", "kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8}\nspec: {cidr: 10.1.0.0/16}\n",
+			[]string{`IPPool "p"`, "spec: duplicate key, on lines 3 and 4"}},
+		{"duplicate kind", "kind: IPPool\nkind: BGPPeer\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8}\n", []string{"kind: duplicate key, on lines 1 and 2"}},
+		{"duplicate name", "kind: IPPool\nmetadata:\n  name: a\n  name: b\nspec: {cidr: 10.0.0.0/8}\n", []string{"metadata.name: duplicate key, on lines 3 and 4"}},
+		{"duplicate label", "kind: Node\nmetadata: {name: n, labels: {rack: a, rack: b}}\n", []string{"metadata.labels.rack: duplicate key, on lines 2 and 2"}},
+		{"duplicate in a list item", "kind: BGPFilter\nmetadata: {name: f}\nspec:\n  exportV4:\n  - action: Accept\n    action: Reject\n    matchOperator: In\n    cidr: 10.0.0.0/8\n",
+			[]string{"spec.exportV4[0].action: duplicate key, on lines 5 and 6"}},
+		{"duplicate free-form key", "kind: Node\nmetadata:\n  name: n\n  managedFields:\n  - {manager: a, manager: b}\n", []string{"metadata.managedFields[0].manager: duplicate key, on lines 5 and 5"}},
+		{"duplicate list items", "kind: List\nitems: []\nitems:\n- kind: Node\n  metadata: {name: n}\n", []string{"items: duplicate key, on lines 2 and 3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -290,5 +302,18 @@ func TestAllocationBlockRelease(t *testing.T) {
 	}
 	if len(b.Unallocated) != 2 || b.SequenceNumber != 1 {
 		t.Errorf("unallocated %v seq %d", b.Unallocated, b.SequenceNumber)
+	}
+}
+
+// A merge key ("<<: *anchor") and a key that overrides a merged one are
+// not duplicates.
+func TestMergeKeysAreNotDuplicates(t *testing.T) {
+	in := "kind: BGPPeer\nmetadata: {name: p}\nspec:\n  <<: {peerIP: 10.0.0.1, asNumber: 1}\n  asNumber: 2\n"
+	objs, err := DecodeAll([]byte(in), "f.yaml", DecodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := objs[0].(*BGPPeer); p.Spec.ASNumber.String() != "2" || p.Spec.PeerIP != "10.0.0.1" {
+		t.Errorf("merged peer: %+v", p.Spec)
 	}
 }

@@ -363,3 +363,32 @@ func (b *AllocationBlock) Release(ords []int) {
 		}
 	}
 }
+
+// AttrNodeKey is the secondary attribute naming the node an address is
+// allocated for (Calico's "node").
+const AttrNodeKey = "node"
+
+// BorrowedAddr is an allocation held for another node than the block's.
+type BorrowedAddr struct {
+	Ordinal int
+	Node    string
+}
+
+// Borrowed lists, in ordinal order, the allocations whose "node"
+// attribute names another node than the block's affinity (every node's,
+// for a block without affinity): addresses borrowed from the block, which
+// must be routed to that node rather than to the block's. Allocations
+// without a node attribute are not listed: their node is unknown.
+func (b *AllocationBlock) Borrowed() []BorrowedAddr {
+	owner := b.AffinityNode()
+	var out []BorrowedAddr
+	for ord, a := range b.Allocations {
+		if a == nil || *a < 0 || *a >= len(b.Attributes) {
+			continue
+		}
+		if n := b.Attributes[*a].Secondary[AttrNodeKey]; n != "" && n != owner {
+			out = append(out, BorrowedAddr{Ordinal: ord, Node: n})
+		}
+	}
+	return out
+}

@@ -24,6 +24,8 @@ const (
 	KindBlockAffinity = "BlockAffinity"
 	KindIPAMBlock     = "IPAMBlock"
 	KindIPAMHandle    = "IPAMHandle"
+	// KindIPAMConfiguration is stored as Calico's /calico/ipam/v2/config.
+	KindIPAMConfiguration = "IPAMConfiguration"
 )
 
 // TypeMeta is the kind/apiVersion pair of a document.
@@ -101,6 +103,10 @@ func New(kind string) Resource {
 		return &IPAMBlock{}
 	case KindIPAMHandle:
 		return &IPAMHandle{}
+	case KindIPAMConfiguration:
+		return &IPAMConfiguration{}
+	case KindStatusReport:
+		return &StatusReport{}
 	}
 	return nil
 }
@@ -109,7 +115,7 @@ func New(kind string) Resource {
 // then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle,
+	KindWorkloadEndpoint, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

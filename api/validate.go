@@ -40,6 +40,12 @@ func Validate(r Resource) error {
 		v.ipamBlock(o)
 	case *IPAMHandle:
 		// Names come from etcd keys or files; nothing else to check.
+	case *IPAMConfiguration:
+		v.ipamConfiguration(o)
+	case *StatusReport:
+		if _, err := o.Spec.Reported(); err != nil {
+			v.add("spec.time", o.Spec.Time, "must be an RFC 3339 time")
+		}
 	}
 	return v.errs.withResource(r.ResourceKind(), md.Name).errOrNil()
 }
@@ -551,6 +557,22 @@ func (v *validator) blockAffinity(o *BlockAffinity) {
 		v.cidr("spec.cidr", o.Spec.CIDR, nil)
 	}
 	v.enum("spec.state", o.Spec.State, AffinityConfirmed, AffinityPending, AffinityPendingDeletion)
+}
+
+func (v *validator) ipamConfiguration(o *IPAMConfiguration) {
+	if o.Metadata.Name != "" && o.Metadata.Name != DefaultIPAMConfigName {
+		v.add("metadata.name", o.Metadata.Name, "the IPAMConfiguration must be named %q", DefaultIPAMConfigName)
+	}
+	s := &o.Spec
+	if s.MaxBlocksPerHost < 0 || s.MaxBlocksPerHost > 1000000 {
+		v.add("spec.maxBlocksPerHost", s.MaxBlocksPerHost, "must be between 0 and 1000000")
+	}
+	if s.IPCooldownSeconds < 0 || s.IPCooldownSeconds > 1200 {
+		v.add("spec.ipCooldownSeconds", s.IPCooldownSeconds, "must be between 0 and 1200")
+	}
+	if p := s.KubeVirtVMAddressPersistence; p != nil {
+		v.enum("spec.kubeVirtVMAddressPersistence", *p, "Enabled", "Disabled")
+	}
 }
 
 func (v *validator) ipamBlock(o *IPAMBlock) {

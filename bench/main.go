@@ -3,8 +3,9 @@
 // runs the real confd (bin/confd as a child process; -inproc runs the
 // same code, config.Load + app.New + Run, inside the harness) and, for the
 // check/reload figures, a real BIRD 2 in its own network namespace, and
-// measures change latency, CPU per change, burst coalescing, cold start
-// and the node agent's dataplane benchmarks. It prints a Markdown report
+// measures change latency, CPU per change, burst coalescing, cold start,
+// the node agent's dataplane benchmarks and, on a lab of network
+// namespaces (tests/lab), iperf3 throughput per pool mode. It prints a Markdown report
 // and, with -out, writes it into docs/performance.md between the
 // `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
 //
@@ -12,7 +13,7 @@
 //	go run ./bench -full              # 200 changes per size, 3 repetitions
 //	go run ./bench -only latency -sizes 1000 -changes 200
 //
-// Needs root (network namespaces), etcd, bird and bin/confd (make build).
+// Needs root (network namespaces), etcd, bird, iperf3 and bin/ (make build).
 package main
 
 import (
@@ -43,6 +44,8 @@ type options struct {
 	coldAff       int
 	coldReps      int
 	nodeCount     int
+	iperfTime     int
+	iperfReps     int
 	only          map[string]bool
 	out           string
 	confdBin      string
@@ -77,7 +80,9 @@ func run() int {
 	flag.IntVar(&o.coldAff, "cold-affinities", 20000, "block affinities for the cold start")
 	flag.IntVar(&o.coldReps, "cold-reps", 0, "cold starts (default 3, -full 7)")
 	flag.IntVar(&o.nodeCount, "node-count", 0, "repetitions of the Go benchmarks (node agent, confd/bgp) (default 3, -full 5)")
-	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,steady,burst,cold,node,micro")
+	flag.IntVar(&o.iperfTime, "iperf-time", 0, "seconds per iperf3 run in the dataplane scenario (default 5, -full 10)")
+	flag.IntVar(&o.iperfReps, "iperf-reps", 0, "iperf3 runs per path (default 1, -full 3); host paths run that many times before and after the workloads")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,steady,burst,cold,node,micro,dataplane")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
 	confdArgs := flag.String("confd-args", "", "more flags for every confd the harness runs, e.g. \"--render-cpu-share 0.3\" (space-separated)")
@@ -102,6 +107,8 @@ func run() int {
 	def(&o.burstReps, 2, 5)
 	def(&o.coldReps, 3, 7)
 	def(&o.nodeCount, 3, 5)
+	def(&o.iperfTime, 5, 10)
+	def(&o.iperfReps, 1, 3)
 	for _, l := range []struct {
 		flag, val string
 		into      *[]int
@@ -272,20 +279,43 @@ func run() int {
 		}
 		rep.micro = rs
 	}
+	if o.want("dataplane") && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "bench: dataplane: iperf3 on the lab, %d s × %d per path\n", o.iperfTime, o.iperfReps)
+		r := dataplaneBench(ctx, work, o.iperfTime, o.iperfReps)
+		r.machine = rep.machine
+		if r.err != nil {
+			fail("dataplane", r.err)
+		}
+		rep.dataplane = r
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "bench: interrupted")
 		return 1
 	}
 	rep.loadAfter = loadavg()
 	rep.took = time.Since(rep.start)
-	md := rep.markdown()
-	fmt.Print(md)
-	if o.out != "" {
-		if err := writeReport(o.out, md); err != nil {
+	mainRan := false
+	for _, s := range []string{"latency", "bird", "burst", "cold", "node", "micro"} {
+		mainRan = mainRan || o.want(s)
+	}
+	type block struct{ begin, end, md string }
+	var blocks []block
+	if mainRan {
+		blocks = append(blocks, block{beginMark, endMark, rep.markdown()})
+	}
+	if rep.dataplane != nil {
+		blocks = append(blocks, block{dpBeginMark, dpEndMark, rep.dataplane.markdown()})
+	}
+	for _, bl := range blocks {
+		fmt.Print(bl.md)
+		if o.out == "" {
+			continue
+		}
+		if err := writeBlock(o.out, bl.begin, bl.end, bl.md); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
-		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", o.out)
+		fmt.Fprintf(os.Stderr, "bench: wrote %s (%s)\n", o.out, bl.begin)
 	}
 	if failed {
 		return 1

@@ -170,6 +170,7 @@ type report struct {
 	cold                  []coldResult
 	node                  []*goBench
 	micro                 []*goBench
+	dataplane             *dpResult
 	errors                []string
 }
 
@@ -525,13 +526,19 @@ func (rep *report) markdown() string {
 	return b.String()
 }
 
+// The generated blocks of docs/performance.md: the main scenarios, and the
+// dataplane throughput (its own block, so that `-only dataplane` replaces
+// only that and the other scenarios' figures stay).
 const (
-	beginMark = "<!-- bench:begin -->"
-	endMark   = "<!-- bench:end -->"
+	beginMark   = "<!-- bench:begin -->"
+	endMark     = "<!-- bench:end -->"
+	dpBeginMark = "<!-- bench:dataplane:begin -->"
+	dpEndMark   = "<!-- bench:dataplane:end -->"
 )
 
-// writeReport replaces the generated section of path (or creates it).
-func writeReport(path, md string) error {
+// writeBlock replaces the block between beginMark and endMark in path,
+// appending it when the markers are missing.
+func writeBlock(path, beginMark, endMark, md string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err

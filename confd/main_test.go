@@ -373,3 +373,53 @@ spec: {peerIP: 10.0.0.254, asNumber: 65001}
 		t.Fatalf("bird -p on the Calico-style render: %v\n%s\n%s", err, b, got)
 	}
 }
+
+// A confd killed during a render leaves its stage directory, passwords
+// included; the next confd removes it at start.
+func TestKilledRenderLeftoversSwept(t *testing.T) {
+	dir := t.TempDir()
+	in := write(t, dir, "c.yaml", cluster+"---\nkind: BGPPeer\napiVersion: projectcalico.org/v3\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.9, asNumber: 65001, password: {secretKeyRef: {name: s, key: k}}}\n")
+	sec := secrets(t, dir, "leftover-s3cret")
+	// A check that marks the render as under way, then hangs.
+	conf := t.TempDir()
+	marker := filepath.Join(dir, "checking")
+	write(t, conf, "peers.toml", "[template]\nsrc = \"peers.cfg.template\"\ndest = \"/etc/roost/bird/peers.cfg\"\nmode = \"0600\"\n"+
+		"check_cmd = \"touch "+marker+"; sleep 60\"\n")
+	out := filepath.Join(dir, "out")
+	args := []string{"--onetime", "--datastore-type=file", "--datastore-file=" + in, "--nodename=node1", "--output-dir=" + out,
+		"--secrets-dir=" + sec, "--confdir=" + conf}
+	cmd := exec.Command(confdBin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	kill := func() {
+		if !killed {
+			killed = true
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // confd and its check
+			cmd.Wait()
+		}
+	}
+	t.Cleanup(kill)
+	waitFor(t, "the check to run", func() bool { _, err := os.Stat(marker); return err == nil })
+	kill()
+	stages, _ := filepath.Glob(filepath.Join(out, ".roost-stage-*"))
+	if len(stages) != 1 {
+		t.Fatalf("want the killed render's stage directory, got %v", stages)
+	}
+	if b, err := os.ReadFile(filepath.Join(stages[0], "peers.cfg")); err != nil || !strings.Contains(string(b), "leftover-s3cret") {
+		t.Fatalf("stage does not hold the password: %v", err)
+	}
+
+	// The next confd (here a one-shot without checks) sweeps it.
+	if b, err := exec.Command(confdBin, append(args, "--sync-only")...).CombinedOutput(); err != nil {
+		t.Fatalf("confd: %v\n%s", err, b)
+	}
+	if left, _ := filepath.Glob(filepath.Join(out, ".roost-stage-*")); len(left) != 0 {
+		t.Errorf("stale stage left: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(out, "peers.cfg")); err != nil {
+		t.Errorf("the render did not happen: %v", err)
+	}
+}

@@ -19,7 +19,17 @@ const (
 	BlockPrefix         = "/calico/ipam/v2/assignment/"
 	HostPrefix          = "/calico/ipam/v2/host/"
 	HandlePrefix        = "/calico/ipam/v2/handle/"
+	// IPAMConfigKey holds the one IPAMConfiguration, as Calico's etcd
+	// IPAM code reads it.
+	IPAMConfigKey = "/calico/ipam/v2/config"
+	// StatusPrefix holds Felix's status reports; Roost's node agent writes
+	// the one of its node (StatusReportKey) as its heartbeat.
+	StatusPrefix = "/calico/felix/v2/"
 )
+
+// statusRegion is Felix's region part of status keys when no OpenStack
+// region is set.
+const statusRegion = "no-region"
 
 var plurals = map[string]string{
 	api.KindBGPConfiguration: "bgpconfigurations",
@@ -61,6 +71,10 @@ func KindPrefix(kind string) string {
 		return HostPrefix
 	case api.KindIPAMHandle:
 		return HandlePrefix
+	case api.KindIPAMConfiguration:
+		return IPAMConfigKey
+	case api.KindStatusReport:
+		return StatusPrefix
 	}
 	return ""
 }
@@ -94,6 +108,12 @@ func AffinityKey(node string, cidr netip.Prefix) string {
 // HandleKey is the key of an IPAM handle.
 func HandleKey(id string) string { return HandlePrefix + id }
 
+// StatusReportKey is the key of node's status report (its agent's
+// heartbeat), as Felix writes it.
+func StatusReportKey(node string) string {
+	return StatusPrefix + statusRegion + "/host/" + node + "/status"
+}
+
 func famDir(a netip.Addr) string {
 	if a.Is6() {
 		return "ipv6"
@@ -122,6 +142,16 @@ func KeyFor(obj api.Resource) (string, error) {
 			return "", fmt.Errorf("IPAMHandle: metadata.name (the handle id) is required")
 		}
 		return HandleKey(md.Name), nil
+	case *api.IPAMConfiguration:
+		if md.Name != api.DefaultIPAMConfigName {
+			return "", fmt.Errorf("IPAMConfiguration %q: the only one is named %q", md.Name, api.DefaultIPAMConfigName)
+		}
+		return IPAMConfigKey, nil
+	case *api.StatusReport:
+		if md.Name == "" {
+			return "", fmt.Errorf("StatusReport: metadata.name (the node) is required")
+		}
+		return StatusReportKey(md.Name), nil
 	}
 	kind := obj.ResourceKind()
 	if md.Name == "" {
@@ -148,6 +178,8 @@ func ParseKey(key string) (KeyInfo, error) {
 		return KeyInfo{}, fmt.Errorf("key %q is not in the Calico v3/IPAM or Roost layout", key)
 	}
 	switch {
+	case key == IPAMConfigKey:
+		return KeyInfo{Kind: api.KindIPAMConfiguration, Name: api.DefaultIPAMConfigName}, nil
 	case strings.HasPrefix(key, RoostResourcePrefix):
 		parts := strings.Split(strings.TrimPrefix(key, RoostResourcePrefix), "/")
 		kind, ok := roostKindsByPlural[parts[0]]
@@ -193,6 +225,13 @@ func ParseKey(key string) (KeyInfo, error) {
 			return bad()
 		}
 		return KeyInfo{Kind: api.KindBlockAffinity, Name: api.BlockAffinityName(parts[0], cidr), Node: parts[0], CIDR: cidr}, nil
+	case strings.HasPrefix(key, StatusPrefix):
+		// <region>/host/<node>/status
+		parts := strings.Split(strings.TrimPrefix(key, StatusPrefix), "/")
+		if len(parts) != 4 || parts[0] == "" || parts[1] != "host" || parts[2] == "" || parts[3] != "status" {
+			return bad()
+		}
+		return KeyInfo{Kind: api.KindStatusReport, Name: parts[2]}, nil
 	case strings.HasPrefix(key, HandlePrefix):
 		id := strings.TrimPrefix(key, HandlePrefix)
 		if id == "" || strings.Contains(id, "/") {
@@ -223,6 +262,10 @@ func EncodeValue(obj api.Resource) ([]byte, error) {
 		return json.Marshal(&o.Spec)
 	case *api.IPAMHandle:
 		return json.Marshal(&o.Spec)
+	case *api.IPAMConfiguration:
+		return json.Marshal(o.Spec.Backend())
+	case *api.StatusReport:
+		return json.Marshal(&o.Spec)
 	}
 	// Metadata that etcd itself tracks is not stored, as in Calico.
 	return api.MarshalStored(obj)
@@ -251,7 +294,15 @@ func DecodeValue(key string, data []byte, revision int64) (api.Resource, error) 
 		a.Metadata.Name = info.Name
 		api.Default(a)
 		obj = a
-	case api.KindIPAMBlock, api.KindIPAMHandle:
+	case api.KindIPAMConfiguration:
+		var b api.IPAMConfigBackend
+		if err := json.Unmarshal(data, &b); err != nil {
+			return nil, fmt.Errorf("IPAM config: invalid JSON: %w", err)
+		}
+		c := &api.IPAMConfiguration{Spec: b.Spec()}
+		c.Metadata.Name = info.Name
+		obj = c
+	case api.KindIPAMBlock, api.KindIPAMHandle, api.KindStatusReport:
 		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, info.Name, data)
 		obj, err = api.DecodeJSON(info.Kind, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true, NoValidate: true})
 		if err != nil {

@@ -4,9 +4,9 @@
 //	roost-node run                        the agent (as root, host network namespace)
 //	roost-node run --with-bird --with-confd  the agent, supervising confd and BIRD (the image's entrypoint)
 //	roost-node health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live
-//	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]
+//	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]... [--ipv4 auto|true|false] [--ipv6 auto|true|false]
 //	roost-node workload del --name N [--namespace NS]
-//	roost-node cleanup                    remove every route and device the agent owns
+//	roost-node cleanup                    remove every route, device, file and table the agent owns
 //	roost-node version
 //
 // See docs/roost-node.md.
@@ -37,6 +37,8 @@ import (
 	"github.com/roostnet/roost/node/config"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/mtu"
+	"github.com/roostnet/roost/node/natoutgoing"
 	"github.com/roostnet/roost/node/startup"
 	"github.com/roostnet/roost/node/supervisor"
 	"github.com/roostnet/roost/node/workload"
@@ -144,7 +146,7 @@ func runCmd() *cobra.Command {
 			defer h.Close()
 			opts := agent.Options{
 				Startup: cfg.Startup, Dataplane: cfg.Dataplane, AutodetectInterval: cfg.AutodetectInterval,
-				Listen: cfg.Listen, IPForward: cfg.IPForward,
+				Listen: cfg.Listen, IPForward: cfg.IPForward, BlockReleaseGrace: cfg.BlockReleaseGrace,
 				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
 				Log: log,
 			}
@@ -195,12 +197,28 @@ func workloadCmd() *cobra.Command {
 			return nil, nil, nil, err
 		}
 		host := &workload.Host{NodeName: name, DS: ds, IPAM: ipam.New(ds, name, ipam.WithLogger(log)), NL: h, Log: log, MTU: cfg.MTU}
+		req.IPv4, req.IPv6 = cfg.IPv4, cfg.IPv6
 		return host, func() { h.Close(); ds.Close(); cancel() }, ctx, nil
+	}
+	// The veth MTU: --mtu, else what `roost-node run` worked out.
+	workloadMTU := func(log logrus.FieldLogger) (int, error) {
+		if cfg.MTU > 0 {
+			return cfg.MTU, nil
+		}
+		v, err := mtu.ReadFile(cfg.MTUFile)
+		if errors.Is(err, os.ErrNotExist) {
+			log.WithField("file", cfg.MTUFile).Warn("no MTU file (roost-node run writes it once it has programmed the dataplane); the workload gets the kernel's default MTU, 1500")
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("workload MTU: %w (fix or remove the file, or pass --mtu)", err)
+		}
+		return v, nil
 	}
 
 	add := &cobra.Command{
-		Use:   "add --name NAME --netns PATH [--namespace NS] [--ip IP]",
-		Short: "attach a network namespace as a workload and print its address",
+		Use:   "add --name NAME --netns PATH [--namespace NS] [--ip IP]... [--ipv4 auto|true|false] [--ipv6 auto|true|false]",
+		Short: "attach a network namespace as a workload and print its addresses, one per line (IPv4 first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, done, ctx, err := prepare(cmd)
@@ -208,17 +226,22 @@ func workloadCmd() *cobra.Command {
 				return err
 			}
 			defer done()
+			if host.MTU, err = workloadMTU(host.Log); err != nil {
+				return err
+			}
 			res, err := host.Attach(ctx, req)
 			if err != nil {
 				return err
 			}
-			fmt.Println(res.IP)
+			for _, ip := range res.IPs {
+				fmt.Println(ip)
+			}
 			return nil
 		},
 	}
 	del := &cobra.Command{
 		Use:   "del --name NAME [--namespace NS]",
-		Short: "detach a workload and release its address",
+		Short: "detach a workload and release its addresses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			host, done, ctx, err := prepare(cmd)
@@ -237,7 +260,7 @@ func workloadCmd() *cobra.Command {
 		settings.Register(c.Flags(), list)
 	}
 	add.Flags().StringVar(&req.NetNS, "netns", "", "path of the workload's network namespace, e.g. /var/run/netns/web (required)")
-	add.Flags().StringVar(&req.IP, "ip", "", "a specific IPv4 address from a pool (default: the next free one)")
+	add.Flags().StringSliceVar(&req.IPs, "ip", nil, "a specific address from a pool, at most one IPv4 and one IPv6 (repeat the flag or separate with commas; default: the next free ones)")
 	_ = add.MarkFlagRequired("netns")
 	cmd.AddCommand(add, del)
 	return cmd
@@ -249,7 +272,7 @@ func cleanupCmd() *cobra.Command {
 	list := run.Settings()
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "remove every route (protocol 80), vxlan.calico and the tunl0 address the agent programmed",
+		Short: "remove every route (protocol 80), vxlan.calico, the tunl0 address, the MTU file and the NAT table the agent programmed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
@@ -266,7 +289,8 @@ func cleanupCmd() *cobra.Command {
 			}
 			defer h.Close()
 			dp := dataplane.New(run.Dataplane, dataplane.Kernel(h), log, nil)
-			if err := dp.Cleanup(); err != nil {
+			err = errors.Join(dp.Cleanup(), natoutgoing.New(natoutgoing.Config{}, log, nil).Cleanup())
+			if err != nil {
 				return errors.New("cleanup incomplete: " + err.Error())
 			}
 			return nil

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages Roost's tests and demo need, only when missing.
 # Used by .ci/run and `make deps`; fresh machines have no package lists yet.
+# `install-deps.sh bench` adds what `make bench` needs on top (iperf3 for
+# the dataplane throughput table); the tests do not use it.
 set -euo pipefail
 
 need=()
+if [ "${1:-}" = bench ]; then
+  command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+fi
 command -v bird >/dev/null 2>&1 || need+=(bird2)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -37,7 +38,9 @@ var ErrClosed = errors.New("birdsock: client closed")
 // sequential anyway). If a command fails on the connection (I/O error,
 // timeout, cancellation, protocol violation) the connection is closed, the
 // error is returned, and the next call dials again. Failed commands are not
-// retried, since a command such as configure may already have run.
+// retried, since a command such as configure may already have run; but an
+// idle connection that BIRD closed meanwhile (BIRD restarted) is noticed
+// before a command is sent on it, and replaced at once.
 type Client struct {
 	path    string
 	timeout time.Duration
@@ -238,7 +241,12 @@ func (c *Client) connection(ctx context.Context) (net.Conn, *bufio.Reader, error
 		return nil, nil, ErrClosed
 	}
 	if conn != nil {
-		return conn, r, nil
+		if r.Buffered() > 0 || peerOpen(conn) {
+			return conn, r, nil
+		}
+		// BIRD closed the idle connection (it restarted): nothing was
+		// sent on it, so dial afresh now rather than fail the command.
+		c.drop(conn)
 	}
 	conn, r, err := c.dial(ctx)
 	if err != nil {
@@ -252,6 +260,29 @@ func (c *Client) connection(ctx context.Context) (net.Conn, *bufio.Reader, error
 	}
 	c.conn, c.r = conn, r
 	return conn, r, nil
+}
+
+// peerOpen reports whether the other end of an idle connection is still
+// there: a non-blocking peek finds nothing to read (EAGAIN). End of file
+// means BIRD closed it (it exited or restarted); a connection that cannot
+// be checked counts as open.
+func peerOpen(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	open := true
+	var buf [1]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		open = n > 0 || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR)
+		return true // never wait for readiness
+	})
+	return open
 }
 
 // drop closes a connection that failed so that the next call redials.

@@ -274,20 +274,54 @@ func TestCloseMidReply(t *testing.T) {
 	}
 }
 
+// The server closed the idle connection (BIRD restarted): the next
+// command notices before sending and runs on a new connection at once.
 func TestServerGoneBetweenCalls(t *testing.T) {
+	closed := make(chan struct{})
+	var conns []int
+	var mu sync.Mutex
 	srv := startFake(t, hello2, 0, func(fc *fakeConn, cmd string) bool {
+		mu.Lock()
+		conns = append(conns, fc.n)
+		mu.Unlock()
 		fc.send("0000 \n")
-		return fc.n != 1 // the first connection closes after one reply
+		if fc.n == 1 {
+			fc.Close() // the first connection closes after one reply
+			close(closed)
+			return false
+		}
+		return true
 	})
 	c := dialT(t, srv.path)
 	if _, err := c.Exec(context.Background(), "show status"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if _, err := c.Exec(context.Background(), "show status"); err == nil {
-		t.Fatal("expected an error on the closed connection")
-	}
+	<-closed
 	if _, err := c.Exec(context.Background(), "show status"); err != nil {
+		t.Fatalf("a command after the server closed the idle connection: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(conns) != "[1 2]" {
+		t.Errorf("commands ran on connections %v, want [1 2]", conns)
+	}
+}
+
+// A connection that breaks while a command runs fails that command: it
+// may have run (configure), so it is not repeated; the next one redials.
+func TestServerGoneDuringCall(t *testing.T) {
+	srv := startFake(t, hello2, 0, func(fc *fakeConn, cmd string) bool {
+		if fc.n == 1 {
+			return false // closes without a reply
+		}
+		fc.send("0000 \n")
+		return true
+	})
+	c := dialT(t, srv.path)
+	if _, err := c.Exec(context.Background(), "configure"); err == nil {
+		t.Fatal("expected an error when the connection breaks mid-command")
+	}
+	if _, err := c.Exec(context.Background(), "configure"); err != nil {
 		t.Fatalf("next call should redial: %v", err)
 	}
 }

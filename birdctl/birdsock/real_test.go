@@ -165,3 +165,30 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// BIRD restarted between two commands: the client's idle connection is
+// dead, and the next command runs on a new one at once (confd's first
+// configure after a BIRD restart used to fail on it).
+func TestRealBirdRestartBetweenCalls(t *testing.T) {
+	ports := birdtest.FreePorts(t, 2)
+	b := birdtest.Start(t, realConfig(ports[0], ports[1], ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := birdsock.Dial(ctx, b.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Restart()
+	if err := c.Configure(ctx, ""); err != nil {
+		t.Fatalf("configure after BIRD restarted: %v", err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil || !st.LastReboot.After(first.LastReboot) {
+		t.Fatalf("status after restart: %+v %v (before: %+v)", st, err, first)
+	}
+}

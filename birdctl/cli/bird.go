@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/roostnet/roost/birdctl/birdsock"
+	"github.com/roostnet/roost/confd/bgp"
 )
 
 // dial connects to BIRD's control socket.
@@ -74,7 +75,10 @@ type peerStatus struct {
 	Since     string `json:"since"`
 	BGPState  string `json:"bgpState,omitempty"`
 	LastError string `json:"lastError,omitempty"`
-	Info      string `json:"info"`
+	// Disabled is why Roost rendered the session disabled (a password
+	// that cannot be used), from its description in BIRD.
+	Disabled string `json:"disabled,omitempty"`
+	Info     string `json:"info"`
 	// BFD is the state of the BFD session to the peer address ("Up",
 	// "Down", "Init", "AdminDown"); empty when there is none.
 	BFD    string `json:"bfd,omitempty"`
@@ -207,6 +211,9 @@ func peerFromProtocol(ctx context.Context, c *birdsock.Client, p birdsock.Protoc
 		if ps.LastError == "" {
 			ps.LastError = d.LastError
 		}
+		if r, ok := strings.CutPrefix(d.Fields["Description"], bgp.DisabledPrefix); ok && strings.EqualFold(p.State, "down") {
+			ps.Disabled = r
+		}
 	}
 	ps.Address = name.Addr.String()
 	ps.family = 4
@@ -217,6 +224,9 @@ func peerFromProtocol(ctx context.Context, c *birdsock.Client, p birdsock.Protoc
 		ps.Address = "?"
 	}
 	ps.Info = strings.TrimSpace(ps.BGPState + " " + ps.LastError)
+	if ps.Disabled != "" {
+		ps.Info = bgp.DisabledPrefix + ps.Disabled
+	}
 	return ps, true, nil
 }
 

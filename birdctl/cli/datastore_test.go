@@ -479,3 +479,65 @@ func TestLargeBatch(t *testing.T) {
 		}
 	})
 }
+
+// TestIPAMShowBorrowedAndConfig: ipam show --show-borrowed lists the
+// addresses held for another node than their block's, like calicoctl;
+// the IPAMConfiguration is applied to Calico's /calico/ipam/v2/config.
+func TestIPAMShowBorrowedAndConfig(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		rn := &runner{}
+		f := writeFile(t, "ipam.yaml", `apiVersion: projectcalico.org/v3
+kind: IPAMBlock
+metadata: {name: b1}
+spec:
+  cidr: 10.65.0.0/30
+  affinity: host:node1
+  allocations: [0, 1, 2, 3]
+  unallocated: []
+  attributes:
+  - {handle_id: h0, secondary: {node: node1}}
+  - {handle_id: h1, secondary: {node: node2, namespace: default, pod: web}}
+  - {handle_id: vxlan-tunnel-addr-node3, secondary: {node: node3, type: vxlanTunnelAddress}}
+  - {handle_id: h3}
+  strictAffinity: false
+  deleted: false
+---
+apiVersion: projectcalico.org/v3
+kind: IPAMBlock
+metadata: {name: b2}
+spec:
+  cidr: fd00:65::/126
+  affinity: host:node2
+  allocations: [0, null, null, null]
+  unallocated: [1, 2, 3]
+  attributes:
+  - {handle_id: h4, secondary: {node: node1, namespace: prod, pod: db}}
+  strictAffinity: false
+  deleted: false
+---
+apiVersion: projectcalico.org/v3
+kind: IPAMConfiguration
+metadata: {name: default}
+spec: {strictAffinity: true, maxBlocksPerHost: 4}
+`)
+		rn.mustRun(t, b.args("apply", "-f", f)...)
+		golden(t, "ipam-show-borrowed", rn.mustRun(t, b.args("ipam", "show", "--show-borrowed")...))
+		out := rn.mustRun(t, b.args("ipam", "show", "--show-borrowed", "-o", "json")...)
+		for _, want := range []string{`"ip": "10.65.0.1"`, `"borrowingNode": "node2"`, `"blockOwner": "node1"`, `"allocatedTo": "prod/db"`, `"unclassified": 1`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("json lacks %s:\n%s", want, out)
+			}
+		}
+		if out := rn.mustRun(t, b.args("get", "ipamconfig", "default")...); !strings.Contains(out, "true") || !strings.Contains(out, "4") {
+			t.Errorf("get ipamconfig:\n%s", out)
+		}
+		if stderr := rn.mustFail(t, b.args("ipam", "show", "--show-borrowed", "--show-blocks")...); !strings.Contains(stderr, "exclude each other") {
+			t.Errorf("both flags: %q", stderr)
+		}
+		if b.name == "etcd" {
+			if raw := b.raw(t, "/calico/ipam/v2/config"); raw != `{"strict_affinity":true,"auto_allocate_blocks":true,"maxBlocksPerHost":4}` {
+				t.Errorf("stored IPAM config: %s", raw)
+			}
+		}
+	})
+}

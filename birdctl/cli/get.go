@@ -176,6 +176,11 @@ func lookup(ctx context.Context, ds datastore.Datastore, kind, namespace, name s
 	switch kind {
 	case api.KindIPAMHandle:
 		return ds.Get(ctx, datastore.HandleKey(name))
+	case api.KindIPAMConfiguration:
+		if name != api.DefaultIPAMConfigName {
+			return nil, &datastore.KeyError{Key: datastore.IPAMConfigKey, Err: fmt.Errorf("%w: the only IPAMConfiguration is named %q", datastore.ErrNotFound, api.DefaultIPAMConfigName)}
+		}
+		return ds.Get(ctx, datastore.IPAMConfigKey)
 	case api.KindIPAMBlock:
 		cidr := name
 		if !strings.Contains(cidr, "/") {
@@ -230,8 +235,9 @@ func writeResourcesJSON(w io.Writer, kind string, objs []api.Resource, single bo
 }
 
 // deleteByName deletes resources of one kind by name, all or nothing.
-// Nodes release their IPAM first, unless skipIPAM.
-func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, namespace string, skipNotExists, skipIPAM bool) error {
+// Nodes release their IPAM first, unless skipIPAM; live ones are refused
+// unless force.
+func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, namespace string, skipNotExists, skipIPAM, force bool) error {
 	kind, err := kindFromAlias(kindArg)
 	if err != nil {
 		return err
@@ -266,6 +272,9 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	if len(problems) > 0 {
 		return fmt.Errorf("nothing was deleted:\n  %s", strings.Join(problems, "\n  "))
 	}
+	if err := a.refuseLiveNodes(ctx, ds, items, force); err != nil {
+		return err
+	}
 	var released []string
 	if kind == api.KindNode && !skipIPAM {
 		if released, err = a.releaseNodes(ctx, ds, cmd.OutOrStdout(), items, false); err != nil {
@@ -281,6 +290,7 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	if err := a.commit(ctx, ds, ops, items, "deleted"); err != nil {
 		return releasedNote(err, released)
 	}
+	a.dropStatusReports(ctx, ds, items)
 	if len(items) == 0 {
 		fmt.Fprintf(cmd.OutOrStdout(), "Successfully deleted 0 '%s' resource(s)\n", kind)
 		return nil

@@ -11,16 +11,17 @@ import (
 // kindAliases maps the lower-cased names users type to kinds, like
 // calicoctl: singular, plural and short forms.
 var kindAliases = map[string][]string{
-	api.KindBGPConfiguration: {"bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"},
-	api.KindBGPPeer:          {"bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"},
-	api.KindNode:             {"node", "nodes", "no", "nos"},
-	api.KindIPPool:           {"ippool", "ippools", "ipp", "ipps", "pool", "pools"},
-	api.KindBGPFilter:        {"bgpfilter", "bgpfilters"},
-	api.KindWorkloadEndpoint: {"workloadendpoint", "workloadendpoints", "wep", "weps"},
-	api.KindBFDProfile:       {"bfdprofile", "bfdprofiles", "bfd", "bfds"},
-	api.KindBlockAffinity:    {"blockaffinity", "blockaffinities", "affinity", "affinities"},
-	api.KindIPAMBlock:        {"ipamblock", "ipamblocks", "block", "blocks"},
-	api.KindIPAMHandle:       {"ipamhandle", "ipamhandles", "handle", "handles"},
+	api.KindBGPConfiguration:  {"bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"},
+	api.KindBGPPeer:           {"bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"},
+	api.KindNode:              {"node", "nodes", "no", "nos"},
+	api.KindIPPool:            {"ippool", "ippools", "ipp", "ipps", "pool", "pools"},
+	api.KindBGPFilter:         {"bgpfilter", "bgpfilters"},
+	api.KindWorkloadEndpoint:  {"workloadendpoint", "workloadendpoints", "wep", "weps"},
+	api.KindBFDProfile:        {"bfdprofile", "bfdprofiles", "bfd", "bfds"},
+	api.KindBlockAffinity:     {"blockaffinity", "blockaffinities", "affinity", "affinities"},
+	api.KindIPAMBlock:         {"ipamblock", "ipamblocks", "block", "blocks"},
+	api.KindIPAMHandle:        {"ipamhandle", "ipamhandles", "handle", "handles"},
+	api.KindIPAMConfiguration: {"ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"},
 }
 
 var aliasToKind = func() map[string]string {
@@ -64,5 +65,5 @@ func kindNames() []string {
 
 // isIPAMKind reports whether kind is one of the IPAM records.
 func isIPAMKind(kind string) bool {
-	return kind == api.KindBlockAffinity || kind == api.KindIPAMBlock || kind == api.KindIPAMHandle
+	return kind == api.KindBlockAffinity || kind == api.KindIPAMBlock || kind == api.KindIPAMHandle || kind == api.KindIPAMConfiguration
 }

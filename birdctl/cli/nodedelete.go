@@ -7,9 +7,11 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/node/heartbeat"
 	"github.com/roostnet/roost/node/ipam"
 )
 
@@ -71,6 +73,60 @@ func (r *nodeRelease) message() string {
 
 func (a *app) warnf(format string, args ...any) {
 	fmt.Fprintf(a.env.Stderr, "birdctl: warning: "+format+"\n", args...)
+}
+
+// refuseLiveNodes fails, before anything is written, when a Node among
+// items looks alive: its agent's status report (node/heartbeat) is younger
+// than heartbeat.TTL. Deleting it would release addresses its workloads
+// use, and the agent would register it again. force skips the check (and
+// warns).
+func (a *app) refuseLiveNodes(ctx context.Context, ds datastore.Datastore, items []item, force bool) error {
+	var live []string
+	now := time.Now()
+	for _, it := range items {
+		if it.obj.ResourceKind() != api.KindNode || it.current == nil {
+			continue
+		}
+		info, err := datastore.ParseKey(it.key)
+		if err != nil {
+			return err
+		}
+		st, err := heartbeat.Check(ctx, ds, info.Name, now)
+		if err != nil {
+			return fmt.Errorf("nothing was deleted: %w", err)
+		}
+		if !st.Alive {
+			continue
+		}
+		ago := max(0, now.Sub(st.Reported)).Round(time.Second)
+		if force {
+			a.warnf("node %s looks alive (its agent reported %s ago); deleting it anyway (--force)", info.Name, ago)
+			continue
+		}
+		live = append(live, fmt.Sprintf("node %s looks alive: its agent reported %s ago (%s; a report older than %s counts as stopped)",
+			info.Name, ago, st.Key, heartbeat.TTL))
+	}
+	if len(live) > 0 {
+		return fmt.Errorf("nothing was deleted:\n  %s\nDeleting a running node would release addresses its workloads still use. Stop roost-node on it first (a clean stop withdraws the report at once), or give --force", strings.Join(live, "\n  "))
+	}
+	return nil
+}
+
+// dropStatusReports deletes the status reports of the deleted Nodes among
+// items (a stopped agent's last report; a crashed agent leaves one).
+func (a *app) dropStatusReports(ctx context.Context, ds datastore.Datastore, items []item) {
+	for _, it := range items {
+		if it.obj.ResourceKind() != api.KindNode {
+			continue
+		}
+		info, err := datastore.ParseKey(it.key)
+		if err != nil {
+			continue
+		}
+		if err := ds.Delete(ctx, datastore.StatusReportKey(info.Name), 0); err != nil && !errors.Is(err, datastore.ErrNotFound) {
+			a.warnf("node %s: could not delete its status report: %v", info.Name, err)
+		}
+	}
 }
 
 // releaseNodes frees the workload endpoints and IPAM of every Node among

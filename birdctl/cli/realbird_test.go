@@ -14,7 +14,8 @@ import (
 
 // realBirdConfig has BGP protocols named as Roost names them, pointed at
 // loopback ports where nothing listens: they stay in Active/Connect/Idle.
-// One is disabled, one is not a Roost peer.
+// One is disabled, one disabled by Roost (confd's description), one is not
+// a Roost peer.
 func realBirdConfig(p []int) string {
 	return fmt.Sprintf(`router id 10.0.0.1;
 protocol device {}
@@ -47,11 +48,19 @@ protocol bgp not_roost {
 	multihop;
 	ipv4 { import all; export all; };
 }
-`, p[0], p[1], p[2], p[3], p[2], p[4], p[5], p[6], p[7])
+protocol bgp Global_127_0_0_6 {
+	description "Disabled by Roost: BGPPeer tor: spec.password.secretKeyRef: secret tor/pw not found in /etc/roost/secrets";
+	disabled;
+	local 127.0.0.1 port %d as 64512;
+	neighbor 127.0.0.6 port %d as 64516;
+	multihop;
+	ipv4 { import all; export all; };
+}
+`, p[0], p[1], p[2], p[3], p[2], p[4], p[5], p[6], p[7], p[8], p[9])
 }
 
 func TestRealBird(t *testing.T) {
-	ports := birdtest.FreePorts(t, 8)
+	ports := birdtest.FreePorts(t, 10)
 	b := birdtest.Start(t, realBirdConfig(ports))
 	rn := &runner{}
 	sock := []string{"--socket", b.Socket}
@@ -65,6 +74,7 @@ func TestRealBird(t *testing.T) {
 		"127.0.0.2 ", "node-to-node mesh",
 		fmt.Sprintf("127.0.0.3:%d", ports[2]), "node specific",
 		"127.0.0.4 ", "global", "| down ",
+		"| Disabled by Roost: BGPPeer tor: spec.password.secretKeyRef: secret tor/pw not found in /etc/roost/secrets |",
 		"IPv6 BGP status\nNo IPv6 peers found.",
 	} {
 		if !strings.Contains(out, want) {
@@ -79,7 +89,7 @@ func TestRealBird(t *testing.T) {
 	if err := json.Unmarshal([]byte(rn.mustRun(t, append(sock, "node", "status", "-o", "json")...)), &st); err != nil {
 		t.Fatal(err)
 	}
-	if !st.Running || st.Socket != b.Socket || !strings.HasPrefix(st.Version, "2.") || len(st.IPv4) != 3 || len(st.IPv6) != 0 {
+	if !st.Running || st.Socket != b.Socket || !strings.HasPrefix(st.Version, "2.") || len(st.IPv4) != 4 || len(st.IPv6) != 0 {
 		t.Fatalf("node status -o json: %+v", st)
 	}
 	for _, p := range st.IPv4 {
@@ -89,8 +99,13 @@ func TestRealBird(t *testing.T) {
 				t.Errorf("%s: state %q, BGP state %q", p.Protocol, p.State, p.BGPState)
 			}
 		case "Global_127_0_0_4":
-			if p.State != "down" || p.BGPState != "Down" || p.Info != "Down" {
+			if p.State != "down" || p.BGPState != "Down" || p.Info != "Down" || p.Disabled != "" {
 				t.Errorf("disabled peer: %+v", p)
+			}
+		case "Global_127_0_0_6":
+			const why = "BGPPeer tor: spec.password.secretKeyRef: secret tor/pw not found in /etc/roost/secrets"
+			if p.State != "down" || p.Disabled != why || p.Info != "Disabled by Roost: "+why {
+				t.Errorf("peer disabled by Roost: %+v", p)
 			}
 		default:
 			t.Errorf("unexpected peer %+v", p)

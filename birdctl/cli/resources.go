@@ -50,7 +50,12 @@ workload endpoints (spec.node, any namespace) and their addresses, its
 tunnel addresses, its IPAM blocks with their affinities, and the counts of
 the handles with addresses in those blocks. The Node is deleted last; if
 the release fails midway, running the delete again finishes it.
---skip-ipam deletes only the Node.`},
+--skip-ipam deletes only the Node.
+
+A Node whose agent is running is not deleted (its workloads still use the
+addresses a delete releases): roost-node rewrites the node's status report
+every 30 s, and a report younger than 90 s counts as alive. Stop roost-node
+on that host first, or give --force.`},
 }
 
 const inputHelp = `
@@ -73,6 +78,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 		files         []string
 		skipNotExists bool
 		skipIPAM      bool
+		force         bool
 		namespace     string
 	)
 	use := info.verb + " -f FILE|-"
@@ -95,7 +101,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 				if len(args) < 2 {
 					return errors.New("delete KIND NAME...: a name is needed")
 				}
-				return a.deleteByName(cmd, args[0], args[1:], namespace, skipNotExists, skipIPAM)
+				return a.deleteByName(cmd, args[0], args[1:], namespace, skipNotExists, skipIPAM, force)
 			}
 			if len(args) > 0 {
 				return fmt.Errorf("unexpected arguments %q (the resources come from -f FILE)", args)
@@ -107,7 +113,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.mutate(cmd, op, objs, skipNotExists, skipIPAM)
+			return a.mutate(cmd, op, objs, skipNotExists, skipIPAM, force)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file or directory holding the resources, - for stdin (repeatable)")
@@ -116,6 +122,7 @@ func (a *app) mutationCmd(op mutation) *cobra.Command {
 		cmd.Flags().BoolVar(&skipNotExists, "skip-not-exists", false, "ignore resources that do not exist")
 		cmd.Flags().StringVarP(&namespace, "namespace", "n", "default", "namespace of workload endpoints deleted by name")
 		cmd.Flags().BoolVar(&skipIPAM, "skip-ipam", false, "delete only the Node: keep its workload endpoints, IPAM blocks, affinities and handles")
+		cmd.Flags().BoolVar(&force, "force", false, "delete a Node even though its agent reported itself alive")
 		cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			if len(args) == 0 {
 				return kindNames(), cobra.ShellCompDirectiveNoFileComp
@@ -237,8 +244,9 @@ type item struct {
 }
 
 // mutate writes a batch: every check first, then one transaction. Nodes
-// deleted release their IPAM first, unless skipIPAM.
-func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipNotExists, skipIPAM bool) error {
+// deleted release their IPAM first, unless skipIPAM; live ones are refused
+// unless force.
+func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipNotExists, skipIPAM, force bool) error {
 	info := mutationInfo[op]
 	items := make([]item, 0, len(objs))
 	seen := map[string]bool{}
@@ -305,6 +313,11 @@ func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipN
 	if err != nil {
 		return err
 	}
+	if op == opDelete {
+		if err := a.refuseLiveNodes(ctx, ds, items, force); err != nil {
+			return err
+		}
+	}
 	var released []string
 	if op == opDelete && !skipIPAM {
 		if released, err = a.releaseNodes(ctx, ds, cmd.OutOrStdout(), items, true); err != nil {
@@ -316,6 +329,9 @@ func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipN
 	}
 	if err := a.commit(ctx, ds, ops, items, info.past); err != nil {
 		return releasedNote(err, released)
+	}
+	if op == opDelete {
+		a.dropStatusReports(ctx, ds, items)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "Successfully %s %s\n", info.past, countResources(items))
 	return nil

@@ -244,6 +244,13 @@ func (a *app) table(ctx context.Context, ds datastore.Datastore, kind string, wi
 			}
 			t.rows = append(t.rows, []string{h.Metadata.Name, strings.Join(parts, ",")})
 		}
+	case api.KindIPAMConfiguration:
+		t.header = []string{"NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS", "MAXBLOCKSPERHOST"}
+		for _, o := range objs {
+			c := o.(*api.IPAMConfiguration)
+			t.rows = append(t.rows, []string{c.Metadata.Name, strconv.FormatBool(c.Spec.StrictAffinity),
+				strconv.FormatBool(c.Spec.AutoAllocate()), strconv.Itoa(c.Spec.MaxBlocksPerHost)})
+		}
 	default:
 		return t, fmt.Errorf("no table for kind %s", kind)
 	}

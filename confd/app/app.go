@@ -52,10 +52,12 @@ type App struct {
 
 	mu          sync.Mutex
 	templateErr error
-	warnings    []string // the last model's non-fatal problems, for /readyz
+	warnings    []string              // the last model's non-fatal problems, for /readyz
+	disabled    []bgp.DisabledSession // of the last model
 
-	runner  *runner.Runner
-	metrics *metrics.Metrics
+	runner   *runner.Runner
+	metrics  *metrics.Metrics
+	reloader *birdReloader // nil with --sync-only and --noop
 }
 
 // Prefixes confd watches for a node: the five v3 kinds it renders from,
@@ -83,6 +85,9 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*App, err
 		metrics:   metrics.New(),
 	}
 	a.mirror = kvstore.NewMirror(a.kv, cfg.NodeName)
+	if !cfg.SyncOnly && !cfg.Noop {
+		a.reloader = &birdReloader{socket: cfg.BirdSocket, down: make(chan struct{}, 1)}
+	}
 	if err := a.loadResources(); err != nil {
 		return nil, err
 	}
@@ -141,9 +146,16 @@ func (a *App) loadResources() error {
 	opts := render.Options{
 		SyncOnly: a.cfg.SyncOnly, Noop: a.cfg.Noop, KeepStageFiles: a.cfg.KeepStageFiles,
 		Log: a.log,
+		// Called from the runner's goroutine, after render set a.model.
+		Secrets: func() []string {
+			if a.model == nil {
+				return nil
+			}
+			return a.model.Passwords()
+		},
 	}
-	if !a.cfg.SyncOnly && !a.cfg.Noop {
-		opts.Reloader = &birdReloader{socket: a.cfg.BirdSocket}
+	if a.reloader != nil {
+		opts.Reloader = a.reloader
 	}
 	a.renderer = render.New(res, opts)
 	return nil
@@ -157,6 +169,7 @@ func (a *App) reloadTemplates() {
 	a.templateErr = err
 	a.mu.Unlock()
 	if err != nil {
+		a.metrics.TemplateLoadFailed(err)
 		a.log.WithError(err).Error("Template or template resource is broken; keeping the last good ones")
 		return
 	}
@@ -181,14 +194,65 @@ func (a *App) render(ctx context.Context) (render.Result, error) {
 		a.model = nil
 		return render.Result{}, &render.Error{Stage: render.StageTemplate, Err: err}
 	}
+	ds := m.DisabledSessions()
+	if a.cfg.Onetime && len(ds) > 0 {
+		// --onetime is strict (see preflight): what a running confd
+		// renders disabled fails the run, naming resource and secret.
+		a.model = nil
+		a.setDisabled(ds)
+		return render.Result{}, &render.Error{Stage: render.StageTemplate, Err: a.sessionProblem()}
+	}
 	a.model = m
 	a.metrics.Model(len(errs), m.BFDSessions, m.MissingBFDProfiles)
+	a.setDisabled(ds)
 	a.publishModel(m)
 	res, err := a.renderer.Render(ctx, nil)
 	if a.cfg.Noop && res.Diff != "" {
 		fmt.Fprint(os.Stdout, res.Diff)
 	}
 	return res, err
+}
+
+// setDisabled records the sessions rendered disabled for readiness and
+// metrics.
+func (a *App) setDisabled(ds []bgp.DisabledSession) {
+	a.metrics.DisabledSessions(ds)
+	a.mu.Lock()
+	a.disabled = ds
+	a.mu.Unlock()
+}
+
+// sessionProblem is confd's readiness beyond rendering: sessions rendered
+// disabled because their password cannot be used (nil when there are none).
+func (a *App) sessionProblem() error {
+	a.mu.Lock()
+	ds := a.disabled
+	a.mu.Unlock()
+	if len(ds) == 0 {
+		return nil
+	}
+	const show = 3
+	parts := make([]string, 0, show+1)
+	for i, d := range ds {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more", len(ds)-show))
+			break
+		}
+		parts = append(parts, d.Name+" ("+d.Reason+")")
+	}
+	n := "1 BGP session"
+	if len(ds) > 1 {
+		n = fmt.Sprintf("%d BGP sessions", len(ds))
+	}
+	return fmt.Errorf("%s disabled: %s", n, strings.Join(parts, ", "))
+}
+
+// readyProblem is what keeps a confd that rendered from being ready.
+func (a *App) readyProblem() error {
+	if err := a.sessionProblem(); err != nil {
+		return fmt.Errorf("%s %w", metrics.ReadyDisabledPrefix, err)
+	}
+	return nil
 }
 
 // reportProblems logs the model's warnings once per distinct set, so a
@@ -221,6 +285,11 @@ func (a *App) reportProblems(errs []error) {
 
 // Run runs until ctx ends (or after one render with --onetime).
 func (a *App) Run(ctx context.Context) error {
+	if !a.cfg.Noop && !a.cfg.KeepStageFiles {
+		// A confd killed mid-render left its stage (passwords included);
+		// --keep-stage-file keeps stages on purpose.
+		a.renderer.SweepStale()
+	}
 	if a.cfg.Onetime {
 		if err := a.preflight(ctx); err != nil {
 			return err
@@ -240,11 +309,24 @@ func (a *App) Run(ctx context.Context) error {
 		servers = append(servers, s)
 	}
 	if a.cfg.HealthAddr != "" {
-		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.modelWarnings))
+		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.readyProblem, a.modelWarnings))
 		if err != nil {
 			return fmt.Errorf("health: %w", err)
 		}
 		servers = append(servers, s)
+	}
+	if !a.cfg.Onetime && a.reloader != nil {
+		probeCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); a.probeBird(probeCtx) }()
+		defer func() { stop(); <-done }()
+	}
+	if !a.cfg.Onetime && a.cfg.SecretsDir != "" {
+		stop, err := a.watchSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if !a.cfg.Onetime && (a.cfg.ConfDir != "" || a.cfg.TemplateDir != "") {
 		stop, err := a.watchTemplates(ctx)
@@ -290,6 +372,9 @@ type birdReloader struct {
 	socket string
 	mu     sync.Mutex
 	client *birdsock.Client
+	// down is signalled when a reload found BIRD unreachable: probeBird
+	// then watches for its return.
+	down chan struct{}
 }
 
 func (r *birdReloader) Reload(ctx context.Context) error {
@@ -298,19 +383,66 @@ func (r *birdReloader) Reload(ctx context.Context) error {
 	if r.client == nil {
 		c, err := birdsock.Dial(ctx, r.socket)
 		if err != nil {
+			r.markDown()
 			return fmt.Errorf("BIRD is not reachable: %w (%w)", err, render.ErrDaemonDown)
 		}
 		r.client = c
 	}
+	// The client replaces a connection BIRD closed (a restart) before it
+	// sends the command; an error here means BIRD went away meanwhile.
 	if err := r.client.Configure(ctx, ""); err != nil {
 		var be *birdsock.BirdError
 		if !errors.As(err, &be) {
-			// A broken connection (BIRD restarting): dial afresh next time.
 			r.client.Close()
 			r.client = nil
+			r.markDown()
 			return fmt.Errorf("BIRD configure: %w (%w)", err, render.ErrDaemonDown)
 		}
 		return fmt.Errorf("BIRD rejected the configuration: %w", err)
 	}
 	return nil
+}
+
+func (r *birdReloader) markDown() {
+	select {
+	case r.down <- struct{}{}:
+	default:
+	}
+}
+
+// birdProbeInterval is how often probeBird dials a BIRD that is down.
+const birdProbeInterval = 200 * time.Millisecond
+
+// probeBird makes a reload that found BIRD down happen as soon as BIRD
+// answers again, rather than at the next retry (up to --retry-max later),
+// so confd's readiness follows BIRD's return within a moment: while a
+// reload waits, it dials BIRD's socket every birdProbeInterval, and asks
+// for a render when BIRD greets.
+func (a *App) probeBird(ctx context.Context) {
+	r := a.reloader
+	tick := time.NewTicker(birdProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.down:
+		}
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				dctx, cancel := context.WithTimeout(ctx, birdProbeInterval)
+				c, err := birdsock.Dial(dctx, r.socket)
+				cancel()
+				if err == nil {
+					c.Close()
+					waiting = false
+				}
+			}
+		}
+		a.log.WithField("socket", r.socket).Info("BIRD answers again; reloading")
+		a.runner.Trigger()
+	}
 }

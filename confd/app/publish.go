@@ -48,6 +48,12 @@ func (a *App) publishModel(m *bgp.Model) {
 		}
 		dir := fmt.Sprintf("peer_v%d", fam.Version)
 		for _, p := range fam.Peers {
+			if p.Disabled {
+				// Calico-style templates know no disabled sessions: one
+				// without its password is left out rather than rendered
+				// without it.
+				continue
+			}
 			var base string
 			switch p.Type {
 			case "global":

@@ -24,8 +24,8 @@ type Options struct {
 	RouterID string
 	// SecretsDir holds BGP passwords: the password of secretKeyRef
 	// {name: N, key: K} is the file <SecretsDir>/N/K, trimmed of one
-	// trailing newline. Empty: passwords cannot be resolved (sessions
-	// render without one, with a warning).
+	// trailing newline. Empty: passwords cannot be resolved (the sessions
+	// that need one are disabled, with a warning).
 	SecretsDir string
 }
 
@@ -578,6 +578,7 @@ type tmplKey struct {
 	allowLocal               int
 	filters                  string
 	bfd                      BFD
+	disabled                 string
 }
 
 func keyOf(o *SessionOptions) tmplKey {
@@ -586,7 +587,8 @@ func keyOf(o *SessionOptions) tmplKey {
 		strictBind: o.StrictBind, rr: o.RRClient, rrID: o.RRClusterID, password: o.Password,
 		ttl: o.TTLSecurity, multihop: o.Multihop, gr: o.GracefulRestartTime, keep: o.KeepaliveTime,
 		hold: o.HoldTime, nextHop: o.NextHop, allowLocal: o.NumAllowLocalAS,
-		bfd: bfdKey(o.BFD),
+		bfd:      bfdKey(o.BFD),
+		disabled: o.DisabledReason,
 	}
 	if len(o.Filters) > 0 {
 		var b strings.Builder
@@ -725,7 +727,7 @@ func (cx *computeCtx) template(fs *famState, k optsKey) *SessionTemplate {
 		pw = cx.global.Spec.NodeMeshPassword
 		o.GracefulRestartTime = seconds(cx.global.Spec.NodeMeshMaxRestartTime)
 		if pw != nil && pw.SecretKeyRef != nil {
-			o.Password = cx.password(api.KindBGPConfiguration, api.DefaultBGPConfigName, "spec.nodeMeshPassword", pw.SecretKeyRef)
+			cx.password(&o, api.KindBGPConfiguration, api.DefaultBGPConfigName, "spec.nodeMeshPassword", pw.SecretKeyRef)
 		}
 	} else {
 		spec = &k.src.peer.Spec
@@ -735,7 +737,7 @@ func (cx *computeCtx) template(fs *famState, k optsKey) *SessionTemplate {
 		}
 		o.GracefulRestartTime = seconds(spec.MaxRestartTime)
 		if pw = spec.Password; pw != nil && pw.SecretKeyRef != nil {
-			o.Password = cx.password(api.KindBGPPeer, name, "spec.password", pw.SecretKeyRef)
+			cx.password(&o, api.KindBGPPeer, name, "spec.password", pw.SecretKeyRef)
 		}
 		if spec.TTLSecurity != nil && *spec.TTLSecurity > 0 {
 			o.TTLSecurity, o.Multihop = true, int(*spec.TTLSecurity)
@@ -803,29 +805,35 @@ func (cx *computeCtx) template(fs *famState, k optsKey) *SessionTemplate {
 	return t
 }
 
-// password resolves a secret; problems are reported once per resource.
-func (cx *computeCtx) password(kind, name, field string, ref *api.SecretKeySelector) Secret {
+// password resolves a secret into o. A secret that cannot be used makes
+// the sessions disabled (never rendered without their password: that would
+// fail open), with a problem reported once per resource. An optional
+// secret that does not exist means no password, as in Kubernetes.
+func (cx *computeCtx) password(o *SessionOptions, kind, name, field string, ref *api.SecretKeySelector) {
+	field += ".secretKeyRef"
 	v, err := cx.secrets.read(ref)
-	id := kind + "/" + name + "/pw"
+	var reason, msg string
 	switch {
+	case isMissing(err) && ref.Optional != nil && *ref.Optional:
+		return
+	case isMissing(err):
+		reason, msg = "missing", err.Error()
 	case err != nil:
-		if ref.Optional == nil || !*ref.Optional {
-			cx.warnOnce(id, kind, name, field+".secretKeyRef", "%v; the session renders WITHOUT a password", err)
-		}
-		return ""
+		reason, msg = "unreadable", err.Error()
 	case v == "":
-		cx.warnOnce(id, kind, name, field+".secretKeyRef", "secret %s/%s is empty; the session renders WITHOUT a password", ref.Name, ref.Key)
-		return ""
+		reason, msg = "empty", fmt.Sprintf("secret %s/%s is empty", ref.Name, ref.Key)
+	case birdfmt.CheckString(v) != nil:
+		reason, msg = "unquotable", fmt.Sprintf("password from secret %s/%s: %v", ref.Name, ref.Key, birdfmt.CheckString(v))
+	case len(v) > maxMD5KeyBytes:
+		reason, msg = "too-long", fmt.Sprintf("password from secret %s/%s is %d bytes; Linux TCP-MD5 keys hold at most %d", ref.Name, ref.Key, len(v), maxMD5KeyBytes)
+	default:
+		o.Password = Secret(v)
+		return
 	}
-	if err := birdfmt.CheckString(v); err != nil {
-		if !cx.warned[id] {
-			cx.warned[id] = true
-			cx.ps.fatal(kind, name, field+".secretKeyRef", "password from secret %s/%s: %v; refusing to render", ref.Name, ref.Key, err)
-		}
-	} else if len(v) > maxMD5KeyBytes {
-		cx.warnOnce(id, kind, name, field+".secretKeyRef", "password from secret %s/%s is %d bytes; Linux TCP-MD5 keys hold at most %d", ref.Name, ref.Key, len(v), maxMD5KeyBytes)
-	}
-	return Secret(v)
+	cx.warnOnce(kind+"/"+name+"/pw", kind, name, field, "%s; its sessions are rendered disabled", msg)
+	o.Disabled = true
+	o.SecretProblem = &SecretProblem{Kind: kind, Name: name, Field: field, Secret: ref.Name + "/" + ref.Key, Reason: reason}
+	o.DisabledReason = birdfmt.Printable(fmt.Sprintf("%s %s: %s: %s", kind, name, field, msg))
 }
 
 func (cx *computeCtx) blocks(fam int) []Block {

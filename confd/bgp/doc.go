@@ -72,7 +72,10 @@
 //   - Kernel: reachableBy statics; then only BGP-learned routes, except
 //     service CIDRs and IPIP/VXLAN pools (roost-node programs those).
 //   - Errors are *Problem values naming resource and field; Fatal ones (no
-//     node, no router id, a password BIRD cannot quote, a BGPFilter that
-//     cannot be compiled) mean: do not render. A missing BGPFilter or secret
-//     is a warning; the session renders without it.
+//     node, no router id, a BGPFilter that cannot be compiled) mean: do not
+//     render. A missing BGPFilter is a warning; the session renders without
+//     it. A secret that is missing or unusable (empty, too long, not
+//     quotable) is a warning and disables the sessions that need it
+//     (Peer.Disabled, rendered `disabled;` with the reason); every other
+//     session renders.
 package bgp

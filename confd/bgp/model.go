@@ -3,6 +3,7 @@ package bgp
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -216,6 +217,63 @@ type SessionOptions struct {
 	// BFD is the session's BFD setting (nil: no BFD), from the
 	// bfd.roost.io/profile annotations (see BFD).
 	BFD *BFD
+	// Disabled: the session's password cannot be used (its secret is
+	// missing, empty, unreadable, too long or holds characters BIRD
+	// cannot quote), so the session is rendered `disabled;` rather than
+	// without a password or not at all. DisabledReason says why in one
+	// line that BIRD can quote (never the value); SecretProblem names
+	// the resource and secret.
+	Disabled       bool
+	DisabledReason string
+	SecretProblem  *SecretProblem `json:",omitempty"`
+}
+
+// DisabledPrefix starts the description of a session Roost rendered
+// disabled; status tools (birdctl node status, roost-node's readiness)
+// recognise it in BIRD's `show protocols all`.
+const DisabledPrefix = "Disabled by Roost: "
+
+// DisabledDescription is the BIRD description of a disabled session:
+// DisabledPrefix and the reason.
+func (o *SessionOptions) DisabledDescription() string { return DisabledPrefix + o.DisabledReason }
+
+// SecretProblem is why a session's password cannot be used.
+type SecretProblem struct {
+	// Kind and Name name the resource with the secretKeyRef (a BGPPeer,
+	// or the default BGPConfiguration for nodeMeshPassword), Field its
+	// field ("spec.password.secretKeyRef").
+	Kind, Name, Field string
+	// Secret is "<secret name>/<key>".
+	Secret string
+	// Reason is one of "missing", "unreadable", "empty", "too-long",
+	// "unquotable".
+	Reason string
+}
+
+// DisabledSession is one session rendered disabled, for status and
+// metrics.
+type DisabledSession struct {
+	Family  int
+	Name    string // the BIRD protocol
+	Reason  string // DisabledReason
+	Problem SecretProblem
+}
+
+// DisabledSessions lists the sessions rendered disabled, by family and
+// name.
+func (m *Model) DisabledSessions() []DisabledSession {
+	var out []DisabledSession
+	for _, f := range []*Family{m.V4, m.V6} {
+		if f == nil {
+			continue
+		}
+		for _, p := range f.Peers {
+			if p.Disabled && p.SecretProblem != nil {
+				out = append(out, DisabledSession{Family: f.Version, Name: p.Name, Reason: p.DisabledReason, Problem: *p.SecretProblem})
+			}
+		}
+	}
+	return out
 }
 
 // SessionTemplate is one distinct set of SessionOptions of a family,
@@ -330,6 +388,23 @@ func (s Secret) mask() string {
 		return ""
 	}
 	return redacted
+}
+
+// Passwords returns the distinct passwords the model's sessions use, so
+// that writers can keep files holding them private.
+func (m *Model) Passwords() []string {
+	var out []string
+	for _, f := range []*Family{m.V4, m.V6} {
+		if f == nil {
+			continue
+		}
+		for _, t := range f.Templates {
+			if pw := t.Password.Reveal(); pw != "" && !slices.Contains(out, pw) {
+				out = append(out, pw)
+			}
+		}
+	}
+	return out
 }
 
 // String renders the model as indented JSON, passwords redacted.

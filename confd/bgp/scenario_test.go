@@ -93,6 +93,7 @@ type expectSession struct {
 	Password    string `yaml:"password"`
 	TTLSecurity int    `yaml:"ttlSecurity"` // hops; 0: off
 	NextHop     string `yaml:"nextHop"`
+	Disabled    bool   `yaml:"disabled"`
 
 	Type          *string   `yaml:"type"`
 	SourceAddress *string   `yaml:"sourceAddress"`
@@ -121,7 +122,7 @@ func sessionOf(fam int, p *Peer) expectSession {
 	return expectSession{
 		Family: fam, Name: p.Name, IP: p.IP, Port: p.Port, AS: p.AS, LocalAS: p.LocalAS,
 		Passive: p.Passive, RRClient: p.RRClient, RRClusterID: p.RRClusterID,
-		Password: p.Password.Reveal(), TTLSecurity: ttl, NextHop: p.NextHop,
+		Password: p.Password.Reveal(), TTLSecurity: ttl, NextHop: p.NextHop, Disabled: p.Disabled,
 	}
 }
 

@@ -19,6 +19,15 @@ const (
 	maxMD5KeyBytes = 80
 )
 
+// missingSecret is a secret that does not exist (or cannot: no secrets
+// directory), as opposed to one that exists but is unusable.
+type missingSecret struct{ error }
+
+func isMissing(err error) bool {
+	var m *missingSecret
+	return errors.As(err, &m)
+}
+
 // secretReader resolves BGP passwords from files: <dir>/<secret name>/<key>,
 // content trimmed of one trailing newline. Lookups are cached for one
 // Compute so that a mesh of N nodes sharing nodeMeshPassword reads the
@@ -51,7 +60,7 @@ func (r *secretReader) read(ref *api.SecretKeySelector) (string, error) {
 
 func (r *secretReader) load(ref *api.SecretKeySelector) (string, error) {
 	if r.dir == "" {
-		return "", fmt.Errorf("no secrets directory is configured (confd --secrets-dir); expected the password in <dir>/%s/%s", ref.Name, ref.Key)
+		return "", &missingSecret{fmt.Errorf("no secrets directory is configured (confd --secrets-dir); expected the password in <dir>/%s/%s", ref.Name, ref.Key)}
 	}
 	for _, part := range []string{ref.Name, ref.Key} {
 		if part == "" || part == "." || part == ".." || strings.ContainsAny(part, "/\\\x00") {
@@ -63,7 +72,7 @@ func (r *secretReader) load(ref *api.SecretKeySelector) (string, error) {
 	f, err := os.OpenInRoot(r.dir, ref.Name+"/"+ref.Key)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("secret %s/%s not found in %s", ref.Name, ref.Key, r.dir)
+			return "", &missingSecret{fmt.Errorf("secret %s/%s not found in %s", ref.Name, ref.Key, r.dir)}
 		}
 		return "", fmt.Errorf("secret %s/%s: %v", ref.Name, ref.Key, err)
 	}

@@ -76,6 +76,23 @@ func validAt(s string, i int) bool {
 	return !(r == utf8.RuneError && size <= 1)
 }
 
+// Printable returns s with every character CheckString rejects replaced
+// by '?', for text Roost composes itself (a reason, a message) that must
+// fit in a BIRD string and on one comment line whatever it quotes.
+func Printable(s string) string {
+	if CheckString(s) == nil {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if r == utf8.RuneError && !validAt(s, i) || r == '"' || r == '\\' || !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // String returns s in double quotes, or an error when BIRD cannot hold it
 // (see CheckString).
 func String(s string) (string, error) {

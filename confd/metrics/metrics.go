@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/roostnet/roost/confd/bgp"
 	"github.com/roostnet/roost/confd/render"
+	"github.com/roostnet/roost/confd/resource"
 	"github.com/roostnet/roost/confd/runner"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/health"
@@ -31,6 +33,8 @@ type Metrics struct {
 	events         *prometheus.CounterVec
 	lastReload     prometheus.Gauge
 	model          *modelMetrics
+	templateErrors *prometheus.CounterVec
+	disabled       *prometheus.GaugeVec
 }
 
 // New registers confd's metrics (roost_confd_*).
@@ -53,8 +57,13 @@ func New() *Metrics {
 			Help: "Datastore events by type."}, []string{"type"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_confd_last_successful_reload_timestamp_seconds",
 			Help: "Unix time of the last successful reload."}),
+		templateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_template_errors_total",
+			Help: "Template failures by file (the template, or the conf.d TOML file) and stage: load (unreadable, bad TOML, missing template), parse, execute."}, []string{"file", "stage"}),
 	}
-	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload,
+	m.disabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_confd_bgp_sessions_disabled",
+		Help: "BGP sessions rendered disabled because their password cannot be used, by the resource holding the secretKeyRef (kind, name), the secret (<name>/<key>) and the reason (missing, unreadable, empty, too-long, unquotable)."},
+		[]string{"kind", "name", "secret", "reason"})
+	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload, m.templateErrors, m.disabled,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.model = newModelMetrics(m.Registry)
 	return m
@@ -96,6 +105,9 @@ func (m *Metrics) Rendered(res render.Result, err error, took time.Duration) {
 		stage = re.Stage
 	}
 	m.renders.WithLabelValues(stage).Inc()
+	if re != nil && re.Stage == render.StageTemplate && re.Template != "" {
+		m.templateErrors.WithLabelValues(re.Template, "execute").Inc()
+	}
 	switch stage {
 	case render.StageCheck:
 		m.checksFailed.Inc()
@@ -104,18 +116,43 @@ func (m *Metrics) Rendered(res render.Result, err error, took time.Duration) {
 	}
 }
 
+// TemplateLoadFailed counts a conf.d or template directory that could not
+// be loaded (at start, or after an admin's edit).
+func (m *Metrics) TemplateLoadFailed(err error) {
+	file, stage := "", resource.StageLoad
+	var le *resource.LoadError
+	if errors.As(err, &le) {
+		file, stage = le.File, le.Stage
+	}
+	m.templateErrors.WithLabelValues(file, stage).Inc()
+}
+
+// DisabledSessions sets the disabled sessions of the current model.
+func (m *Metrics) DisabledSessions(ds []bgp.DisabledSession) {
+	m.disabled.Reset()
+	for _, d := range ds {
+		p := d.Problem
+		m.disabled.WithLabelValues(p.Kind, p.Name, p.Secret, p.Reason).Inc()
+	}
+}
+
 // Handler serves /metrics.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
+// ReadyDisabledPrefix starts /readyz's reason when everything rendered but
+// some BGP sessions are disabled (the supervisor counts that as rendered).
+const ReadyDisabledPrefix = "rendered with"
+
 // HealthHandler serves /healthz (the process and its watches run) and
-// /readyz (in sync and the last render succeeded), each as one line of
-// text: "ok" or the reason (the supervisor reads "last render failed").
+// /readyz (in sync, the last render succeeded and problem, if given,
+// returns nil), each as one line of text: "ok" or the reason (the
+// supervisor reads "last render failed" and ReadyDisabledPrefix).
 // A ready /readyz adds, after "ok", one "warning: ..." line per string of
 // warnings (the model's degraded settings, such as a missing BFDProfile):
 // they do not make confd unready.
-func HealthHandler(status func() runner.Status, warnings ...func() []string) http.Handler {
+func HealthHandler(status func() runner.Status, problem func() error, warnings ...func() []string) http.Handler {
 	live := func() (bool, any) {
 		if status().WatchesRunning == 0 {
 			return false, "datastore watches are not running"
@@ -131,6 +168,11 @@ func HealthHandler(status func() runner.Status, warnings ...func() []string) htt
 			return false, "no configuration rendered yet"
 		case s.LastError != nil:
 			return false, "last render failed: " + s.LastError.Error()
+		}
+		if problem != nil {
+			if err := problem(); err != nil {
+				return false, err.Error()
+			}
 		}
 		lines := []string{"ok"}
 		for _, f := range warnings {

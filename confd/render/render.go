@@ -53,7 +53,12 @@ type Options struct {
 	Reloader Reloader
 	// CommandTimeout bounds each check and reload command (default 30s).
 	CommandTimeout time.Duration
-	Log            logrus.FieldLogger
+	// Secrets returns the secret values (BGP passwords) the data of the
+	// next render holds. A rendered file containing one is never left
+	// readable by other users, whatever its resource's mode says: the
+	// "other" permission bits are dropped (a warning says so once).
+	Secrets func() []string
+	Log     logrus.FieldLogger
 }
 
 // Renderer renders a fixed set of template resources.
@@ -66,6 +71,8 @@ type Renderer struct {
 	// reloadPending: files were written but the daemon was down; the next
 	// render reloads even when nothing changed.
 	reloadPending []*rendered
+	// tightened: resources whose mode was narrowed for a secret (warned).
+	tightened map[string]bool
 }
 
 type fileState struct {
@@ -83,7 +90,7 @@ func New(resources []*resource.Resource, opts Options) *Renderer {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	return &Renderer{resources: resources, opts: opts, last: map[string]fileState{}}
+	return &Renderer{resources: resources, opts: opts, last: map[string]fileState{}, tightened: map[string]bool{}}
 }
 
 // Resources returns the resources being rendered.
@@ -117,6 +124,9 @@ const (
 type Error struct {
 	Stage    string
 	Resource string
+	// Template is the template file that failed to execute (StageTemplate;
+	// "" when the BGP model, not a template, failed).
+	Template string
 	Output   string // the command's output (check/reload)
 	Err      error
 }
@@ -139,6 +149,7 @@ func (e *Error) Unwrap() error { return e.Err }
 type rendered struct {
 	res     *resource.Resource
 	data    []byte
+	mode    os.FileMode // res.Mode, narrowed when data holds a secret
 	changed bool
 	old     *fileState // nil when the destination did not exist
 	staged  string
@@ -151,19 +162,24 @@ type rendered struct {
 func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 	var res Result
 	t0 := time.Now()
+	var secrets []string
+	if r.opts.Secrets != nil {
+		secrets = r.opts.Secrets()
+	}
 	outs := make([]*rendered, 0, len(r.resources))
 	for _, rs := range r.resources {
 		var buf bytes.Buffer
 		if err := rs.Template.Execute(&buf, data); err != nil {
-			return res, &Error{Stage: StageTemplate, Resource: rs.Name, Err: cleanTemplateErr(err)}
+			return res, &Error{Stage: StageTemplate, Resource: rs.Name, Template: rs.Src, Err: cleanTemplateErr(err)}
 		}
 		o := &rendered{res: rs, data: buf.Bytes()}
+		o.mode = r.modeFor(rs, o.data, secrets)
 		cur, err := r.current(rs.Dest)
 		if err != nil {
 			return res, &Error{Stage: StageWrite, Resource: rs.Name, Err: err}
 		}
 		o.old = cur
-		o.changed = cur == nil || !bytes.Equal(cur.data, o.data) || cur.mode != rs.Mode
+		o.changed = cur == nil || !bytes.Equal(cur.data, o.data) || cur.mode != o.mode
 		if o.changed {
 			res.Changed = append(res.Changed, rs.Dest)
 		}
@@ -216,7 +232,7 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 				}
-				d, err := os.MkdirTemp(dir, ".roost-stage-")
+				d, err := os.MkdirTemp(dir, stagePattern())
 				if err != nil {
 					return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 				}
@@ -226,7 +242,7 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 			if !o.changed && !r.opts.KeepStageFiles && os.Link(o.res.Dest, o.staged) == nil {
 				continue
 			}
-			if err := writeFile(o.staged, o.data, o.res, o.changed); err != nil {
+			if err := writeFile(o.staged, o.data, o.mode, o.res, o.changed); err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
 		}
@@ -253,12 +269,12 @@ func (r *Renderer) Render(ctx context.Context, data any) (Result, error) {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
-			f, err := os.CreateTemp(dir, "."+filepath.Base(o.res.Dest)+".roost-")
+			f, err := os.CreateTemp(dir, tempPattern(o.res.Dest))
 			if err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
 			o.staged = f.Name()
-			if err := writeTo(f, o.data, o.res, true); err != nil {
+			if err := writeTo(f, o.data, o.mode, o.res, true); err != nil {
 				return res, &Error{Stage: StageWrite, Resource: o.res.Name, Err: err}
 			}
 		}
@@ -364,9 +380,19 @@ func (r *Renderer) restore(moved []*rendered) {
 			err = os.Remove(o.res.Dest)
 			delete(r.last, o.res.Dest)
 		} else {
-			tmp := o.res.Dest + ".roost-restore"
-			if err = writeFile(tmp, o.old.data, o.res, true); err == nil {
-				err = os.Rename(tmp, o.res.Dest)
+			// The mode it had, narrowed like any file holding a secret.
+			mode := o.old.mode
+			if mode&0o007 != 0 && o.mode&0o007 == 0 {
+				mode &^= 0o007
+			}
+			var f *os.File
+			if f, err = os.CreateTemp(filepath.Dir(o.res.Dest), tempPattern(o.res.Dest)); err == nil {
+				if err = writeTo(f, o.old.data, mode, o.res, true); err == nil {
+					err = os.Rename(f.Name(), o.res.Dest)
+				}
+				if err != nil {
+					os.Remove(f.Name())
+				}
 			}
 			r.remember(o.res.Dest, o.old.data)
 		}
@@ -408,33 +434,54 @@ func (r *Renderer) remember(dest string, data []byte) {
 	r.last[dest] = fileState{data: data, mode: st.Mode().Perm(), mtime: st.ModTime(), size: st.Size()}
 }
 
-// writeFile writes a file with the resource's mode and owner; sync makes
-// it durable before it is renamed into place.
-func writeFile(p string, data []byte, rs *resource.Resource, sync bool) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, rs.Mode)
+// modeFor is the mode a rendered file gets: its resource's, without the
+// "other" bits when the data holds a secret.
+func (r *Renderer) modeFor(rs *resource.Resource, data []byte, secrets []string) os.FileMode {
+	if rs.Mode&0o007 == 0 {
+		return rs.Mode
+	}
+	for _, s := range secrets {
+		if s != "" && bytes.Contains(data, []byte(s)) {
+			if !r.tightened[rs.Name] {
+				r.tightened[rs.Name] = true
+				r.opts.Log.WithFields(logrus.Fields{"resource": rs.Name, "file": rs.Dest, "mode": fmt.Sprintf("%04o", rs.Mode), "written": fmt.Sprintf("%04o", rs.Mode&^0o007)}).
+					Warn("The file holds a BGP password: it is written without access for other users (set its mode to 0600, or 0640 with BIRD's group, in the template resource)")
+			}
+			return rs.Mode &^ 0o007
+		}
+	}
+	return rs.Mode
+}
+
+// writeFile writes a file with the given mode and the resource's owner;
+// sync makes it durable before it is renamed into place.
+func writeFile(p string, data []byte, mode os.FileMode, rs *resource.Resource, sync bool) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}
-	return writeTo(f, data, rs, sync)
+	return writeTo(f, data, mode, rs, sync)
 }
 
-func writeTo(f *os.File, data []byte, rs *resource.Resource, sync bool) error {
+// writeTo sets mode and owner before the data goes in, so that a secret
+// is never readable through a more open mode the file had (umask-proof).
+func writeTo(f *os.File, data []byte, mode os.FileMode, rs *resource.Resource, sync bool) error {
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if rs.UID >= 0 || rs.GID >= 0 {
+		if err := f.Chown(rs.UID, rs.GID); err != nil {
+			f.Close()
+			return err
+		}
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
 	}
 	if sync {
 		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Chmod(rs.Mode); err != nil { // umask-proof
-		f.Close()
-		return err
-	}
-	if rs.UID >= 0 || rs.GID >= 0 {
-		if err := f.Chown(rs.UID, rs.GID); err != nil {
 			f.Close()
 			return err
 		}

@@ -47,6 +47,25 @@ type tomlFile struct {
 	} `toml:"template"`
 }
 
+// LoadError is a template resource or template that could not be loaded.
+// File is the file at fault (the conf.d TOML file, or the template named by
+// its src) and Stage says how: StageLoad (unreadable, bad TOML or settings,
+// missing template) or StageParse (the template does not parse).
+type LoadError struct {
+	File  string
+	Stage string
+	Err   error
+}
+
+// Stages of a LoadError.
+const (
+	StageLoad  = "load"
+	StageParse = "parse"
+)
+
+func (e *LoadError) Error() string { return e.Err.Error() }
+func (e *LoadError) Unwrap() error { return e.Err }
+
 // Sources says where template resources and templates come from: a
 // directory on disk each, or (when empty) the embedded defaults.
 type Sources struct {
@@ -85,7 +104,9 @@ func Load(src Sources, funcs template.FuncMap) ([]*Resource, error) {
 		}
 		r, err := loadOne(confFS, e.Name(), tmplFS, tmplName, funcs)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path.Join(confName, e.Name()), err)
+			le := &LoadError{File: e.Name(), Stage: StageLoad, Err: err}
+			errors.As(err, &le)
+			return nil, &LoadError{File: le.File, Stage: le.Stage, Err: fmt.Errorf("%s: %w", path.Join(confName, e.Name()), err)}
 		}
 		if src.OutputDir != "" {
 			r.Dest = filepath.Join(src.OutputDir, filepath.Base(r.Dest))
@@ -99,7 +120,7 @@ func Load(src Sources, funcs template.FuncMap) ([]*Resource, error) {
 	seen := map[string]string{}
 	for _, r := range out {
 		if other, dup := seen[r.Dest]; dup {
-			return nil, fmt.Errorf("%s and %s both write %s", other, r.Name, r.Dest)
+			return nil, &LoadError{File: r.Name, Stage: StageLoad, Err: fmt.Errorf("%s and %s both write %s", other, r.Name, r.Dest)}
 		}
 		seen[r.Dest] = r.Name
 	}
@@ -145,11 +166,12 @@ func loadOne(confFS fs.FS, name string, tmplFS fs.FS, tmplName string, funcs tem
 	}
 	body, err := fs.ReadFile(tmplFS, t.Src)
 	if err != nil {
-		return nil, fmt.Errorf("template %s in %s: %w", t.Src, tmplName, err)
+		return nil, &LoadError{File: t.Src, Stage: StageLoad, Err: fmt.Errorf("template %s in %s: %w", t.Src, tmplName, err)}
 	}
 	tmpl, err := template.New(t.Src).Funcs(prefixed(funcs, t.Prefix)).Option("missingkey=error").Parse(string(body))
 	if err != nil {
-		return nil, err // text/template names the template and line
+		// text/template names the template and line.
+		return nil, &LoadError{File: t.Src, Stage: StageParse, Err: err}
 	}
 	r.Template = tmpl
 	return r, nil

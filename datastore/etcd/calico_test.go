@@ -71,10 +71,11 @@ func TestCalicoJSON(t *testing.T) {
 		rp + "bgpconfigurations/node.node1":                     `{"spec":{"listenPort":1790}}`,
 		rp + "bgpfilters/minimal":                               `{"spec":{"exportV4":[{"action":"Accept","cidr":"10.0.0.0/8","matchOperator":"In"}]}}`,
 		rp + "workloadendpoints/kube-system/node2-k8s-dns-eth0": `{"spec":{"node":"node2","ipNetworks":["192.168.167.1/32"]}}`,
+		// What `calicoctl ipam configure --strictaffinity=true` writes.
+		datastore.IPAMConfigKey: `{"strict_affinity":true,"auto_allocate_blocks":true}`,
 		// Calico keys Roost does not model: skipped, not invalid.
 		rp + "felixconfigurations/default": `{"kind":"FelixConfiguration","spec":{"bpfEnabled":false}}`,
 		rp + "profiles/kns.default":        `{"kind":"Profile","spec":{}}`,
-		datastore.IPAMPrefix + "config":    `{"strictAffinity":false,"autoAllocateBlocks":true}`,
 	}
 	for k, v := range keys {
 		put(t, cli, k, v)
@@ -139,6 +140,11 @@ func TestCalicoJSON(t *testing.T) {
 		t.Fatalf("wep: %+v %+v", w.Metadata, w.Spec)
 	}
 
+	ic := get(datastore.IPAMConfigKey).(*api.IPAMConfiguration)
+	if ic.Metadata.Name != api.DefaultIPAMConfigName || !ic.Spec.StrictAffinity || !ic.Spec.AutoAllocate() || ic.Spec.MaxBlocksPerHost != 0 {
+		t.Fatalf("IPAM config: %+v %+v", ic.Metadata, ic.Spec)
+	}
+
 	// Minimal values: names (and namespaces) from the key, defaults applied.
 	n2 := get(rp + "nodes/node2").(*api.Node)
 	if n2.Metadata.Name != "node2" || *n2.Spec.BGP.ASNumber != 65002 {
@@ -166,8 +172,8 @@ func TestCalicoJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lr.Invalid) != 0 || len(lr.KVs) != len(keys)-3 {
-		t.Fatalf("list /calico/: %d values, invalid %v; want %d", len(lr.KVs), lr.Invalid, len(keys)-3)
+	if len(lr.Invalid) != 0 || len(lr.KVs) != len(keys)-2 {
+		t.Fatalf("list /calico/: %d values, invalid %v; want %d", len(lr.KVs), lr.Invalid, len(keys)-2)
 	}
 	aff, err := s.List(ctx, datastore.HostAffinityPrefix("node1"))
 	if err != nil || len(aff.KVs) != 2 {
@@ -177,7 +183,7 @@ func TestCalicoJSON(t *testing.T) {
 	// The watch sees the same.
 	rec := contract.NewRecorder(t, s, datastore.IPAMPrefix, 0, nil, 10*time.Second)
 	rec.WaitSynced()
-	if len(rec.View) != 6 || rec.Count(datastore.Error, false) != 0 {
+	if len(rec.View) != 7 || rec.Count(datastore.Error, false) != 0 {
 		t.Fatalf("IPAM watch:\n%s", rec.Dump())
 	}
 

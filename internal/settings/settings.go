@@ -153,3 +153,19 @@ func Duration(p *time.Duration) func(string) error {
 		return nil
 	}
 }
+
+// DurationOrZero is Duration that also accepts zero ("0", "0s"): off.
+func DurationOrZero(p *time.Duration) func(string) error {
+	return func(v string) error {
+		v = strings.TrimSpace(v)
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n == 0 {
+			*p = 0
+			return nil
+		}
+		if d, err := time.ParseDuration(v); err == nil && d == 0 {
+			*p = 0
+			return nil
+		}
+		return Duration(p)(v)
+	}
+}

@@ -24,6 +24,28 @@ func Field(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
+// DuplicateKey returns the first key of mapping n that repeats an earlier
+// one, and that earlier one, or nils. YAML parsers keep both in the node
+// (decoding into Go values would let the last win silently); merge keys
+// ("<<") are not counted.
+func DuplicateKey(n *yaml.Node) (dup, first *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode || len(n.Content) < 4 {
+		return nil, nil
+	}
+	seen := make(map[string]*yaml.Node, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+			continue
+		}
+		if f, ok := seen[k.Value]; ok {
+			return k, f
+		}
+		seen[k.Value] = k
+	}
+	return nil, nil
+}
+
 // Scalar returns the scalar value of key in mapping n, or "" when it is
 // absent or not a scalar.
 func Scalar(n *yaml.Node, key string) string {

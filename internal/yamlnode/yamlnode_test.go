@@ -1,6 +1,7 @@
 package yamlnode
 
 import (
+	"fmt"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -50,6 +51,28 @@ func TestLooksJSON(t *testing.T) {
 	} {
 		if LooksJSON([]byte(in)) != want {
 			t.Errorf("LooksJSON(%q) != %v", in, want)
+		}
+	}
+}
+
+func TestDuplicateKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"a: 1\nb: 2\na: 3\n":           "a 1 3",
+		"a: 1\nb: 2\n":                 "",
+		"<<: {a: 1}\na: 2\n":           "",
+		"a: 1\nb: {a: 2}\n":            "", // another mapping
+		"x: 1\ny: 2\nz: 3\ny: 4\nx: 5": "y 2 4",
+	} {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(in), &doc); err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if dup, first := DuplicateKey(Body(&doc)); dup != nil {
+			got = fmt.Sprintf("%s %d %d", dup.Value, first.Line, dup.Line)
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
 		}
 	}
 }

@@ -1,5 +1,6 @@
 // Package agent is `roost-node run`: it registers the node, keeps its
-// tunnel addresses in step with the pools, and drives the dataplane from
+// tunnel addresses in step with the pools, reports that it is alive
+// (node/heartbeat), and drives the dataplane from
 // datastore watches on nodes, pools, IPAM blocks and this node's workload
 // endpoints, re-detecting the node's address periodically. It serves
 // /healthz, /readyz and /metrics.
@@ -22,10 +23,12 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/backoff"
+	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/dataplane"
-	"github.com/roostnet/roost/node/internal/nsutil"
+	"github.com/roostnet/roost/node/heartbeat"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
+	"github.com/roostnet/roost/node/natoutgoing"
 	"github.com/roostnet/roost/node/startup"
 )
 
@@ -34,8 +37,12 @@ type Options struct {
 	Startup            startup.Config
 	Dataplane          dataplane.Config
 	AutodetectInterval time.Duration // 0: 30s
+	HeartbeatInterval  time.Duration // 0: heartbeat.Interval
 	Listen             string        // "" : no HTTP server
-	IPForward          bool          // set net.ipv4.ip_forward=1
+	IPForward          bool          // set net.ipv4.ip_forward=1 (and IPv6 forwarding with an IPv6 address)
+	// BlockReleaseGrace: how long a block of this node must stay empty
+	// before it is given back (0: never).
+	BlockReleaseGrace time.Duration
 
 	DS       datastore.Datastore
 	NL       dataplane.Netlink    // the host namespace's kernel
@@ -53,6 +60,7 @@ type Agent struct {
 	log     logrus.FieldLogger
 	metrics *Metrics
 	dp      *dataplane.Dataplane
+	nat     *natoutgoing.Manager
 	ipam    *ipam.Client
 	name    string
 
@@ -64,6 +72,7 @@ type Agent struct {
 	tunnels    ipam.TunnelAddrs
 	lastErr    string
 	listenAddr string
+	gc         *blockGC
 
 	tunnelKick   chan struct{}
 	redetectKick chan struct{}
@@ -91,7 +100,7 @@ func New(o Options) *Agent {
 	}
 	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
 		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
-		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1)}
+		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1), gc: newBlockGC()}
 }
 
 func kick(c chan struct{}) {
@@ -139,13 +148,14 @@ func (a *Agent) Start(ctx context.Context) error {
 		fields["ipv6"], fields["ipv6_interface"] = addrs.V6.String(), addrs.V6Iface
 	}
 	a.log.WithFields(fields).Info("node addresses")
-	if _, err := startup.EnsureDefaultPool(ctx, a.ds, a.opts.Startup.Pool, a.log); err != nil {
+	if _, err := startup.EnsureDefaultPools(ctx, a.ds, a.opts.Startup.Pool, addrs.V6.IsValid(), a.log); err != nil {
 		return fmt.Errorf("startup: %w", err)
 	}
 	if a.opts.IPForward {
 		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
 		}
+		a.forwardIPv6(addrs)
 	}
 
 	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
@@ -153,8 +163,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	cfg.NodeName = name
 	cfg.WaitForInputs = true
 	a.dp = dataplane.New(cfg, a.opts.NL, a.log, a.metrics)
+	natCfg := natoutgoing.Config{ResyncInterval: cfg.ResyncInterval, WaitForInputs: true}
+	if nsutil.Given(a.opts.HostNS) {
+		natCfg.NetNS = int(a.opts.HostNS)
+	}
+	a.nat = natoutgoing.New(natCfg, a.log, a.metrics)
 
 	a.goLoop(func() { a.dp.Run(ctx, a.opts.Sub) })
+	a.goLoop(func() { a.nat.Run(ctx) })
 	a.goLoop(func() { a.tunnelLoop(ctx) })
 	for _, w := range a.watches() {
 		a.goLoop(func() { a.watchLoop(ctx, w) })
@@ -162,7 +178,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.opts.Startup.Autodetecting() {
 		a.goLoop(func() { a.redetectLoop(ctx) })
 	}
+	if a.opts.BlockReleaseGrace > 0 {
+		a.goLoop(func() { a.blockGCLoop(ctx, a.opts.BlockReleaseGrace) })
+	}
 	a.goLoop(func() { a.syncGauge(ctx) })
+	a.goLoop(func() { heartbeat.Run(ctx, a.ds, name, a.opts.HeartbeatInterval, a.log) })
 	kick(a.tunnelKick)
 	return nil
 }
@@ -231,18 +251,23 @@ func (a *Agent) ListenAddr() string {
 // Dataplane gives access to the dataplane (tests, status).
 func (a *Agent) Dataplane() *dataplane.Dataplane { return a.dp }
 
+// NATOutgoing gives access to the NAT outgoing manager (tests, status).
+func (a *Agent) NATOutgoing() *natoutgoing.Manager { return a.nat }
+
 // Status is what /healthz and /readyz report.
 type Status struct {
-	Alive      bool              `json:"alive"`
-	Ready      bool              `json:"ready"`
-	Node       string            `json:"node"`
-	IPv4       string            `json:"ipv4,omitempty"`
-	IPv6       string            `json:"ipv6,omitempty"`
-	IPIPTunnel string            `json:"ipipTunnelAddr,omitempty"`
-	VXLAN      string            `json:"vxlanTunnelAddr,omitempty"`
-	InSync     map[string]bool   `json:"inSync"`
-	Dataplane  *dataplane.Status `json:"dataplane,omitempty"`
-	LastError  string            `json:"lastError,omitempty"`
+	Alive      bool                `json:"alive"`
+	Ready      bool                `json:"ready"`
+	Node       string              `json:"node"`
+	IPv4       string              `json:"ipv4,omitempty"`
+	IPv6       string              `json:"ipv6,omitempty"`
+	IPIPTunnel string              `json:"ipipTunnelAddr,omitempty"`
+	VXLAN      string              `json:"vxlanTunnelAddr,omitempty"`
+	VXLANV6    string              `json:"vxlanV6TunnelAddr,omitempty"`
+	InSync     map[string]bool     `json:"inSync"`
+	Dataplane  *dataplane.Status   `json:"dataplane,omitempty"`
+	NAT        *natoutgoing.Status `json:"natOutgoing,omitempty"`
+	LastError  string              `json:"lastError,omitempty"`
 }
 
 // Status reports the agent's state.
@@ -261,6 +286,9 @@ func (a *Agent) Status() Status {
 	if a.tunnels.VXLAN.IsValid() {
 		st.VXLAN = a.tunnels.VXLAN.String()
 	}
+	if a.tunnels.VXLANV6.IsValid() {
+		st.VXLANV6 = a.tunnels.VXLANV6.String()
+	}
 	all := a.registered
 	for k, v := range a.synced {
 		st.InSync[k] = v
@@ -273,6 +301,10 @@ func (a *Agent) Status() Status {
 		all = all && a.dp.Synced()
 	} else {
 		all = false
+	}
+	if a.nat != nil {
+		ns := a.nat.Status()
+		st.NAT = &ns
 	}
 	st.Ready = all
 	return st
@@ -303,6 +335,10 @@ func (a *Agent) updateGauges() {
 	if st.Dataplane != nil {
 		a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
 		a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))
+		a.metrics.tunnelReady.WithLabelValues(names.VXLANV6Device).Set(b(st.Dataplane.VXLANV6Ready))
+	}
+	if st.NAT != nil {
+		a.metrics.natReady.Set(b(st.NAT.Programmed))
 	}
 }
 
@@ -361,6 +397,11 @@ func (a *Agent) watches() []watch {
 				if ok {
 					a.dp.SetPool(dp)
 				}
+				if np, err := natoutgoing.PoolFromAPI(p); err == nil {
+					a.nat.SetPool(key, np)
+				} else {
+					a.log.WithError(err).Warn("NAT outgoing: keeping what was known of the pool")
+				}
 				kick(a.tunnelKick)
 			},
 			del: func(key string) {
@@ -371,23 +412,31 @@ func (a *Agent) watches() []watch {
 				if had {
 					a.dp.DeletePool(old)
 				}
+				a.nat.DeletePool(key)
 				kick(a.tunnelKick)
 			}},
-		{name: resBlocks, prefix: datastore.BlockPrefix + "ipv4/",
+		{name: resBlocks, prefix: datastore.BlockPrefix,
 			set: func(key string, v api.Resource) {
 				b, ok := v.(*api.IPAMBlock)
 				if !ok {
 					return
 				}
-				cidr, err := api.ParseCIDR(b.Spec.CIDR)
-				if err != nil {
+				blk, ok := dataplane.BlockFromAPI(&b.Spec)
+				if !ok {
 					return
 				}
 				if b.Spec.Deleted {
-					a.dp.DeleteBlock(cidr)
+					a.dp.DeleteBlock(blk.CIDR)
+					a.gc.update(blk.CIDR, nil)
 					return
 				}
-				a.dp.SetBlock(cidr, b.Spec.AffinityNode())
+				a.dp.SetBlock(blk.CIDR, blk.Node)
+				a.dp.SetBorrowed(blk.CIDR, blk.Borrowed)
+				if blk.Node == a.name {
+					a.gc.update(blk.CIDR, &b.Spec)
+				} else {
+					a.gc.update(blk.CIDR, nil)
+				}
 			},
 			del: func(key string) {
 				info, err := datastore.ParseKey(key)
@@ -396,6 +445,7 @@ func (a *Agent) watches() []watch {
 				}
 				if cidr, err := api.ParseCIDR(info.CIDR); err == nil {
 					a.dp.DeleteBlock(cidr)
+					a.gc.update(cidr, nil)
 				}
 			}},
 		{name: resWorkloads, prefix: datastore.KindPrefix(api.KindWorkloadEndpoint),
@@ -436,6 +486,7 @@ func (a *Agent) setSynced(name string, v bool) {
 	if first {
 		a.log.Info("datastore in sync; programming the dataplane")
 		a.dp.InputsReady()
+		a.nat.InputsReady()
 	}
 }
 
@@ -556,6 +607,17 @@ func (a *Agent) reconcileIPAM(ctx context.Context) error {
 	return err
 }
 
+// forwardIPv6 turns IPv6 forwarding on once the node has an IPv6 address
+// (workload traffic is forwarded; Felix does the same).
+func (a *Agent) forwardIPv6(addrs startup.Addrs) {
+	if !a.opts.IPForward || !addrs.V6.IsValid() {
+		return
+	}
+	if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644) }); err != nil {
+		a.log.WithError(err).Warn("could not enable net.ipv6.conf.all.forwarding")
+	}
+}
+
 // redetectLoop re-runs address autodetection and updates the Node when
 // the address changed (or the Node disappeared).
 func (a *Agent) redetectLoop(ctx context.Context) {
@@ -594,6 +656,9 @@ func (a *Agent) redetectLoop(ctx context.Context) {
 		a.mu.Unlock()
 		if !same {
 			a.log.WithFields(logrus.Fields{"old": old.V4, "new": addrs.V4, "old6": old.V6, "new6": addrs.V6}).Info("node address changed")
+			if !old.V6.IsValid() {
+				a.forwardIPv6(addrs)
+			}
 		}
 		kick(a.tunnelKick)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/roostnet/roost/datastore/file"
 	"github.com/roostnet/roost/internal/etcdtest"
 	"github.com/roostnet/roost/node/dataplane"
+	"github.com/roostnet/roost/node/heartbeat"
 	"github.com/roostnet/roost/node/internal/nstest"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
@@ -79,7 +80,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) datastore.Datastore {
 	}
 }
 
-func startAgent(t *testing.T, ctx context.Context, ds datastore.Datastore, n *node, ip string, pool startup.PoolConfig) error {
+func startAgent(t *testing.T, ctx context.Context, ds datastore.Datastore, n *node, ip string, pool startup.PoolConfig, more ...func(*Options)) error {
 	o := Options{
 		Startup:            startup.Config{NodeName: n.name, IP: ip, IPMethod: "interface=eth0", Pool: pool},
 		Dataplane:          dataplane.Config{ResyncInterval: time.Hour, RetryInterval: 100 * time.Millisecond},
@@ -88,6 +89,9 @@ func startAgent(t *testing.T, ctx context.Context, ds datastore.Datastore, n *no
 		IPForward:          true,
 		DS:                 ds, NL: dataplane.Kernel(n.ns.NL), Sub: dataplane.NetlinkSubscriber{NS: n.ns.Handle},
 		Detector: &startup.Detector{NL: n.ns.NL}, HostNS: n.ns.Handle, Log: quiet(),
+	}
+	for _, f := range more {
+		f(&o)
 	}
 	n.agent = New(o)
 	n.errc = make(chan error, 1)
@@ -230,13 +234,30 @@ func agentEndToEnd(t *testing.T, ds datastore.Datastore) {
 	if code, body := httpGet(t, a, "/healthz"); code != 200 || !strings.Contains(body, `"node": "a"`) {
 		t.Fatalf("healthz %d %s", code, body)
 	}
+	// The agent reports that it is alive (birdctl delete node reads it).
+	if st, err := heartbeat.Check(ctx, ds, "a", time.Now()); err != nil || !st.Alive {
+		t.Errorf("node a's heartbeat: %+v %v", st, err)
+	}
 	_, metrics := httpGet(t, a, "/metrics")
 	for _, m := range []string{"roost_node_routes_programmed", "roost_node_route_operations_total", "roost_node_reconcile_duration_seconds",
-		"roost_node_in_sync 1", `roost_node_tunnel_ready{device="vxlan.calico"} 1`} {
+		"roost_node_in_sync 1", `roost_node_tunnel_ready{device="vxlan.calico"} 1`, "roost_node_nat_outgoing_programmed 1"} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("metrics lack %q", m)
 		}
 	}
+
+	// The default pool has natOutgoing: NAT outgoing is programmed, and
+	// follows the pool without a restart.
+	if st := a.agent.Status().NAT; st == nil || !st.Programmed || st.NATPools != 1 {
+		t.Fatalf("NAT outgoing status %+v", st)
+	}
+	setPool(t, ds, func(p *api.IPPool) { p.Spec.NATOutgoing = false })
+	eventually(t, 10*time.Second, "natOutgoing off", func() error {
+		if st := a.agent.Status().NAT; st.NATPools != 0 || !st.Programmed {
+			return fmt.Errorf("NAT outgoing status %+v", st)
+		}
+		return nil
+	})
 
 	// Another node claiming a's address is refused.
 	c := &node{name: "c", ns: nstest.New(t, "c")}

@@ -23,6 +23,7 @@ type Metrics struct {
 	events           *prometheus.CounterVec
 	inSync           prometheus.Gauge
 	tunnelReady      *prometheus.GaugeVec
+	natReady         prometheus.Gauge
 }
 
 // NewMetrics registers the metrics.
@@ -37,17 +38,19 @@ func NewMetrics() *Metrics {
 			Help:    "Time to program one batch of changes (incremental) or to compare everything with the kernel (full).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}, []string{"kind"}),
 		drift: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_drift_repairs_total",
-			Help: "Kernel state changed behind the agent's back and put right, by kind (route, link, neigh, fdb)."}, []string{"kind"}),
+			Help: "Kernel state changed behind the agent's back and put right, by kind (route, link, neigh, fdb, mtu_file, nat)."}, []string{"kind"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_errors_total",
-			Help: "Errors by kind (route, route_conflict, neigh, fdb, ipip, subscribe, datastore, ipam, startup)."}, []string{"kind"}),
+			Help: "Errors by kind (route, route_conflict, neigh, fdb, ipip, mtu_file, nat, subscribe, datastore, ipam, startup)."}, []string{"kind"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_node_datastore_events_total",
 			Help: "Datastore watch events by resource and type."}, []string{"resource", "type"}),
 		inSync: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_in_sync",
 			Help: "1 when every datastore watch is in sync and the dataplane completed a full sync."}),
 		tunnelReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_node_tunnel_ready",
-			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico)."}, []string{"device"}),
+			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico, vxlan-v6.calico)."}, []string{"device"}),
+		natReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_nat_outgoing_programmed",
+			Help: "1 when the kernel holds the NAT outgoing table the pools ask for (or none, when no pool has natOutgoing)."}),
 	}
-	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady,
+	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady, m.natReady,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -38,6 +38,8 @@ func TestPrecedence(t *testing.T) {
 		t.Fatalf("env: %+v", r)
 	case r.Dataplane.ResyncInterval != 45*time.Second: // Felix's plain seconds
 		t.Fatalf("refresh %v", r.Dataplane.ResyncInterval)
+	case r.Dataplane.MTUFile != "/var/lib/calico/mtu" || r.Dataplane.WorkloadMTU != 0 || r.Dataplane.MTUIfacePattern != nil:
+		t.Fatalf("MTU defaults: %+v", r.Dataplane)
 	}
 }
 
@@ -46,12 +48,13 @@ func TestInvalid(t *testing.T) {
 	s := r.Settings()
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
 	settings.Register(fs, s)
-	env := map[string]string{"FELIX_VXLANMTU": "big", "ROOST_IP_FORWARD": "maybe", "AUTODETECT_POLL_INTERVAL": "-1s"}
+	env := map[string]string{"FELIX_VXLANMTU": "big", "ROOST_IP_FORWARD": "maybe", "AUTODETECT_POLL_INTERVAL": "-1s",
+		"FELIX_IPINIPMTU": "40", "ROOST_WORKLOAD_MTU": "70000", "FELIX_MTUIFACEPATTERN": "eth(["}
 	err := settings.Resolve(fs, s, func(k string) string { return env[k] }, nil)
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, name := range []string{"FELIX_VXLANMTU", "ROOST_IP_FORWARD", "AUTODETECT_POLL_INTERVAL"} {
+	for _, name := range []string{"FELIX_VXLANMTU", "ROOST_IP_FORWARD", "AUTODETECT_POLL_INTERVAL", "FELIX_IPINIPMTU", "ROOST_WORKLOAD_MTU", "FELIX_MTUIFACEPATTERN"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}

@@ -62,11 +62,18 @@ func (d *Dataplane) applyLocked() error {
 		for b := range d.blocks {
 			d.dirtyBlocks.add(b)
 		}
+		for a := range d.borrowed {
+			d.dirtyBorrowed.add(a)
+		}
 	}
 	for b := range d.dirtyBlocks {
 		d.setRoute(d.blockRoutes, b, d.blockRoute(b))
 	}
 	clear(d.dirtyBlocks)
+	for a := range d.dirtyBorrowed {
+		d.setRoute(d.borrowRoutes, a, d.borrowRoute(a))
+	}
+	clear(d.dirtyBorrowed)
 	for k := range d.dirtyWorkloads {
 		w := d.workloads[k]
 		if w == nil {

@@ -1,8 +1,10 @@
 // Package dataplane programs the kernel for the node agent (docs/roost-node.md):
 // routes to workloads, blackholes for this node's blocks, routes to other
-// nodes' blocks (through tunl0, vxlan.calico, or directly for CrossSubnet
-// pools inside the subnet), the two tunnel devices, and a permanent
-// neighbour and FDB entry per remote VTEP.
+// nodes' blocks and to addresses other nodes borrowed from a block
+// (through tunl0, vxlan.calico / vxlan-v6.calico, or directly for
+// CrossSubnet pools inside the subnet), the tunnel devices, and a
+// permanent neighbour and FDB entry per remote VTEP. IPv4 and IPv6 are
+// handled alike (family.go names what differs).
 //
 // Inputs (nodes, pools, blocks, workloads) arrive one change at a time;
 // each marks only what it affects dirty (indexes by node, block, device
@@ -22,6 +24,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"sync"
 	"time"
 
@@ -29,6 +32,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/node/mtu"
 	"github.com/roostnet/roost/node/names"
 )
 
@@ -39,9 +43,18 @@ type Config struct {
 	Protocol int
 	// VXLANVNI (4096) and VXLANPort (4789) of vxlan.calico.
 	VXLANVNI, VXLANPort int
-	// IPIPMTU and VXLANMTU; 0 derives them from the host interface's MTU
-	// (minus 20 and 50).
-	IPIPMTU, VXLANMTU int
+	// IPIPMTU, VXLANMTU and VXLANMTUV6; 0 derives them from the host MTU
+	// (minus 20, 50 and 70: node/mtu).
+	IPIPMTU, VXLANMTU, VXLANMTUV6 int
+	// WorkloadMTU replaces the computed workload MTU (0: computed).
+	WorkloadMTU int
+	// MTUIfacePattern, when set, makes the host MTU the smallest MTU of
+	// the up interfaces matching it (Felix's MTUIfacePattern) instead of
+	// the MTU of the interfaces holding the node's addresses.
+	MTUIfacePattern *regexp.Regexp
+	// MTUFile receives the workload MTU for the CNI plugin and `workload
+	// add` ("": not written).
+	MTUFile string
 	// ResyncInterval between full comparisons with the kernel (90s).
 	ResyncInterval time.Duration
 	// RetryInterval after a failed operation (1s).
@@ -72,23 +85,22 @@ func (c *Config) defaults() {
 
 // Node is what the dataplane needs of a Node resource.
 type Node struct {
-	Name      string
-	IPv4      netip.Prefix // address with the subnet's prefix length
-	IPIPAddr  netip.Addr
-	VXLANAddr netip.Addr
-	VXLANMAC  net.HardwareAddr // nil: derived from the name
+	Name        string
+	IPv4        netip.Prefix // address with the subnet's prefix length
+	IPv6        netip.Prefix // likewise
+	IPIPAddr    netip.Addr
+	VXLANAddr   netip.Addr
+	VXLANMAC    net.HardwareAddr // nil: derived from the name
+	VXLANV6Addr netip.Addr
+	VXLANMACV6  net.HardwareAddr // nil: derived from the name
 }
 
 // NodeFromAPI converts a Node resource.
 func NodeFromAPI(n *api.Node) Node {
 	out := Node{Name: n.Metadata.Name}
 	if b := n.Spec.BGP; b != nil {
-		if ip, pfx, err := api.ParseAddrMaybeCIDR(b.IPv4Address); err == nil && ip.Is4() {
-			if !pfx.IsValid() {
-				pfx = netip.PrefixFrom(ip, 32)
-			}
-			out.IPv4 = netip.PrefixFrom(ip, pfx.Bits())
-		}
+		out.IPv4 = nodeAddr(b.IPv4Address, 4)
+		out.IPv6 = nodeAddr(b.IPv6Address, 6)
 		if a, err := netip.ParseAddr(b.IPv4IPIPTunnelAddr); err == nil && a.Is4() {
 			out.IPIPAddr = a
 		}
@@ -96,10 +108,30 @@ func NodeFromAPI(n *api.Node) Node {
 	if a, err := netip.ParseAddr(n.Spec.IPv4VXLANTunnelAddr); err == nil && a.Is4() {
 		out.VXLANAddr = a
 	}
+	if a, err := netip.ParseAddr(n.Spec.IPv6VXLANTunnelAddr); err == nil && a.Is6() && !a.Is4In6() {
+		out.VXLANV6Addr = a
+	}
 	if m, err := net.ParseMAC(n.Spec.VXLANTunnelMACAddr); err == nil && len(m) == 6 {
 		out.VXLANMAC = m
 	}
+	if m, err := net.ParseMAC(n.Spec.VXLANTunnelMACAddrV6); err == nil && len(m) == 6 {
+		out.VXLANMACV6 = m
+	}
 	return out
+}
+
+// nodeAddr parses a Node address of family fam ("10.0.0.1/24" or a bare
+// address, which counts as a host prefix); the zero Prefix otherwise.
+func nodeAddr(s string, fam int) netip.Prefix {
+	ip, pfx, err := api.ParseAddrMaybeCIDR(s)
+	if err != nil || famOf(ip.Unmap()) != fam {
+		return netip.Prefix{}
+	}
+	ip = ip.Unmap()
+	if !pfx.IsValid() {
+		return netip.PrefixFrom(ip, ip.BitLen())
+	}
+	return netip.PrefixFrom(ip, pfx.Bits())
 }
 
 func (n *Node) mac() net.HardwareAddr {
@@ -110,8 +142,8 @@ func (n *Node) mac() net.HardwareAddr {
 }
 
 func (n *Node) equal(o *Node) bool {
-	return n.Name == o.Name && n.IPv4 == o.IPv4 && n.IPIPAddr == o.IPIPAddr && n.VXLANAddr == o.VXLANAddr &&
-		n.mac().String() == o.mac().String()
+	return n.Name == o.Name && n.IPv4 == o.IPv4 && n.IPv6 == o.IPv6 && n.IPIPAddr == o.IPIPAddr && n.VXLANAddr == o.VXLANAddr &&
+		n.VXLANV6Addr == o.VXLANV6Addr && n.mac().String() == o.mac().String() && n.vxlanMAC(6).String() == o.vxlanMAC(6).String()
 }
 
 // Pool is what the dataplane needs of an IPPool.
@@ -121,10 +153,11 @@ type Pool struct {
 	VXLANMode string
 }
 
-// PoolFromAPI converts an IPPool (ok false for IPv6 or invalid pools).
+// PoolFromAPI converts an IPPool (ok false for invalid pools). IPv6
+// pools have no IPIP.
 func PoolFromAPI(p *api.IPPool) (Pool, bool) {
 	pfx, err := api.ParseCIDR(p.Spec.CIDR)
-	if err != nil || !pfx.Addr().Is4() {
+	if err != nil {
 		return Pool{}, false
 	}
 	m := func(s string) string {
@@ -133,25 +166,60 @@ func PoolFromAPI(p *api.IPPool) (Pool, bool) {
 		}
 		return s
 	}
-	return Pool{CIDR: pfx, IPIPMode: m(p.Spec.IPIPMode), VXLANMode: m(p.Spec.VXLANMode)}, true
+	out := Pool{CIDR: pfx, IPIPMode: m(p.Spec.IPIPMode), VXLANMode: m(p.Spec.VXLANMode)}
+	if pfx.Addr().Is6() {
+		out.IPIPMode = api.EncapNever
+	}
+	return out, true
+}
+
+// Block is what the dataplane needs of an IPAM block: its node, and the
+// addresses other nodes borrowed from it.
+type Block struct {
+	CIDR     netip.Prefix
+	Node     string                // affinity ("" for none)
+	Borrowed map[netip.Addr]string // address -> node holding it
+}
+
+// BlockFromAPI converts an IPAM block (ok false for an invalid CIDR).
+func BlockFromAPI(b *api.AllocationBlock) (Block, bool) {
+	cidr, err := b.Prefix()
+	if err != nil {
+		return Block{}, false
+	}
+	out := Block{CIDR: cidr, Node: b.AffinityNode()}
+	for _, x := range b.Borrowed() {
+		if out.Borrowed == nil {
+			out.Borrowed = map[netip.Addr]string{}
+		}
+		out.Borrowed[api.AddrAt(cidr, x.Ordinal)] = x.Node
+	}
+	return out, true
 }
 
 // Workload is a local workload interface and its addresses.
 type Workload struct {
 	Key   string // namespace/name
 	Iface string
-	Addrs []netip.Prefix // IPv4 host routes (/32)
+	Addrs []netip.Prefix // host routes: IPv4 /32, IPv6 /128
 }
 
 // WorkloadFromAPI converts a WorkloadEndpoint.
 func WorkloadFromAPI(w *api.WorkloadEndpoint) Workload {
 	out := Workload{Key: w.Metadata.Namespace + "/" + w.Metadata.Name, Iface: w.Spec.InterfaceName}
 	for _, n := range w.Spec.IPNetworks {
-		if p, err := netip.ParsePrefix(n); err == nil && p.Addr().Is4() {
-			out.Addrs = append(out.Addrs, p.Masked())
-		} else if a, err := netip.ParseAddr(n); err == nil && a.Is4() {
-			out.Addrs = append(out.Addrs, netip.PrefixFrom(a, 32))
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			a, aerr := netip.ParseAddr(n)
+			if aerr != nil {
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
 		}
+		if p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			continue
+		}
+		out.Addrs = append(out.Addrs, p.Masked())
 	}
 	return out
 }
@@ -162,7 +230,7 @@ type route struct {
 	dev       string
 	gw        netip.Addr
 	onlink    bool
-	scopeLink bool
+	scopeLink bool // IPv4 only: the kernel keeps no scope on IPv6 routes
 }
 
 func (r *route) String() string {
@@ -228,14 +296,22 @@ type Dataplane struct {
 	blocks    map[netip.Prefix]string // block -> affine node
 	byNode    map[string]set[netip.Prefix]
 	workloads map[string]*Workload
+	// Addresses borrowed from blocks: host prefix -> the node holding it,
+	// indexed by block and by node.
+	borrowed      map[netip.Prefix]string
+	borrowedIn    map[netip.Prefix][]netip.Prefix
+	borrowedBy    map[string]set[netip.Prefix]
+	borrowRoutes  map[netip.Prefix]*route
+	dirtyBorrowed set[netip.Prefix]
 
-	// Intended routes, per source; workload routes win over block routes
-	// for the same destination.
+	// Intended routes, per source; workload routes win over routes to
+	// borrowed addresses, which win over block routes, for the same
+	// destination.
 	blockRoutes map[netip.Prefix]*route
 	wlRoutes    map[netip.Prefix]*route
 	wlOwner     map[netip.Prefix]string
 	byDev       map[string]set[netip.Prefix]
-	vteps       map[string]*vtep // node -> its VTEP
+	vx          [2]*vxlanFam // per family (fi): VXLAN device and VTEPs
 
 	// Dirty state, consumed by Apply.
 	dirtyBlocks    set[netip.Prefix]
@@ -256,23 +332,23 @@ type Dataplane struct {
 	spareProgrammed map[netip.Prefix]netlink.Route
 	progByLink      map[int]set[netip.Prefix]
 	conflicts       map[netip.Prefix]int // destination -> foreign protocol
-	neighs          map[netip.Addr]string
-	fdb             map[string]netip.Addr
-	vtepByIP        map[netip.Addr]string
-	vtepByMAC       map[string]string
 
-	// Devices.
-	parent      string
-	parentIndex int
-	hostMTU     int
-	ipipUp      bool
-	vxlanUp     bool
-	ipipErr     error
-	kick        chan struct{}
-	lastResync  time.Time
-	repairKinds map[netip.Prefix]bool // routes deleted behind our back
-	repairVTEP  map[string]bool       // VTEP entries deleted behind our back
-	inputsReady bool
+	// Devices. parent and parentIndex are those of the interface holding
+	// the node's IPv4 address; the ...6 ones of its IPv6 address.
+	parent       string
+	parentIndex  int
+	parent6      string
+	parentIndex6 int
+	hostMTU      int      // node/mtu: the smallest of the parents', or by pattern
+	mtus         mtu.MTUs // computed from hostMTU and the pools
+	mtuWritten   int      // the value last written to cfg.MTUFile
+	ipipUp       bool
+	ipipErr      error
+	kick         chan struct{}
+	lastResync   time.Time
+	repairKinds  map[netip.Prefix]bool // routes deleted behind our back
+	repairVTEP   map[string]bool       // VTEP entries deleted behind our back
+	inputsReady  bool
 }
 
 // New returns a dataplane programming through nl.
@@ -289,11 +365,12 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 		local: Node{Name: cfg.NodeName}, nodes: map[string]*Node{}, pools: map[netip.Prefix]*Pool{},
 		blocks: map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
 		blockRoutes: map[netip.Prefix]*route{}, wlRoutes: map[netip.Prefix]*route{}, wlOwner: map[netip.Prefix]string{},
-		byDev: map[string]set[netip.Prefix]{}, vteps: map[string]*vtep{},
+		byDev: map[string]set[netip.Prefix]{}, vx: [2]*vxlanFam{newVXLANFam(4), newVXLANFam(6)},
+		borrowed: map[netip.Prefix]string{}, borrowedIn: map[netip.Prefix][]netip.Prefix{}, borrowedBy: map[string]set[netip.Prefix]{},
+		borrowRoutes: map[netip.Prefix]*route{}, dirtyBorrowed: set[netip.Prefix]{},
 		dirtyBlocks: set[netip.Prefix]{}, dirtyWorkloads: set[string]{}, dirtyRoutes: set[netip.Prefix]{}, pending: set[netip.Prefix]{}, dirtyVTEPs: set[string]{},
 		linkIdx: map[string]int{}, linkName: map[int]string{}, programmed: map[netip.Prefix]netlink.Route{},
-		conflicts: map[netip.Prefix]int{}, neighs: map[netip.Addr]string{}, fdb: map[string]netip.Addr{},
-		progByLink: map[int]set[netip.Prefix]{}, vtepByIP: map[netip.Addr]string{}, vtepByMAC: map[string]string{},
+		conflicts: map[netip.Prefix]int{}, progByLink: map[int]set[netip.Prefix]{},
 		kick: make(chan struct{}, 1), needResync: true, devicesDirty: true,
 		repairKinds: map[netip.Prefix]bool{}, repairVTEP: map[string]bool{}, inputsReady: !cfg.WaitForInputs,
 	}
@@ -363,6 +440,9 @@ func (d *Dataplane) markNode(name string) {
 	for b := range d.byNode[name] {
 		d.dirtyBlocks.add(b)
 	}
+	for a := range d.borrowedBy[name] {
+		d.dirtyBorrowed.add(a)
+	}
 	d.dirtyVTEPs.add(name)
 	d.poke()
 }
@@ -395,6 +475,9 @@ func (d *Dataplane) markPool(cidr netip.Prefix) {
 	for b := range d.blocks {
 		if cidr.Overlaps(b) {
 			d.dirtyBlocks.add(b)
+			for _, a := range d.borrowedIn[b] {
+				d.dirtyBorrowed.add(a)
+			}
 		}
 	}
 	d.devicesDirty = true
@@ -431,6 +514,62 @@ func (d *Dataplane) DeleteBlock(cidr netip.Prefix) {
 	delete(d.byNode[old], cidr)
 	delete(d.blocks, cidr)
 	d.dirtyBlocks.add(cidr)
+	d.setBorrowedLocked(cidr, nil)
+	d.poke()
+}
+
+// SetBorrowed records the addresses of block that other nodes than its
+// owner hold (address -> node; nil: none), from the allocations' node
+// attribute (api.AllocationBlock.Borrowed). Each is routed to its node
+// like a block of its own: through the tunnel of an encapsulated pool,
+// by BIRD (learned over BGP) otherwise.
+func (d *Dataplane) SetBorrowed(block netip.Prefix, borrowed map[netip.Addr]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.setBorrowedLocked(block, borrowed)
+}
+
+func (d *Dataplane) setBorrowedLocked(block netip.Prefix, borrowed map[netip.Addr]string) {
+	old := d.borrowedIn[block]
+	if len(old) == 0 && len(borrowed) == 0 {
+		return
+	}
+	same := len(old) == len(borrowed)
+	for _, p := range old {
+		if !same || borrowed[p.Addr()] != d.borrowed[p] {
+			same = false
+			break
+		}
+	}
+	if same {
+		return
+	}
+	for _, p := range old {
+		if n := d.borrowed[p]; n != "" {
+			delete(d.borrowedBy[n], p)
+		}
+		delete(d.borrowed, p)
+		d.dirtyBorrowed.add(p)
+	}
+	var now []netip.Prefix
+	for a, n := range borrowed {
+		p := netip.PrefixFrom(a, a.BitLen())
+		if !block.Contains(a) {
+			continue
+		}
+		now = append(now, p)
+		d.borrowed[p] = n
+		if d.borrowedBy[n] == nil {
+			d.borrowedBy[n] = set[netip.Prefix]{}
+		}
+		d.borrowedBy[n].add(p)
+		d.dirtyBorrowed.add(p)
+	}
+	if len(now) == 0 {
+		delete(d.borrowedIn, block)
+	} else {
+		d.borrowedIn[block] = now
+	}
 	d.poke()
 }
 
@@ -519,6 +658,9 @@ func (d *Dataplane) want(dst netip.Prefix) *route {
 	if r := d.wlRoutes[dst]; r != nil {
 		return r
 	}
+	if r := d.borrowRoutes[dst]; r != nil {
+		return r
+	}
 	return d.blockRoutes[dst]
 }
 
@@ -551,54 +693,83 @@ func (d *Dataplane) blockRoute(cidr netip.Prefix) *route {
 		}
 		return &route{blackhole: true}
 	}
-	pool := d.poolOf(cidr)
-	rn := d.nodes[owner]
-	if pool == nil || rn == nil || !rn.IPv4.IsValid() {
+	return d.routeToNode(cidr, owner)
+}
+
+// borrowRoute computes the route for an address a node borrowed from a
+// block: none when this node holds it (its workload route covers it).
+func (d *Dataplane) borrowRoute(dst netip.Prefix) *route {
+	n, ok := d.borrowed[dst]
+	if !ok || n == d.cfg.NodeName {
 		return nil
 	}
-	same := SameSubnet(d.local.IPv4, rn.IPv4.Addr())
+	return d.routeToNode(dst, n)
+}
+
+// routeToNode is the route to dst, held by another node: through the
+// tunnel its pool asks for, straight to the node for CrossSubnet pools
+// inside the subnet, and none (BIRD's job) without encapsulation.
+func (d *Dataplane) routeToNode(dst netip.Prefix, owner string) *route {
+	fam := famOf(dst.Addr())
+	pool := d.poolOf(dst)
+	rn := d.nodes[owner]
+	if pool == nil || rn == nil || !rn.addr(fam).IsValid() {
+		return nil
+	}
+	raddr := rn.addr(fam).Addr()
+	same := SameSubnet(d.local.addr(fam), raddr)
 	encap := func(mode string) bool {
 		return mode == api.EncapAlways || (mode == api.EncapCrossSubnet && !same)
 	}
 	switch {
 	case encap(pool.VXLANMode):
-		if !d.vxlanUp || !rn.VXLANAddr.IsValid() {
+		tun := rn.vxlanAddr(fam)
+		if !d.vx[fi(fam)].up || !tun.IsValid() {
 			return nil
 		}
-		return &route{dev: names.VXLANDevice, gw: rn.VXLANAddr, onlink: true}
-	case encap(pool.IPIPMode):
+		if dst.Bits() == hostBits(fam) && dst.Addr() == tun {
+			// The node's own tunnel address, borrowed: its neighbour
+			// entry resolves it, no gateway needed (nor allowed).
+			return &route{dev: vxlanDevice(fam), scopeLink: true}
+		}
+		return &route{dev: vxlanDevice(fam), gw: tun, onlink: true}
+	case fam == 4 && encap(pool.IPIPMode):
 		if !d.ipipUp {
 			return nil
 		}
-		return &route{dev: names.IPIPDevice, gw: rn.IPv4.Addr(), onlink: true}
-	case pool.VXLANMode == api.EncapCrossSubnet || pool.IPIPMode == api.EncapCrossSubnet:
+		return &route{dev: names.IPIPDevice, gw: raddr, onlink: true}
+	case pool.VXLANMode == api.EncapCrossSubnet || (fam == 4 && pool.IPIPMode == api.EncapCrossSubnet):
 		// Same subnet: straight to the node over the host interface.
-		if d.parent == "" {
+		parent, _ := d.parentOf(fam)
+		if parent == "" {
 			return nil
 		}
-		return &route{dev: d.parent, gw: rn.IPv4.Addr(), onlink: true}
+		return &route{dev: parent, gw: raddr, onlink: true}
 	}
 	return nil // no encapsulation: BIRD programs these routes
 }
 
 // Status is a snapshot for health output and tests.
 type Status struct {
-	Routes     int
-	Parent     string
-	HostMTU    int
-	IPIPReady  bool
-	VXLANReady bool
-	IPIPError  string
-	Conflicts  int // destinations held by routes of another protocol
-	Pending    int // routes waiting for their device to exist or be up
+	Routes       int
+	Parent       string
+	HostMTU      int
+	ParentV6     string   `json:",omitempty"`
+	MTU          mtu.MTUs // host, tunnel and workload MTUs
+	IPIPReady    bool
+	VXLANReady   bool
+	VXLANV6Ready bool
+	IPIPError    string
+	Conflicts    int // destinations held by routes of another protocol
+	Pending      int // routes waiting for their device to exist or be up
 }
 
 // Status returns the current state.
 func (d *Dataplane) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, IPIPReady: d.ipipUp, VXLANReady: d.vxlanUp,
-		Conflicts: len(d.conflicts), Pending: len(d.pending)}
+	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, ParentV6: d.parent6, MTU: d.mtus, IPIPReady: d.ipipUp,
+		VXLANReady: d.vx[0].up, VXLANV6Ready: d.vx[1].up, Conflicts: len(d.conflicts), Pending: len(d.pending)}
 	if d.ipipErr != nil {
 		s.IPIPError = d.ipipErr.Error()
 	}

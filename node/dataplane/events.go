@@ -33,13 +33,14 @@ func (d *Dataplane) HandleEvent(ev Event) (lost bool) {
 
 func (d *Dataplane) onRoute(u *netlink.RouteUpdate) {
 	r := &u.Route
-	if r.Table != unix.RT_TABLE_MAIN || r.Dst == nil || (r.Family != 0 && r.Family != netlink.FAMILY_V4) {
+	if r.Table != unix.RT_TABLE_MAIN || r.Dst == nil || (r.Family != 0 && r.Family != netlink.FAMILY_V4 && r.Family != netlink.FAMILY_V6) {
 		return
 	}
 	dst, ok := netPrefix(r.Dst)
-	if !ok || !dst.Addr().Is4() {
+	if !ok {
 		return
 	}
+	metric := routeMetric(famOf(dst.Addr()))
 	ours := int(r.Protocol) == d.cfg.Protocol
 	switch u.Type {
 	case unix.RTM_DELROUTE:
@@ -52,14 +53,14 @@ func (d *Dataplane) onRoute(u *netlink.RouteUpdate) {
 			}
 			return
 		}
-		if foreign, ok := d.conflicts[dst]; ok && int(r.Protocol) == foreign && r.Priority == 0 {
+		if foreign, ok := d.conflicts[dst]; ok && int(r.Protocol) == foreign && r.Priority == metric {
 			// The route that held our destination is gone: take it now.
 			delete(d.conflicts, dst)
 			d.dirtyRoutes.add(dst)
 			d.poke()
 		}
 	case unix.RTM_NEWROUTE:
-		if r.Priority != 0 {
+		if r.Priority != metric {
 			return
 		}
 		if ours {
@@ -96,7 +97,8 @@ func (d *Dataplane) onLink(u *netlink.LinkUpdate) {
 		return
 	}
 	a := u.Link.Attrs()
-	ours := a.Name == names.IPIPDevice || a.Name == names.VXLANDevice
+	ours := a.Name == names.IPIPDevice || a.Name == names.VXLANDevice || a.Name == names.VXLANV6Device
+	parent := a.Index != 0 && (a.Index == d.parentIndex || a.Index == d.parentIndex6)
 	if u.Header.Type == unix.RTM_DELLINK {
 		if _, known := d.linkName[a.Index]; known {
 			d.linkGone(a.Index)
@@ -105,7 +107,7 @@ func (d *Dataplane) onLink(u *netlink.LinkUpdate) {
 				delete(d.linkIdx, a.Name)
 			}
 		}
-		if ours || a.Index == d.parentIndex {
+		if ours || parent || d.hostMTUFrom(a.Name) {
 			d.devicesDirty = true
 		}
 		d.poke()
@@ -135,8 +137,8 @@ func (d *Dataplane) onLink(u *netlink.LinkUpdate) {
 	if ours && d.linkDrifted(u.Link) {
 		d.devicesDirty = true
 	}
-	if a.Index == d.parentIndex && a.MTU != d.hostMTU {
-		d.devicesDirty = true // tunnel MTUs follow the host's
+	if (parent || d.hostMTUFrom(a.Name)) && a.MTU != d.hostMTU {
+		d.devicesDirty = true // tunnel and workload MTUs follow the host's
 	}
 	d.poke()
 }
@@ -149,32 +151,33 @@ func (d *Dataplane) linkDrifted(l netlink.Link) bool {
 		return true
 	}
 	switch a.Name {
-	case names.VXLANDevice:
-		if !d.vxlanUp {
+	case names.VXLANDevice, names.VXLANV6Device:
+		fam := 4
+		if a.Name == names.VXLANV6Device {
+			fam = 6
+		}
+		if !d.vx[fi(fam)].up {
 			return true
 		}
-		mtu := d.cfg.VXLANMTU
-		if mtu == 0 {
-			mtu = d.hostMTU - 50
-		}
-		return a.MTU != mtu || a.HardwareAddr.String() != d.local.mac().String()
+		return a.MTU != d.vxlanMTU(fam) || a.HardwareAddr.String() != d.local.vxlanMAC(fam).String()
 	case names.IPIPDevice:
 		if !d.ipipUp {
 			return false
 		}
-		mtu := d.cfg.IPIPMTU
-		if mtu == 0 {
-			mtu = d.hostMTU - 20
-		}
-		return a.MTU != mtu
+		return a.MTU != d.mtus.IPIP
 	}
 	return false
 }
 
 func (d *Dataplane) onNeigh(u *netlink.NeighUpdate) {
 	n := &u.Neigh
-	idx, ok := d.linkIdx[names.VXLANDevice]
-	if !ok || n.LinkIndex != idx {
+	var v *vxlanFam
+	for _, x := range d.vx {
+		if idx, ok := d.linkIdx[x.dev]; ok && n.LinkIndex == idx {
+			v = x
+		}
+	}
+	if v == nil {
 		return
 	}
 	ip, _ := netip.AddrFromSlice(n.IP)
@@ -184,17 +187,17 @@ func (d *Dataplane) onNeigh(u *netlink.NeighUpdate) {
 	if u.Type == unix.RTM_DELNEIGH {
 		var owner string
 		if bridge {
-			if _, ok := d.fdb[mac]; !ok {
+			if _, ok := v.fdb[mac]; !ok {
 				return
 			}
-			delete(d.fdb, mac)
-			owner = d.vtepByMAC[mac]
+			delete(v.fdb, mac)
+			owner = v.byMAC[mac]
 		} else {
-			if _, ok := d.neighs[ip]; !ok {
+			if _, ok := v.neighs[ip]; !ok {
 				return
 			}
-			delete(d.neighs, ip)
-			owner = d.vtepByIP[ip]
+			delete(v.neighs, ip)
+			owner = v.byIP[ip]
 		}
 		if owner != "" {
 			d.repairVTEP[owner] = true
@@ -205,15 +208,15 @@ func (d *Dataplane) onNeigh(u *netlink.NeighUpdate) {
 	}
 	// New or changed entry: if it contradicts a VTEP, rewrite that VTEP.
 	if bridge {
-		if owner, ok := d.vtepByMAC[mac]; ok && d.vteps[owner] != nil && d.vteps[owner].nodeIP != ip {
-			delete(d.fdb, mac)
+		if owner, ok := v.byMAC[mac]; ok && v.vteps[owner] != nil && v.vteps[owner].nodeIP != ip {
+			delete(v.fdb, mac)
 			d.dirtyVTEPs.add(owner)
 			d.poke()
 		}
 		return
 	}
-	if owner, ok := d.vtepByIP[ip]; ok && d.vteps[owner] != nil && (d.vteps[owner].mac != mac || n.State&netlink.NUD_PERMANENT == 0) {
-		delete(d.neighs, ip)
+	if owner, ok := v.byIP[ip]; ok && v.vteps[owner] != nil && (v.vteps[owner].mac != mac || n.State&netlink.NUD_PERMANENT == 0) {
+		delete(v.neighs, ip)
 		d.dirtyVTEPs.add(owner)
 		d.poke()
 	}

@@ -5,8 +5,6 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/roostnet/roost/node/names"
 )
 
 // The link cache: names and indexes of the kernel's links as last seen,
@@ -47,11 +45,13 @@ func (d *Dataplane) linkGone(idx int) {
 		d.dirtyRoutes.add(dst)
 	}
 	delete(d.progByLink, idx)
-	if idx != 0 && idx == d.linkIdx[names.VXLANDevice] {
-		clear(d.neighs)
-		clear(d.fdb)
-		for n := range d.vteps {
-			d.dirtyVTEPs.add(n)
+	for _, v := range d.vx {
+		if i, ok := d.linkIdx[v.dev]; ok && idx != 0 && idx == i {
+			clear(v.neighs)
+			clear(v.fdb)
+			for n := range v.vteps {
+				d.dirtyVTEPs.add(n)
+			}
 		}
 	}
 }

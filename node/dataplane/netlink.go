@@ -7,8 +7,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/internal/nldump"
-	"github.com/roostnet/roost/node/internal/nsutil"
 )
 
 // Netlink is the seam between the dataplane and the kernel: exactly the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/internal/nstest"
 	"github.com/roostnet/roost/node/ipam"
+	"github.com/roostnet/roost/node/mtu"
 	"github.com/roostnet/roost/node/names"
 	"github.com/roostnet/roost/node/workload"
 )
@@ -55,6 +57,9 @@ type host struct {
 	wlIP   netip.Addr
 	wlIfc  string
 	hostIP netip.Prefix
+	attach *workload.Host
+	wlReq  workload.Request
+	mtu    string // the MTU file
 }
 
 type cluster struct {
@@ -119,12 +124,15 @@ func newCluster(t *testing.T, aIP, bIP string, pool dataplane.Pool) *cluster {
 	for _, h := range []*host{c.a, c.b} {
 		h.wl = nstest.New(t, "w"+h.name)
 		wh := &workload.Host{NodeName: h.name, DS: ds, IPAM: ipam.New(ds, h.name, ipam.WithLogger(quiet())), NL: h.ns.NL, NS: h.ns.Handle, Log: quiet()}
-		res, err := wh.Attach(ctx, workload.Request{Name: "w" + h.name, NetNS: h.wl.Path, IP: h.block.Addr().Next().Next().Next().Next().Next().String()})
+		h.attach = wh
+		h.wlReq = workload.Request{Name: "w" + h.name, NetNS: h.wl.Path, IPs: []string{h.block.Addr().Next().Next().Next().Next().Next().String()}}
+		res, err := wh.Attach(ctx, h.wlReq)
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.wlIP, h.wlIfc = res.IP, res.Iface
-		h.dp = dataplane.New(dataplane.Config{NodeName: h.name, ResyncInterval: time.Hour, RetryInterval: 50 * time.Millisecond},
+		h.mtu = filepath.Join(t.TempDir(), "mtu")
+		h.dp = dataplane.New(dataplane.Config{NodeName: h.name, ResyncInterval: time.Hour, RetryInterval: 50 * time.Millisecond, MTUFile: h.mtu},
 			dataplane.Kernel(h.ns.NL), quiet(), h.obs)
 		h.dp.SetPool(pool)
 		h.dp.SetNode(c.a.node)
@@ -500,5 +508,76 @@ func TestIPIPMissingOnThisKernel(t *testing.T) {
 	}
 	if c.a.obs.errs["ipip"] != 1 {
 		t.Fatalf("ipip error counted %d times", c.a.obs.errs["ipip"])
+	}
+}
+
+// TestMTUNamespaces: per pool mode, the MTUs the dataplane works out on a
+// real kernel (vxlan.calico, the MTU file); the workloads, attached again
+// with the file's MTU as `roost-node workload add` does, get it on both
+// veth ends; where the pool encapsulates, a full-size (1422-byte payload,
+// 1450-byte packet) ping with DF set crosses between the hosts, and one
+// byte more is refused inside the workload instead of being dropped on
+// the way.
+func TestMTUNamespaces(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		bIP      string
+		mode     string
+		vxlanMTU int // 0: no vxlan.calico
+		workload int
+		ping     bool // the dataplane routes between the hosts (no-encap routes are BIRD's)
+	}{
+		{"no encapsulation", "10.0.0.2/24", api.EncapNever, 0, 1500, false},
+		{"VXLAN", "10.0.0.2/24", api.EncapAlways, 1450, 1450, true},
+		{"CrossSubnet, same subnet", "10.0.0.2/24", api.EncapCrossSubnet, 1450, 1450, true},
+		{"CrossSubnet, other subnet", "10.0.1.2/24", api.EncapCrossSubnet, 1450, 1450, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, "10.0.0.1/24", tc.bIP, vxlanPool(tc.mode))
+			for _, h := range []*host{c.a, c.b} {
+				var v int
+				eventually(t, 5*time.Second, h.name+": MTU file", func() (err error) {
+					v, err = mtu.ReadFile(h.mtu)
+					return err
+				})
+				if v != tc.workload || h.dp.Status().MTU.Workload != tc.workload {
+					t.Fatalf("%s: MTU file %d, status %+v; want %d", h.name, v, h.dp.Status().MTU, tc.workload)
+				}
+				l, err := h.ns.NL.LinkByName(names.VXLANDevice)
+				switch {
+				case tc.vxlanMTU == 0 && err == nil:
+					t.Fatalf("%s: vxlan.calico exists without a VXLAN pool", h.name)
+				case tc.vxlanMTU != 0 && err != nil:
+					t.Fatalf("%s: %v", h.name, err)
+				case tc.vxlanMTU != 0 && l.Attrs().MTU != tc.vxlanMTU:
+					t.Fatalf("%s: vxlan.calico MTU %d, want %d", h.name, l.Attrs().MTU, tc.vxlanMTU)
+				}
+				h.attach.MTU = v
+				if _, err := h.attach.Attach(context.Background(), h.wlReq); err != nil {
+					t.Fatal(err)
+				}
+				for _, end := range []struct {
+					nl   *netlink.Handle
+					name string
+				}{{h.ns.NL, h.wlIfc}, {h.wl.NL, "eth0"}} {
+					l, err := end.nl.LinkByName(end.name)
+					if err != nil || l.Attrs().MTU != tc.workload {
+						t.Fatalf("%s: %s MTU: %v %v, want %d", h.name, end.name, l, err, tc.workload)
+					}
+				}
+			}
+			if !tc.ping {
+				return
+			}
+			eventually(t, 5*time.Second, "routes", func() error { return c.a.wl.Ping(c.b.wlIP, 200*time.Millisecond) })
+			for _, p := range [][2]*host{{c.a, c.b}, {c.b, c.a}} {
+				if err := p[0].wl.PingDF(p[1].wlIP, tc.workload-28, 5*time.Second); err != nil {
+					t.Fatalf("%d-byte DF ping %s -> %s: %v", tc.workload-28, p[0].name, p[1].name, err)
+				}
+				if err := p[0].wl.PingDF(p[1].wlIP, tc.workload-27, time.Second); !errors.Is(err, unix.EMSGSIZE) {
+					t.Fatalf("DF ping one byte over the MTU %s -> %s: %v, want EMSGSIZE in the workload", p[0].name, p[1].name, err)
+				}
+			}
+		})
 	}
 }

@@ -9,8 +9,6 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/roostnet/roost/node/names"
 )
 
 // Resync: the full comparison with the kernel, at start, periodically
@@ -61,7 +59,7 @@ func (d *Dataplane) resyncLocked() error {
 		if !ok {
 			return
 		}
-		if r.Priority != 0 {
+		if r.Priority != routeMetric(famOf(dst.Addr())) {
 			stale = append(stale, r) // ours, but not a metric we use
 			return
 		}
@@ -96,35 +94,44 @@ func (d *Dataplane) resyncLocked() error {
 	}
 	clear(d.conflicts)
 
-	// Neighbours and FDB entries on vxlan.calico.
-	clear(d.neighs)
-	clear(d.fdb)
-	if idx, ok := d.linkIdx[names.VXLANDevice]; ok && d.vxlanUp {
-		if err := d.loadNeighsLocked(idx); err != nil {
-			d.log.WithError(err).Warn("listing VXLAN neighbours")
+	// Neighbours and FDB entries on vxlan.calico and vxlan-v6.calico.
+	for _, v := range d.vx {
+		clear(v.neighs)
+		clear(v.fdb)
+		if idx, ok := d.linkIdx[v.dev]; ok && v.up {
+			if err := d.loadNeighsLocked(v, idx); err != nil {
+				d.log.WithError(err).WithField("device", v.dev).Warn("listing VXLAN neighbours")
+			}
 		}
-	}
-	oldVteps := d.vteps
-	d.vteps = map[string]*vtep{}
-	clear(d.vtepByIP)
-	clear(d.vtepByMAC)
-	for n := range d.nodes {
-		d.dirtyVTEPs.add(n)
-		if v := oldVteps[n]; v != nil && (d.neighs[v.tunnelIP] != v.mac || d.fdb[v.mac] != v.nodeIP) {
-			d.repairVTEP[n] = true
+		oldVteps := v.vteps
+		v.vteps = map[string]*vtep{}
+		clear(v.byIP)
+		clear(v.byMAC)
+		for n := range d.nodes {
+			d.dirtyVTEPs.add(n)
+			if o := oldVteps[n]; o != nil && (v.neighs[o.tunnelIP] != o.mac || v.fdb[o.mac] != o.nodeIP) {
+				d.repairVTEP[n] = true
+			}
 		}
 	}
 	err = d.applyLocked()
-	d.removeStaleNeighsLocked()
+	for _, v := range d.vx {
+		d.removeStaleNeighsLocked(v)
+	}
 	d.lastResync = time.Now()
 	return err
 }
 
-// listOwnRoutes calls f for every IPv4 route of the main table carrying
-// the agent's protocol number. start is called first, and again before
-// every retry of an interrupted dump: f's results so far must be dropped.
+// listOwnRoutes calls f for every IPv4 and IPv6 route of the main table
+// carrying the agent's protocol number. start is called first, and again
+// before every retry of an interrupted dump: f's results so far must be
+// dropped.
 func (d *Dataplane) listOwnRoutes(start func(), f func(netlink.Route)) error {
 	filter := &netlink.Route{Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN}
 	mask := uint64(netlink.RT_FILTER_PROTOCOL | netlink.RT_FILTER_TABLE)
-	return d.nl.eachRoute(netlink.FAMILY_V4, filter, mask, start, f)
+	return d.nl.eachRoute(netlink.FAMILY_ALL, filter, mask, start, func(r netlink.Route) {
+		if r.Family == netlink.FAMILY_V4 || r.Family == netlink.FAMILY_V6 {
+			f(r)
+		}
+	})
 }

@@ -33,7 +33,9 @@ func netPrefix(n *net.IPNet) (netip.Prefix, bool) {
 
 // toNetlink builds the kernel route; ok false when its device is missing.
 func (d *Dataplane) toNetlink(dst netip.Prefix, w *route) (*netlink.Route, bool) {
-	r := &netlink.Route{Dst: prefixNet(dst), Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN, Family: netlink.FAMILY_V4}
+	fam := famOf(dst.Addr())
+	r := &netlink.Route{Dst: prefixNet(dst), Protocol: netlink.RouteProtocol(d.cfg.Protocol), Table: unix.RT_TABLE_MAIN,
+		Family: nlFamily(fam), Priority: routeMetric(fam)}
 	if w.blackhole {
 		r.Type = unix.RTN_BLACKHOLE
 		return r, true
@@ -50,12 +52,18 @@ func (d *Dataplane) toNetlink(dst netip.Prefix, w *route) (*netlink.Route, bool)
 	if w.onlink {
 		r.Flags = int(netlink.FLAG_ONLINK)
 	}
-	if w.scopeLink {
-		r.Scope = netlink.SCOPE_LINK
-	} else {
-		r.Scope = netlink.SCOPE_UNIVERSE
-	}
+	r.Scope = routeScope(fam, w)
 	return r, true
+}
+
+// routeScope is the scope the kernel keeps for an intended route: link
+// for IPv4 device routes that ask for it, universe otherwise (IPv6 keeps
+// none).
+func routeScope(fam int, w *route) netlink.Scope {
+	if w.scopeLink && fam == 4 {
+		return netlink.SCOPE_LINK
+	}
+	return netlink.SCOPE_UNIVERSE
 }
 
 func routeType(t int) int {
@@ -67,7 +75,7 @@ func routeType(t int) int {
 
 // matches is sameRoute(have, toNetlink(dst, w)) without building the
 // netlink route; false also when w's device is unknown.
-func (d *Dataplane) matches(have netlink.Route, w *route) bool {
+func (d *Dataplane) matches(dst netip.Prefix, have netlink.Route, w *route) bool {
 	if w.blackhole {
 		return routeType(have.Type) == unix.RTN_BLACKHOLE
 	}
@@ -86,11 +94,7 @@ func (d *Dataplane) matches(have netlink.Route, w *route) bool {
 	} else if len(have.Gw) != 0 {
 		return false
 	}
-	scope := netlink.SCOPE_UNIVERSE
-	if w.scopeLink {
-		scope = netlink.SCOPE_LINK
-	}
-	return (have.Flags&int(netlink.FLAG_ONLINK) != 0) == w.onlink && have.Scope == scope
+	return (have.Flags&int(netlink.FLAG_ONLINK) != 0) == w.onlink && have.Scope == routeScope(famOf(dst.Addr()), w)
 }
 
 // sameRoute compares a kernel route with an intended one.
@@ -167,7 +171,7 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 	if _, conflict := d.conflicts[dst]; conflict {
 		return false, nil // reported already; retried at the next resync
 	}
-	if has && d.matches(have, want) {
+	if has && d.matches(dst, have, want) {
 		return false, nil // the common case of a resync: nothing to build
 	}
 	nr, ok := d.toNetlink(dst, want)
@@ -214,7 +218,7 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 // takeOver handles EEXIST on add: a route with our protocol that our
 // cache missed is replaced; another protocol's route is reported.
 func (d *Dataplane) takeOver(dst netip.Prefix, nr *netlink.Route) (foreign int, err error) {
-	existing, err := d.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: nr.Dst, Table: unix.RT_TABLE_MAIN},
+	existing, err := d.nl.RouteListFiltered(nr.Family, &netlink.Route{Dst: nr.Dst, Table: unix.RT_TABLE_MAIN},
 		netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return 0, err

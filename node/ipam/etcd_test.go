@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -121,5 +122,49 @@ func TestIPAMChildProcess(t *testing.T) {
 			t.Fatalf("%s: %v", h, err)
 		}
 		fmt.Printf("ASSIGNED %s\n", ip)
+	}
+}
+
+// TestCalicoIPAMConfig: the IPAM configuration as `calicoctl ipam
+// configure --strictaffinity=true` writes it, raw at /calico/ipam/v2/config,
+// stops borrowing; an undecodable value stops allocation with an error
+// naming the key instead of falling back to the defaults.
+func TestCalicoIPAMConfig(t *testing.T) {
+	e := etcdtest.Start(t)
+	ds, err := etcd.New(context.Background(), datastore.Config{Type: datastore.TypeEtcd, EtcdEndpoints: e.Endpoint()},
+		etcd.WithLogger(logrus.NewEntry(quietLog().(*logrus.Logger))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ds.Close() })
+	cli := e.Client(t)
+	ctx := ctxT(t)
+	put := func(v string) {
+		t.Helper()
+		if _, err := cli.Put(ctx, "/calico/ipam/v2/config", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkPool(t, ds, "p1", "10.57.0.0/30", 31, api.EncapNever, api.EncapNever)
+	c1, c2 := New(ds, "n1", WithLogger(quietLog())), New(ds, "n2", WithLogger(quietLog()))
+	for i, c := range []*Client{c1, c1, c2, c2} {
+		if _, err := c.AutoAssign(ctx, Request{Handle: fmt.Sprintf("h%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c1.ReleaseByHandle(ctx, "h2"); err != nil { // a free address in n2's block
+		t.Fatal(err)
+	}
+	put(`{"strict_affinity":true,"auto_allocate_blocks":true}`)
+	if _, err := c1.AutoAssign(ctx, Request{Handle: "x"}); err == nil || !strings.Contains(err.Error(), "strictAffinity") {
+		t.Fatalf("strict affinity from Calico's key: %v", err)
+	}
+	put(`{"strict_affinity":`)
+	if _, err := c1.AutoAssign(ctx, Request{Handle: "x"}); err == nil || !strings.Contains(err.Error(), "/calico/ipam/v2/config") {
+		t.Fatalf("undecodable IPAM configuration: %v", err)
+	}
+	put(`{"strict_affinity":false,"auto_allocate_blocks":true}`)
+	if ip, err := c1.AutoAssign(ctx, Request{Handle: "x"}); err != nil || ip != netip.MustParseAddr("10.57.0.2") {
+		t.Fatalf("borrowing allowed again: %s %v", ip, err)
 	}
 }

@@ -51,18 +51,25 @@ var (
 	ErrInUse = errors.New("address already in use")
 	// ErrTooManyConflicts: the datastore kept changing under us.
 	ErrTooManyConflicts = errors.New("too many concurrent modifications")
+	// ErrBlockLimit: the node's blocks are full and it holds as many as
+	// the IPAMConfiguration's maxBlocksPerHost allows.
+	ErrBlockLimit = errors.New("block limit reached")
+	// ErrStrictAffinity: an address in another node's block was asked
+	// for while the IPAMConfiguration sets strictAffinity.
+	ErrStrictAffinity = errors.New("strict affinity")
 )
 
 // Secondary attribute keys and values, as Calico writes them.
 const (
-	AttrNode      = "node"
+	AttrNode      = api.AttrNodeKey
 	AttrType      = "type"
 	AttrNamespace = "namespace"
 	AttrPod       = "pod"
 	AttrTimestamp = "timestamp"
 
-	TypeIPIPTunnel  = "ipipTunnelAddress"
-	TypeVXLANTunnel = "vxlanTunnelAddress"
+	TypeIPIPTunnel    = "ipipTunnelAddress"
+	TypeVXLANTunnel   = "vxlanTunnelAddress"
+	TypeVXLANV6Tunnel = "vxlanV6TunnelAddress"
 )
 
 // Client allocates on behalf of one node.
@@ -283,9 +290,19 @@ func (c *Client) handleOp(ctx context.Context, handle string, deltas map[string]
 	return &datastore.Op{Type: datastore.OpUpdate, Key: datastore.HandleKey(handle), Value: h, Revision: rev}, nil
 }
 
+// blockWrite is the operation storing a changed block: an update, or
+// its deletion when the last address of a block without affinity went
+// (as Calico does: nobody else would ever give such a block back).
+func blockWrite(bk *blockKV) datastore.Op {
+	if bk.b.Affinity == nil && bk.b.InUse() == 0 {
+		return datastore.Op{Type: datastore.OpDelete, Key: datastore.BlockKey(bk.cidr), Revision: bk.rev}
+	}
+	return datastore.Op{Type: datastore.OpUpdate, Key: datastore.BlockKey(bk.cidr), Value: blockObj(bk.cidr, bk.b), Revision: bk.rev}
+}
+
 // commit writes a changed block together with the handle change.
 func (c *Client) commit(ctx context.Context, bk *blockKV, handle string, deltas map[string]int) error {
-	ops := []datastore.Op{{Type: datastore.OpUpdate, Key: datastore.BlockKey(bk.cidr), Value: blockObj(bk.cidr, bk.b), Revision: bk.rev}}
+	ops := []datastore.Op{blockWrite(bk)}
 	hop, err := c.handleOp(ctx, handle, deltas)
 	if err != nil {
 		return err
@@ -353,8 +370,13 @@ func (c *Client) AddrsByHandle(ctx context.Context, handle string) ([]netip.Addr
 	return out, nil
 }
 
-// AutoAssign takes one address for r.Handle: from a block affine to this
-// node when one has room, else from a newly claimed block.
+// AutoAssign takes one address for r.Handle, as Calico does: from a
+// block affine to this node when one has room; else from a newly claimed
+// block (unless the IPAMConfiguration turns autoAllocateBlocks off or the
+// node holds maxBlocksPerHost blocks of the pools already); else, when no
+// block of the pools is free and strictAffinity is off, borrowed from
+// another node's block (the address is then routed to this node by its
+// own /32 or /128, see docs/roost-node.md).
 func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) {
 	r.normalize()
 	if r.Handle == "" {
@@ -367,6 +389,10 @@ func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) 
 	if len(pools) == 0 {
 		return netip.Addr{}, fmt.Errorf("ipam: IPv%d %s address for %s: %w", r.Family, r.Use, c.node, ErrNoPool)
 	}
+	cfg, err := c.Config(ctx)
+	if err != nil {
+		return netip.Addr{}, err
+	}
 	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 0 {
@@ -378,11 +404,12 @@ func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) 
 		if err != nil {
 			return netip.Addr{}, err
 		}
-		raced := false
+		raced, owned := false, 0
 		for _, cidr := range blocks {
 			if inPools(cidr, pools) == nil {
 				continue
 			}
+			owned++
 			ip, err := c.assignInBlock(ctx, cidr, &r)
 			if err == nil && ip.IsValid() {
 				return ip, nil
@@ -402,7 +429,23 @@ func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) 
 		} else if n > 0 {
 			continue
 		}
+		if !cfg.AutoAllocate() {
+			return netip.Addr{}, fmt.Errorf("ipam: the blocks of %s are full and the IPAM configuration sets autoAllocateBlocks to false: %w", c.node, ErrExhausted)
+		}
+		if limit := maxBlocks(cfg); owned >= limit {
+			return netip.Addr{}, fmt.Errorf("ipam: %s holds %d IPv%d blocks, all full (maxBlocksPerHost %d): %w", c.node, owned, r.Family, limit, ErrBlockLimit)
+		}
 		cidr, err := c.claimBlock(ctx, pools)
+		if errors.Is(err, ErrExhausted) {
+			if cfg.StrictAffinity {
+				return netip.Addr{}, fmt.Errorf("%w (strictAffinity forbids borrowing from other nodes' blocks)", err)
+			}
+			ip, berr := c.borrow(ctx, pools, &r)
+			if berr != nil {
+				return netip.Addr{}, berr
+			}
+			return ip, nil
+		}
 		if err != nil {
 			if isConflict(err) {
 				continue
@@ -418,6 +461,80 @@ func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) 
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("ipam: assigning for %s: %w", r.Handle, ErrTooManyConflicts)
+}
+
+// withNode returns attrs with the node attribute set to this node: a
+// borrowed address is routed by it (Calico's Felix and Roost's agent read
+// it), so it must never be missing.
+func (c *Client) withNode(attrs map[string]string) map[string]string {
+	if attrs[AttrNode] == c.node {
+		return attrs
+	}
+	out := make(map[string]string, len(attrs)+1)
+	for k, v := range attrs {
+		out[k] = v
+	}
+	out[AttrNode] = c.node
+	return out
+}
+
+// borrow takes a free address from a block of pools that is not this
+// node's. The blocks are tried from an offset derived from the node name,
+// so that nodes borrowing at the same time rarely pick the same block.
+func (c *Client) borrow(ctx context.Context, pools []*api.IPPool, r *Request) (netip.Addr, error) {
+	blocks, err := c.listBlocks(ctx, r.Family)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	var cands []netip.Prefix
+	for cidr, b := range blocks {
+		if b == nil || b.Deleted || b.AffinityNode() == c.node || b.InUse() == len(b.Allocations) || inPools(cidr, pools) == nil {
+			continue
+		}
+		cands = append(cands, cidr)
+	}
+	if len(cands) == 0 {
+		return netip.Addr{}, fmt.Errorf("ipam: no free address left in the IPv%d pools for %s: %w", r.Family, c.node, ErrExhausted)
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].Addr().Less(cands[j].Addr()) })
+	h := fnv.New64a()
+	h.Write([]byte(c.node))
+	start := int(h.Sum64() % uint64(len(cands)))
+	attrs := c.withNode(r.Attrs)
+	for i := range cands {
+		cidr := cands[(start+i)%len(cands)]
+		bo := newBackoff()
+		for attempt := 0; attempt < c.attempts; attempt++ {
+			bk, err := c.getBlock(ctx, cidr)
+			if errors.Is(err, datastore.ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			if bk.b.Deleted || bk.b.AffinityNode() == c.node {
+				break
+			}
+			ords := bk.b.AssignFirstFree(1, r.Handle, attrs)
+			if len(ords) == 0 {
+				break
+			}
+			err = c.commit(ctx, bk, r.Handle, map[string]int{cidr.String(): 1})
+			if err == nil {
+				ip := api.AddrAt(cidr, ords[0])
+				c.log.WithFields(logrus.Fields{"ip": ip, "handle": r.Handle, "block": cidr, "owner": bk.b.AffinityNode()}).
+					Info("ipam: no free block left; borrowed an address from another node's block")
+				return ip, nil
+			}
+			if !isConflict(err) {
+				return netip.Addr{}, err
+			}
+			if err := bo.Wait(ctx); err != nil {
+				return netip.Addr{}, err
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("ipam: no free address left in the IPv%d pools for %s: %w", r.Family, c.node, ErrExhausted)
 }
 
 // assignInBlock takes one free address of an affine block: the zero Addr
@@ -693,8 +810,9 @@ func (c *Client) confirmAffinity(ctx context.Context, cidr netip.Prefix) error {
 }
 
 // AssignIP takes the specific address ip for handle. Its block is claimed
-// for this node when nobody has it; an address in another node's block is
-// refused (its route would point at that node).
+// for this node when nobody has it. An address in another node's block is
+// borrowed (and routed to this node by its own /32 or /128), as Calico
+// does, unless the IPAMConfiguration sets strictAffinity.
 func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 	r.normalize()
 	if ip.Is4() {
@@ -721,6 +839,10 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 	}
 	pfx, _ := api.ParseCIDR(pool.Spec.CIDR)
 	cidr, _ := ip.Prefix(poolBlockSize(pool, pfx))
+	cfg, err := c.Config(ctx)
+	if err != nil {
+		return err
+	}
 	b := newBackoff()
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 0 {
@@ -745,8 +867,12 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 		if err != nil {
 			return err
 		}
+		attrs := r.Attrs
 		if owner := bk.b.AffinityNode(); owner != c.node {
-			return fmt.Errorf("ipam: %s is in block %s, which belongs to node %q", ip, cidr, owner)
+			if cfg.StrictAffinity && bk.b.Affinity != nil {
+				return fmt.Errorf("ipam: %s is in block %s of node %q and the IPAM configuration sets strictAffinity: %w", ip, cidr, owner, ErrStrictAffinity)
+			}
+			attrs = c.withNode(attrs)
 		}
 		ord, _ := api.Ordinal(cidr, ip)
 		if h, used := bk.b.HandleAt(ord); used {
@@ -755,7 +881,7 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 			}
 			return fmt.Errorf("ipam: %s (handle %q): %w", ip, h, ErrInUse)
 		}
-		bk.b.AssignOrdinal(ord, r.Handle, r.Attrs)
+		bk.b.AssignOrdinal(ord, r.Handle, attrs)
 		err = c.commit(ctx, bk, r.Handle, map[string]int{cidr.String(): 1})
 		if err == nil {
 			c.log.WithFields(logrus.Fields{"ip": ip, "handle": r.Handle}).Debug("ipam: assigned requested address")
@@ -816,7 +942,7 @@ func (c *Client) ReleaseByHandle(ctx context.Context, handle string) ([]netip.Ad
 				ords := bk.b.OrdinalsOf(handle)
 				if len(ords) > 0 {
 					bk.b.Release(ords)
-					ops = append(ops, datastore.Op{Type: datastore.OpUpdate, Key: datastore.BlockKey(cidr), Value: blockObj(cidr, bk.b), Revision: bk.rev})
+					ops = append(ops, blockWrite(bk))
 					for _, o := range ords {
 						freed = append(freed, api.AddrAt(cidr, o))
 					}
@@ -962,4 +1088,57 @@ func (c *Client) BlockUsage(ctx context.Context, family int) ([]Usage, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CIDR.Addr().Less(out[j].CIDR.Addr()) })
 	return out, nil
+}
+
+// ReleaseEmptyBlock gives back block cidr when it is this node's, holds
+// no address, and the node keeps at least one other block of the family:
+// what Calico's kube-controllers do once a block has stayed empty for
+// their grace period (the caller keeps the time; see the agent). Block
+// and affinity go in one transaction, only if neither changed since they
+// were read, so an address taken meanwhile keeps the block.
+func (c *Client) ReleaseEmptyBlock(ctx context.Context, cidr netip.Prefix) (bool, error) {
+	res, err := c.ds.List(ctx, datastore.HostAffinityPrefix(c.node))
+	if err != nil {
+		return false, err
+	}
+	var aff *datastore.KV
+	same := 0 // confirmed blocks of the family
+	for i := range res.KVs {
+		a, ok := res.KVs[i].Value.(*api.BlockAffinity)
+		if !ok || !a.Confirmed() {
+			continue
+		}
+		p, err := api.ParseCIDR(a.Spec.CIDR)
+		if err != nil || p.Addr().Is4() != cidr.Addr().Is4() {
+			continue
+		}
+		same++
+		if p == cidr {
+			aff = &res.KVs[i]
+		}
+	}
+	if aff == nil || same < 2 {
+		return false, nil
+	}
+	bk, err := c.getBlock(ctx, cidr)
+	if errors.Is(err, datastore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if bk.b.AffinityNode() != c.node || bk.b.InUse() > 0 {
+		return false, nil
+	}
+	_, err = c.ds.Txn(ctx,
+		datastore.Op{Type: datastore.OpDelete, Key: datastore.BlockKey(cidr), Revision: bk.rev},
+		datastore.Op{Type: datastore.OpDelete, Key: aff.Key, Revision: aff.Revision})
+	if isConflict(err) {
+		return false, nil // changed meanwhile: the caller looks again
+	}
+	if err != nil {
+		return false, err
+	}
+	c.log.WithField("block", cidr).Info("ipam: released a block that stayed empty")
+	return true, nil
 }

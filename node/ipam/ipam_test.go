@@ -283,8 +283,20 @@ func TestAssignIP(t *testing.T) {
 		if err := c1.AssignIP(ctx, ip, wreq("b")); !errors.Is(err, ErrInUse) {
 			t.Fatalf("other handle: %v", err)
 		}
-		if err := c2.AssignIP(ctx, netip.MustParseAddr("10.30.0.38"), wreq("c")); err == nil {
-			t.Fatal("n2 took an address in n1's block")
+		// An address in n1's block: n2 borrows it (strict affinity is
+		// off by default) and it is recorded as n2's; with strictAffinity
+		// it is refused.
+		borrowed := netip.MustParseAddr("10.30.0.38")
+		if err := c2.AssignIP(ctx, borrowed, Request{Handle: "c"}); err != nil {
+			t.Fatalf("n2 borrowing %s: %v", borrowed, err)
+		}
+		if bk, err := c2.getBlock(ctx, netip.MustParsePrefix("10.30.0.32/28")); err != nil || len(bk.b.Borrowed()) != 1 ||
+			bk.b.Borrowed()[0] != (api.BorrowedAddr{Ordinal: 6, Node: "n2"}) {
+			t.Fatalf("borrowed allocation not recorded for n2: %+v %v", bk, err)
+		}
+		setIPAMConfig(t, ds, api.IPAMConfigurationSpec{StrictAffinity: true})
+		if err := c2.AssignIP(ctx, netip.MustParseAddr("10.30.0.39"), wreq("c2")); !errors.Is(err, ErrStrictAffinity) {
+			t.Fatalf("strict affinity: %v", err)
 		}
 		if err := c1.AssignIP(ctx, netip.MustParseAddr("10.99.0.1"), wreq("d")); !errors.Is(err, ErrNoPool) {
 			t.Fatalf("outside pools: %v", err)

@@ -169,7 +169,7 @@ func comparePrefixes(a, b string) int {
 // addresses.
 func tunnelHandles(node string) []string {
 	return []string{
-		names.IPIPTunnelHandle(node), names.VXLANTunnelHandle(node), "vxlan-v6-tunnel-addr-" + node,
+		names.IPIPTunnelHandle(node), names.VXLANTunnelHandle(node), names.VXLANV6TunnelHandle(node),
 		"wireguard-tunnel-addr-" + node, "wireguard-v6-tunnel-addr-" + node,
 	}
 }

@@ -21,25 +21,44 @@ type Tunnel int
 const (
 	IPIP Tunnel = iota
 	VXLAN
+	// VXLANV6 is vxlan-v6.calico's, for IPv6 pools.
+	VXLANV6
 )
 
 func (t Tunnel) String() string {
-	if t == IPIP {
+	switch t {
+	case IPIP:
 		return "IPIP"
+	case VXLANV6:
+		return "VXLAN (IPv6)"
 	}
 	return "VXLAN"
 }
 
+// Family is the address family of the tunnel's address and pools.
+func (t Tunnel) Family() int {
+	if t == VXLANV6 {
+		return 6
+	}
+	return 4
+}
+
 func (t Tunnel) handle(node string) string {
-	if t == IPIP {
+	switch t {
+	case IPIP:
 		return names.IPIPTunnelHandle(node)
+	case VXLANV6:
+		return names.VXLANV6TunnelHandle(node)
 	}
 	return names.VXLANTunnelHandle(node)
 }
 
 func (t Tunnel) attrType() string {
-	if t == IPIP {
+	switch t {
+	case IPIP:
 		return TypeIPIPTunnel
+	case VXLANV6:
+		return TypeVXLANV6Tunnel
 	}
 	return TypeVXLANTunnel
 }
@@ -58,8 +77,11 @@ func (t Tunnel) Mode(p *api.IPPool) string {
 
 // field gives access to the Node field holding the tunnel address.
 func (t Tunnel) get(n *api.Node) string {
-	if t == VXLAN {
+	switch t {
+	case VXLAN:
 		return n.Spec.IPv4VXLANTunnelAddr
+	case VXLANV6:
+		return n.Spec.IPv6VXLANTunnelAddr
 	}
 	if n.Spec.BGP == nil {
 		return ""
@@ -79,6 +101,17 @@ func (t Tunnel) set(n *api.Node, v string) {
 		}
 		return
 	}
+	if t == VXLANV6 {
+		n.Spec.IPv6VXLANTunnelAddr = v
+		mac := names.VXLANMACV6(n.Metadata.Name).String()
+		switch {
+		case v != "" && n.Spec.VXLANTunnelMACAddrV6 == "":
+			n.Spec.VXLANTunnelMACAddrV6 = mac
+		case v == "" && strings.EqualFold(n.Spec.VXLANTunnelMACAddrV6, mac):
+			n.Spec.VXLANTunnelMACAddrV6 = ""
+		}
+		return
+	}
 	if n.Spec.BGP == nil {
 		if v == "" {
 			return
@@ -90,16 +123,30 @@ func (t Tunnel) set(n *api.Node, v string) {
 
 // TunnelAddrs are a node's tunnel addresses (zero when none).
 type TunnelAddrs struct {
-	IPIP, VXLAN netip.Addr
+	IPIP, VXLAN, VXLANV6 netip.Addr
+}
+
+// macMissing reports whether the Node lacks the MAC a VXLAN tunnel
+// address comes with.
+func (t Tunnel) macMissing(n *api.Node) bool {
+	switch t {
+	case VXLAN:
+		return n.Spec.VXLANTunnelMACAddr == ""
+	case VXLANV6:
+		return n.Spec.VXLANTunnelMACAddrV6 == ""
+	}
+	return false
 }
 
 // ReconcileTunnels gives this node an IPIP tunnel address when an enabled
-// IPv4 pool that applies to it has ipipMode Always or CrossSubnet, and a
-// VXLAN address (plus vxlanTunnelMACAddr) likewise for vxlanMode; it
-// releases them when no pool needs them any more. The addresses are
-// recorded in the Node (spec.bgp.ipv4IPIPTunnelAddr, spec.ipv4VXLANTunnelAddr)
-// and held in IPAM under Calico's handles (ipip-tunnel-addr-<node>,
-// vxlan-tunnel-addr-<node>). An address already recorded is kept when it
+// IPv4 pool that applies to it has ipipMode Always or CrossSubnet, a
+// VXLAN address (plus vxlanTunnelMACAddr) likewise for vxlanMode, and an
+// IPv6 VXLAN address (plus vxlanTunnelMACAddrV6) for IPv6 pools with
+// vxlanMode; it releases them when no pool needs them any more. The
+// addresses are recorded in the Node (spec.bgp.ipv4IPIPTunnelAddr,
+// spec.ipv4VXLANTunnelAddr, spec.ipv6VXLANTunnelAddr) and held in IPAM
+// under Calico's handles (ipip-tunnel-addr-<node>,
+// vxlan-tunnel-addr-<node>, vxlan-v6-tunnel-addr-<node>). An address already recorded is kept when it
 // is still valid, so restarts do not renumber tunnels. pools nil: list
 // them from the datastore.
 func (c *Client) ReconcileTunnels(ctx context.Context, pools []*api.IPPool) (TunnelAddrs, error) {
@@ -111,15 +158,18 @@ func (c *Client) ReconcileTunnels(ctx context.Context, pools []*api.IPPool) (Tun
 	}
 	var out TunnelAddrs
 	var errs []error
-	for _, t := range []Tunnel{IPIP, VXLAN} {
+	for _, t := range []Tunnel{IPIP, VXLAN, VXLANV6} {
 		a, err := c.reconcileTunnel(ctx, t, pools)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s tunnel address: %w", t, err))
 		}
-		if t == IPIP {
+		switch t {
+		case IPIP:
 			out.IPIP = a
-		} else {
+		case VXLAN:
 			out.VXLAN = a
+		default:
+			out.VXLANV6 = a
 		}
 	}
 	return out, errors.Join(errs...)
@@ -145,7 +195,7 @@ func (c *Client) reconcileTunnel(ctx context.Context, t Tunnel, pools []*api.IPP
 	}
 	var need []*api.IPPool
 	for _, p := range pools {
-		if t.Mode(p) != api.EncapNever && PoolUsable(p, 4, api.UseTunnel, node.Metadata.Labels, false) {
+		if t.Mode(p) != api.EncapNever && PoolUsable(p, t.Family(), api.UseTunnel, node.Metadata.Labels, false) {
 			need = append(need, p)
 		}
 	}
@@ -168,10 +218,10 @@ func (c *Client) reconcileTunnel(ctx context.Context, t Tunnel, pools []*api.IPP
 		return netip.Addr{}, err
 	}
 	inNeed := func(a netip.Addr) bool {
-		return a.IsValid() && a.Is4() && inPools(netip.PrefixFrom(a, 32), need) != nil
+		return a.IsValid() && family(a) == t.Family() && inPools(netip.PrefixFrom(a, a.BitLen()), need) != nil
 	}
 	req := Request{
-		Handle: handle, Family: 4, Use: api.UseTunnel, NodeLabels: node.Metadata.Labels, Pools: need,
+		Handle: handle, Family: t.Family(), Use: api.UseTunnel, NodeLabels: node.Metadata.Labels, Pools: need,
 		Attrs: map[string]string{AttrNode: c.node, AttrType: t.attrType()},
 	}
 	var want netip.Addr
@@ -208,7 +258,7 @@ func (c *Client) reconcileTunnel(ctx context.Context, t Tunnel, pools []*api.IPP
 			}
 		}
 	}
-	if t.get(node) != want.String() || (t == VXLAN && node.Spec.VXLANTunnelMACAddr == "") {
+	if t.get(node) != want.String() || t.macMissing(node) {
 		if err := c.setNodeTunnel(ctx, t, want.String()); err != nil {
 			return want, err
 		}

@@ -13,6 +13,8 @@ import (
 const (
 	IPIPDevice  = "tunl0"
 	VXLANDevice = "vxlan.calico"
+	// VXLANV6Device carries IPv6 pools' VXLAN traffic (Calico's name).
+	VXLANV6Device = "vxlan-v6.calico"
 	// RouteProtocol marks routes the agent programs (Calico uses 80 too;
 	// BIRD uses 12, "proto bird"). Routes with another protocol are never
 	// modified or removed.
@@ -23,6 +25,9 @@ const (
 	HostVethMAC = "ee:ee:ee:ee:ee:ee"
 	// WorkloadGateway is the workload's next hop, answered by proxy ARP.
 	WorkloadGateway = "169.254.1.1"
+	// WorkloadGatewayV6 is the workload's IPv6 next hop: the link-local
+	// address of the host end (EUI-64 of HostVethMAC), as with Calico.
+	WorkloadGatewayV6 = "fe80::ecee:eeff:feee:eeee"
 )
 
 // WorkloadInterface is the host-side veth name of a workload: "cali" and
@@ -40,8 +45,9 @@ func WorkloadHandle(namespace, name string) string {
 
 // IPIPTunnelHandle and VXLANTunnelHandle are Calico's handle ids of a
 // node's tunnel addresses.
-func IPIPTunnelHandle(node string) string  { return "ipip-tunnel-addr-" + node }
-func VXLANTunnelHandle(node string) string { return "vxlan-tunnel-addr-" + node }
+func IPIPTunnelHandle(node string) string    { return "ipip-tunnel-addr-" + node }
+func VXLANTunnelHandle(node string) string   { return "vxlan-tunnel-addr-" + node }
+func VXLANV6TunnelHandle(node string) string { return "vxlan-v6-tunnel-addr-" + node }
 
 // VXLANMAC is the vxlan.calico MAC of a node: 66: followed by the first
 // five bytes of SHA-1(node name). Locally administered, unicast.
@@ -49,3 +55,7 @@ func VXLANMAC(node string) net.HardwareAddr {
 	sum := sha1.Sum([]byte(node))
 	return net.HardwareAddr{0x66, sum[0], sum[1], sum[2], sum[3], sum[4]}
 }
+
+// VXLANMACV6 is the vxlan-v6.calico MAC of a node: like VXLANMAC, of
+// "<node>-v6" (Felix's derivation).
+func VXLANMACV6(node string) net.HardwareAddr { return VXLANMAC(node + "-v6") }

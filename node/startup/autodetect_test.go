@@ -79,6 +79,8 @@ func TestAutodetectMethods(t *testing.T) {
 		{"skip-interface=docker.*,cali.*,eth0", 4, "192.168.50.7/24", "ens4"},
 		{"skip-interface=docker.*, cali.*, eth.*, ens.*", 4, "10.1.1.1/24", "dummy0"},
 		{"skip-interface=.*", 4, "", ""},
+		{"skip-interface=eth.*", 6, "2001:db8:1::7/64", "ens4"},
+		{"skip-interface=eth.*,ens.*", 6, "", ""},
 		{"cidr=192.168.0.0/16", 4, "192.168.50.7/24", "ens4"},
 		{"cidr=10.1.0.0/16,172.16.0.0/12", 4, "172.17.0.1/16", "docker0"},
 		{"cidr=2001:db8:1::/48", 6, "2001:db8:1::7/64", "ens4"},

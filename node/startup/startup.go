@@ -1,10 +1,12 @@
 // Package startup makes this host a node: its name, its IPv4/IPv6
 // addresses (given or autodetected, with their prefix lengths), its AS,
-// the Node resource that carries them, and the default IPv4 pool.
+// the Node resource that carries them, and the default IPv4 and IPv6
+// pools.
 package startup
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -31,20 +33,38 @@ type Config struct {
 	Pool      PoolConfig
 }
 
-// PoolConfig is the default IPv4 pool (CALICO_IPV4POOL_*).
+// PoolConfig is the default IPv4 pool (CALICO_IPV4POOL_*) and, in V6,
+// the default IPv6 pool (CALICO_IPV6POOL_*).
 type PoolConfig struct {
 	Disabled         bool   // NO_DEFAULT_POOLS
-	CIDR             string // CALICO_IPV4POOL_CIDR (192.168.0.0/16)
+	CIDR             string // CALICO_IPV4POOL_CIDR (192.168.0.0/16; "none": no default IPv4 pool)
 	IPIP             string // CALICO_IPV4POOL_IPIP (Always unless VXLAN is on)
 	VXLAN            string // CALICO_IPV4POOL_VXLAN (Never)
 	BlockSize        int    // CALICO_IPV4POOL_BLOCK_SIZE (26)
 	NATOutgoing      bool   // CALICO_IPV4POOL_NAT_OUTGOING (true)
 	NodeSelector     string // CALICO_IPV4POOL_NODE_SELECTOR (all())
 	DisableBGPExport bool   // CALICO_IPV4POOL_DISABLE_BGP_EXPORT
+	V6               PoolConfigV6
 }
 
-// DefaultPoolName is the name Calico gives the pool it creates.
-const DefaultPoolName = "default-ipv4-ippool"
+// PoolConfigV6 is the default IPv6 pool. Calico creates one whenever
+// FELIX_IPV6SUPPORT is true; Roost only when IPv6 is in use: the CIDR is
+// given, or the node has an IPv6 address (IP6).
+type PoolConfigV6 struct {
+	CIDR             string // CALICO_IPV6POOL_CIDR ("": a random ULA /48; "none": no default IPv6 pool)
+	VXLAN            string // CALICO_IPV6POOL_VXLAN (Never)
+	BlockSize        int    // CALICO_IPV6POOL_BLOCK_SIZE (122)
+	NATOutgoing      bool   // CALICO_IPV6POOL_NAT_OUTGOING (false)
+	NodeSelector     string // CALICO_IPV6POOL_NODE_SELECTOR (all())
+	DisableBGPExport bool   // CALICO_IPV6POOL_DISABLE_BGP_EXPORT
+	Supported        bool   // FELIX_IPV6SUPPORT (true); false: no default IPv6 pool
+}
+
+// Names Calico gives the pools it creates.
+const (
+	DefaultPoolName   = "default-ipv4-ippool"
+	DefaultPoolNameV6 = "default-ipv6-ippool"
+)
 
 // NodeName returns name when set, else the host name, lower-cased.
 func NodeName(name string) (string, error) {
@@ -243,9 +263,11 @@ func checkDuplicates(ctx context.Context, ds datastore.Datastore, name string, a
 	return nil
 }
 
-// PoolFromEnv reads CALICO_IPV4POOL_* and NO_DEFAULT_POOLS.
+// PoolFromEnv reads CALICO_IPV4POOL_*, CALICO_IPV6POOL_*,
+// FELIX_IPV6SUPPORT and NO_DEFAULT_POOLS.
 func PoolFromEnv(getenv func(string) string) (PoolConfig, error) {
-	pc := PoolConfig{CIDR: "192.168.0.0/16", BlockSize: api.DefaultBlockSizeV4, NATOutgoing: true}
+	pc := PoolConfig{CIDR: "192.168.0.0/16", BlockSize: api.DefaultBlockSizeV4, NATOutgoing: true,
+		V6: PoolConfigV6{BlockSize: api.DefaultBlockSizeV6}}
 	var err error
 	boolEnv := func(name string, def bool) bool {
 		v := strings.TrimSpace(getenv(name))
@@ -262,17 +284,26 @@ func PoolFromEnv(getenv func(string) string) (PoolConfig, error) {
 	pc.Disabled = boolEnv("NO_DEFAULT_POOLS", false)
 	pc.NATOutgoing = boolEnv("CALICO_IPV4POOL_NAT_OUTGOING", true)
 	pc.DisableBGPExport = boolEnv("CALICO_IPV4POOL_DISABLE_BGP_EXPORT", false)
+	pc.V6.NATOutgoing = boolEnv("CALICO_IPV6POOL_NAT_OUTGOING", false)
+	pc.V6.DisableBGPExport = boolEnv("CALICO_IPV6POOL_DISABLE_BGP_EXPORT", false)
+	pc.V6.Supported = boolEnv("FELIX_IPV6SUPPORT", true)
 	if v := strings.TrimSpace(getenv("CALICO_IPV4POOL_CIDR")); v != "" {
 		pc.CIDR = v
 	}
-	if v := strings.TrimSpace(getenv("CALICO_IPV4POOL_BLOCK_SIZE")); v != "" {
-		n, perr := strconv.Atoi(v)
-		if perr != nil {
-			err = errors.Join(err, fmt.Errorf("CALICO_IPV4POOL_BLOCK_SIZE=%q is not a number", v))
+	pc.V6.CIDR = strings.TrimSpace(getenv("CALICO_IPV6POOL_CIDR"))
+	intEnv := func(name string, p *int) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, perr := strconv.Atoi(v)
+			if perr != nil {
+				err = errors.Join(err, fmt.Errorf("%s=%q is not a number", name, v))
+			}
+			*p = n
 		}
-		pc.BlockSize = n
 	}
+	intEnv("CALICO_IPV4POOL_BLOCK_SIZE", &pc.BlockSize)
+	intEnv("CALICO_IPV6POOL_BLOCK_SIZE", &pc.V6.BlockSize)
 	pc.NodeSelector = strings.TrimSpace(getenv("CALICO_IPV4POOL_NODE_SELECTOR"))
+	pc.V6.NodeSelector = strings.TrimSpace(getenv("CALICO_IPV6POOL_NODE_SELECTOR"))
 	mode := func(name string) string {
 		v := strings.TrimSpace(getenv(name))
 		for _, m := range []string{api.EncapAlways, api.EncapCrossSubnet, api.EncapNever} {
@@ -290,6 +321,9 @@ func PoolFromEnv(getenv func(string) string) (PoolConfig, error) {
 	}
 	pc.VXLAN = mode("CALICO_IPV4POOL_VXLAN")
 	pc.IPIP = mode("CALICO_IPV4POOL_IPIP")
+	if pc.V6.VXLAN = mode("CALICO_IPV6POOL_VXLAN"); pc.V6.VXLAN == "" {
+		pc.V6.VXLAN = api.EncapNever
+	}
 	if pc.VXLAN == "" {
 		pc.VXLAN = api.EncapNever
 	}
@@ -303,7 +337,7 @@ func PoolFromEnv(getenv func(string) string) (PoolConfig, error) {
 	return pc, err
 }
 
-// DefaultPool builds the pool PoolConfig describes (validated).
+// DefaultPool builds the IPv4 pool PoolConfig describes (validated).
 func (pc PoolConfig) DefaultPool() (*api.IPPool, error) {
 	p := &api.IPPool{}
 	p.Metadata.Name = DefaultPoolName
@@ -315,38 +349,90 @@ func (pc PoolConfig) DefaultPool() (*api.IPPool, error) {
 	if err := api.Validate(p); err != nil {
 		return nil, fmt.Errorf("default pool from CALICO_IPV4POOL_*: %w", err)
 	}
+	if p.IsIPv6() {
+		return nil, fmt.Errorf("CALICO_IPV4POOL_CIDR=%q is not an IPv4 CIDR", pc.CIDR)
+	}
 	return p, nil
 }
 
-// EnsureDefaultPool creates the default IPv4 pool when no IPv4 pool exists
-// (and NO_DEFAULT_POOLS is not set). Another node creating it at the same
-// moment is fine. It reports whether this call created it.
-func EnsureDefaultPool(ctx context.Context, ds datastore.Datastore, pc PoolConfig, log logrus.FieldLogger) (bool, error) {
+// DefaultPoolV6 builds the IPv6 pool PoolConfig describes (validated),
+// on a random unique local /48 (fdXX:XXXX:XXXX::/48, as Calico
+// generates one) when CALICO_IPV6POOL_CIDR is empty.
+func (pc PoolConfig) DefaultPoolV6() (*api.IPPool, error) {
+	cidr := pc.V6.CIDR
+	if cidr == "" {
+		var b [16]byte
+		b[0] = 0xfd
+		if _, err := rand.Read(b[1:6]); err != nil {
+			return nil, fmt.Errorf("generating an IPv6 pool CIDR: %w", err)
+		}
+		cidr = netip.PrefixFrom(netip.AddrFrom16(b), 48).String()
+	}
+	p := &api.IPPool{}
+	p.Metadata.Name = DefaultPoolNameV6
+	p.Spec = api.IPPoolSpec{
+		CIDR: cidr, IPIPMode: api.EncapNever, VXLANMode: pc.V6.VXLAN, BlockSize: pc.V6.BlockSize,
+		NATOutgoing: pc.V6.NATOutgoing, NodeSelector: pc.V6.NodeSelector, DisableBGPExport: pc.V6.DisableBGPExport,
+	}
+	api.Default(p)
+	if err := api.Validate(p); err != nil {
+		return nil, fmt.Errorf("default pool from CALICO_IPV6POOL_*: %w", err)
+	}
+	if !p.IsIPv6() {
+		return nil, fmt.Errorf("CALICO_IPV6POOL_CIDR=%q is not an IPv6 CIDR", pc.V6.CIDR)
+	}
+	return p, nil
+}
+
+// EnsureDefaultPools creates the default IPv4 pool when no IPv4 pool
+// exists, and the default IPv6 pool when no IPv6 pool exists and IPv6 is
+// in use (CALICO_IPV6POOL_CIDR is set, or nodeHasIPv6), unless
+// NO_DEFAULT_POOLS, a CIDR of "none" or FELIX_IPV6SUPPORT=false says
+// otherwise. Another node creating them at the same moment is fine. It
+// returns the pools this call created.
+func EnsureDefaultPools(ctx context.Context, ds datastore.Datastore, pc PoolConfig, nodeHasIPv6 bool, log logrus.FieldLogger) ([]*api.IPPool, error) {
 	if pc.Disabled {
-		return false, nil
+		return nil, nil
 	}
 	res, err := ds.List(ctx, datastore.KindPrefix(api.KindIPPool))
 	if err != nil {
-		return false, fmt.Errorf("listing IP pools: %w", err)
+		return nil, fmt.Errorf("listing IP pools: %w", err)
 	}
+	have4, have6 := false, false
 	for _, kv := range res.KVs {
-		if p, ok := kv.Value.(*api.IPPool); ok && !p.IsIPv6() {
-			return false, nil
+		if p, ok := kv.Value.(*api.IPPool); ok {
+			have4 = have4 || !p.IsIPv6()
+			have6 = have6 || p.IsIPv6()
 		}
 	}
-	pool, err := pc.DefaultPool()
-	if err != nil {
-		return false, err
-	}
-	if _, err := ds.Create(ctx, pool); err != nil {
-		if errors.Is(err, datastore.ErrExists) {
-			return false, nil
+	var want []*api.IPPool
+	if !have4 && !strings.EqualFold(pc.CIDR, "none") {
+		p, err := pc.DefaultPool()
+		if err != nil {
+			return nil, err
 		}
-		return false, fmt.Errorf("creating the default pool: %w", err)
+		want = append(want, p)
 	}
-	log.WithFields(logrus.Fields{"cidr": pool.Spec.CIDR, "ipipMode": pool.Spec.IPIPMode, "vxlanMode": pool.Spec.VXLANMode,
-		"blockSize": pool.Spec.BlockSize}).Info("startup: created the default IPv4 pool")
-	return true, nil
+	if v6 := pc.V6; !have6 && v6.Supported && !strings.EqualFold(v6.CIDR, "none") && (v6.CIDR != "" || nodeHasIPv6) {
+		p, err := pc.DefaultPoolV6()
+		if err != nil {
+			return nil, err
+		}
+		want = append(want, p)
+	}
+	var created []*api.IPPool
+	for _, pool := range want {
+		if _, err := ds.Create(ctx, pool); err != nil {
+			if errors.Is(err, datastore.ErrExists) {
+				continue
+			}
+			return created, fmt.Errorf("creating the default pool %s: %w", pool.Metadata.Name, err)
+		}
+		created = append(created, pool)
+		log.WithFields(logrus.Fields{"name": pool.Metadata.Name, "cidr": pool.Spec.CIDR, "ipipMode": pool.Spec.IPIPMode, "vxlanMode": pool.Spec.VXLANMode,
+			"blockSize": pool.Spec.BlockSize}).Info("startup: created a default pool")
+	}
+	return created, nil
 }
 
 // ParseAS parses the AS setting; "" gives nil (keep the node's or use the

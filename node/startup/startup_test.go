@@ -118,11 +118,11 @@ func TestDefaultPool(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := EnsureDefaultPool(ctx, ds, pc, quiet())
+			c, err := EnsureDefaultPools(ctx, ds, pc, false, quiet())
 			if err != nil {
 				t.Error(err)
 			}
-			created <- c
+			created <- len(c) == 1
 		}()
 	}
 	wg.Wait()
@@ -150,11 +150,79 @@ func TestDefaultPool(t *testing.T) {
 	if _, err := ds2.Create(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := EnsureDefaultPool(ctx, ds2, pc, quiet()); err != nil || c {
+	if c, err := EnsureDefaultPools(ctx, ds2, pc, false, quiet()); err != nil || len(c) != 0 {
 		t.Fatalf("with a pool: %v %v", c, err)
 	}
 	pc.Disabled = true
-	if c, err := EnsureDefaultPool(ctx, dstest.NewFile(t), pc, quiet()); err != nil || c {
+	if c, err := EnsureDefaultPools(ctx, dstest.NewFile(t), pc, true, quiet()); err != nil || len(c) != 0 {
 		t.Fatalf("NO_DEFAULT_POOLS: %v %v", c, err)
+	}
+}
+
+// TestDefaultPoolV6: the default IPv6 pool (Calico's name, block size 122,
+// no NAT, VXLAN from CALICO_IPV6POOL_VXLAN) is created when IPv6 is in
+// use: a given CIDR, or a node with an IPv6 address (then on a random
+// ULA /48); never with "none" or FELIX_IPV6SUPPORT=false.
+func TestDefaultPoolV6(t *testing.T) {
+	ctx := context.Background()
+	pcOf := func(env map[string]string) PoolConfig {
+		t.Helper()
+		pc, err := PoolFromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pc
+	}
+	pools := func(ds datastore.Datastore) map[string]*api.IPPool {
+		res, _ := ds.List(ctx, datastore.KindPrefix(api.KindIPPool))
+		m := map[string]*api.IPPool{}
+		for _, kv := range res.KVs {
+			p := kv.Value.(*api.IPPool)
+			m[p.Metadata.Name] = p
+		}
+		return m
+	}
+	cases := []struct {
+		name    string
+		env     map[string]string
+		hasIPv6 bool
+		check   func(p *api.IPPool) bool // nil: no IPv6 pool
+	}{
+		{"IPv4-only node, no CIDR", nil, false, nil},
+		{"given CIDR", map[string]string{"CALICO_IPV6POOL_CIDR": "fd00:10::/64", "CALICO_IPV6POOL_VXLAN": "Always", "CALICO_IPV6POOL_BLOCK_SIZE": "120"}, false,
+			func(p *api.IPPool) bool {
+				return p.Spec.CIDR == "fd00:10::/64" && p.Spec.VXLANMode == api.EncapAlways && p.Spec.BlockSize == 120 && !p.Spec.NATOutgoing && p.Spec.IPIPMode == api.EncapNever
+			}},
+		{"node with IPv6: random ULA", nil, true, func(p *api.IPPool) bool {
+			pfx := netip.MustParsePrefix(p.Spec.CIDR)
+			return pfx.Bits() == 48 && pfx.Addr().As16()[0] == 0xfd && p.Spec.BlockSize == 122 && p.Spec.VXLANMode == api.EncapNever
+		}},
+		{"none", map[string]string{"CALICO_IPV6POOL_CIDR": "none"}, true, nil},
+		{"FELIX_IPV6SUPPORT=false", map[string]string{"FELIX_IPV6SUPPORT": "false"}, true, nil},
+		{"IPv6 only", map[string]string{"CALICO_IPV4POOL_CIDR": "none", "CALICO_IPV6POOL_CIDR": "fd00:11::/64", "CALICO_IPV6POOL_NAT_OUTGOING": "true"}, true,
+			func(p *api.IPPool) bool { return p.Spec.NATOutgoing }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ds := dstest.NewFile(t)
+			if _, err := EnsureDefaultPools(ctx, ds, pcOf(tc.env), tc.hasIPv6, quiet()); err != nil {
+				t.Fatal(err)
+			}
+			got := pools(ds)
+			if _, ok := got[DefaultPoolName]; ok == (tc.env["CALICO_IPV4POOL_CIDR"] == "none") {
+				t.Errorf("IPv4 pool present: %v", ok)
+			}
+			p6 := got[DefaultPoolNameV6]
+			if (p6 == nil) != (tc.check == nil) || (p6 != nil && !tc.check(p6)) {
+				t.Fatalf("IPv6 pool %+v", p6)
+			}
+			// Again: nothing more is created.
+			if c, err := EnsureDefaultPools(ctx, ds, pcOf(tc.env), tc.hasIPv6, quiet()); err != nil || len(c) != 0 {
+				t.Fatalf("second run created %v %v", c, err)
+			}
+		})
+	}
+	if _, err := (PoolConfig{V6: PoolConfigV6{CIDR: "10.0.0.0/8", BlockSize: 122}}).DefaultPoolV6(); err == nil {
+		t.Fatal("an IPv4 CIDR accepted for the IPv6 pool")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/roostnet/roost/birdctl/birdsock"
+	"github.com/roostnet/roost/confd/bgp"
 )
 
 // BIRD 2 facts the supervisor relies on (checked with BIRD 2.0.12):
@@ -302,10 +303,17 @@ func (t *BGPTracker) Poll(ctx context.Context) {
 		if info == "" {
 			info = p.State
 		}
-		sessions[p.Name] = info
 		if strings.HasPrefix(info, "Established") {
 			t.seen[p.Name] = true
 		}
+		if !t.seen[p.Name] && strings.EqualFold(p.State, "down") {
+			// A session confd disabled (its password cannot be used)
+			// says why in its description.
+			if d, err := t.client.ProtocolDetail(ctx, p.Name); err == nil && strings.HasPrefix(d.Fields["Description"], bgp.DisabledPrefix) {
+				info = d.Fields["Description"]
+			}
+		}
+		sessions[p.Name] = info
 		if !t.seen[p.Name] {
 			missing = append(missing, p.Name+" ("+info+")")
 		}

@@ -56,8 +56,9 @@ func (o ConfdOptions) args(bool) ([]string, error) {
 
 // rendered waits for confd's first render: the render finished (confd's
 // /readyz answers 200, or says the last render failed — confd keeps the
-// checked files and retries the reload while BIRD is not running yet) and
-// the BIRD configuration exists.
+// checked files and retries the reload while BIRD is not running yet — or
+// that it rendered with some sessions disabled) and the BIRD configuration
+// exists.
 func (o ConfdOptions) rendered(log logrus.FieldLogger) func(ctx context.Context, pid int) error {
 	return func(ctx context.Context, _ int) error {
 		url := ""
@@ -101,7 +102,10 @@ func (o ConfdOptions) renderState(ctx context.Context, url string) string {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		resp.Body.Close()
 		text := strings.TrimSpace(string(body))
-		if resp.StatusCode != http.StatusOK && !strings.HasPrefix(text, "last render failed") {
+		// Rendered, though not ready: the last render failed (BIRD is not
+		// running yet) or some sessions are disabled (a secret is
+		// missing); confd's metrics.HealthHandler words them so.
+		if resp.StatusCode != http.StatusOK && !strings.HasPrefix(text, "last render failed") && !strings.HasPrefix(text, "rendered with") {
 			return "confd: " + oneLine(text)
 		}
 	}

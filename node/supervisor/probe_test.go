@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -149,5 +150,59 @@ func TestLocalURL(t *testing.T) {
 	}
 	if _, err := LocalURL("9099", "/"); err == nil {
 		t.Error("a port without colon accepted")
+	}
+}
+
+// A session confd rendered disabled (its password cannot be used) keeps
+// /readyz unready and says why, from the protocol's description.
+func TestTrackerNamesDisabledSession(t *testing.T) {
+	requireBird(t)
+	pa, pb := freePort(t, "127.0.0.1"), freePort(t, "127.0.0.1")
+	conf := bgpConf("Mesh_127_0_0_2", "127.0.0.1", pa, "127.0.0.2", pb) + fmt.Sprintf(`protocol bgp Global_127_0_0_3 {
+  description "Disabled by Roost: BGPPeer tor: spec.password.secretKeyRef: secret tor/pw not found in /etc/roost/secrets";
+  disabled;
+  local 127.0.0.1 port %d as 65000; neighbor 127.0.0.3 port %d as 65001; multihop;
+  ipv4 { import all; export all; };
+}
+`, pa, pb)
+	a := birdtest.Start(t, conf)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr := NewBGPTracker(a.Socket, true, nil)
+	tr.Poll(ctx)
+	const why = "Global_127_0_0_3 (Disabled by Roost: BGPPeer tor: spec.password.secretKeyRef: secret tor/pw not found in /etc/roost/secrets)"
+	if st := tr.State(); st.Ready || !strings.Contains(st.Reason, why) {
+		t.Errorf("tracker with a disabled session: %+v", st)
+	}
+}
+
+// confd's /readyz says whether its first render is done: ready, or not
+// ready but rendered (the reload waits for BIRD, or a session is disabled
+// for a secret), or not rendered yet.
+func TestConfdRenderState(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "bird.cfg")
+	if err := os.WriteFile(cfg, []byte("# rendered\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		code     int
+		body     string
+		rendered bool
+	}{
+		{200, "ok", true},
+		{503, "last render failed: reload failed: BIRD is not reachable", true},
+		{503, "rendered with 1 BGP session disabled: Global_10_0_0_9 (BGPPeer tor: ...)", true},
+		{503, "not in sync with the datastore", false},
+		{503, "no configuration rendered yet", false},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(tc.code)
+			fmt.Fprintln(w, tc.body)
+		}))
+		got := ConfdOptions{BirdConfig: cfg}.renderState(context.Background(), srv.URL)
+		srv.Close()
+		if (got == "") != tc.rendered {
+			t.Errorf("%d %q: state %q, want rendered=%v", tc.code, tc.body, got, tc.rendered)
+		}
 	}
 }

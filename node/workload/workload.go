@@ -1,10 +1,14 @@
 // Package workload attaches a workload (a network namespace) to the host
 // the way Calico's CNI plugin does (docs/roost-node.md, "Workloads"): a veth pair whose host
 // end is "cali" + 11 hex characters with MAC ee:ee:ee:ee:ee:ee, proxy ARP
-// and forwarding on; inside, eth0 with one /32 address, a link route to
+// and forwarding on; inside, eth0 with a /32 address, a link route to
 // 169.254.1.1 and the default route through it; on the host, a /32 route
-// to the workload (protocol 80) and a permanent neighbour entry. The
-// address comes from IPAM and the workload is recorded as a
+// to the workload (protocol 80) and a permanent neighbour entry. With an
+// IPv6 address too: a /128 inside (no duplicate address detection), the
+// IPv6 default route via the host end's link-local address
+// fe80::ecee:eeff:feee:eeee, and on the host a /128 route, proxy NDP and
+// IPv6 forwarding on the host end. The addresses come from IPAM (one per
+// family the pools offer) and the workload is recorded as a
 // WorkloadEndpoint.
 //
 // Attach and Detach converge: running either again, or after a crash
@@ -18,6 +22,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,8 +35,8 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/backoff"
+	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/internal/nldump"
-	"github.com/roostnet/roost/node/internal/nsutil"
 	"github.com/roostnet/roost/node/ipam"
 	"github.com/roostnet/roost/node/names"
 )
@@ -51,7 +57,9 @@ type Host struct {
 	NL  *netlink.Handle
 	NS  netns.NsHandle
 	Log logrus.FieldLogger
-	// MTU of the workload veth (0: the kernel's default, 1500).
+	// MTU of both ends of the workload veth (0: the kernel's default,
+	// 1500); `roost-node workload add` takes it from the MTU file the
+	// agent writes (node/mtu).
 	MTU int
 	// Protocol of the host route (default 80).
 	Protocol int
@@ -62,12 +70,17 @@ type Request struct {
 	Name      string
 	Namespace string // default "default"
 	NetNS     string // path of the workload's network namespace (Attach)
-	IP        string // a specific address (optional)
+	// IPs are specific addresses, at most one per family (optional).
+	IPs []string
+	// IPv4 and IPv6 say which families get an address: by default
+	// (ipam.FamilyAuto) each family a usable pool of the node offers.
+	IPv4, IPv6 ipam.FamilyMode
 }
 
 // Result describes an attached workload.
 type Result struct {
-	IP    netip.Addr
+	IP    netip.Addr   // the first of IPs
+	IPs   []netip.Addr // IPv4 first
 	Iface string
 	MAC   string // of the workload's eth0
 }
@@ -109,46 +122,95 @@ func (h *Host) nodeLabels(ctx context.Context) map[string]string {
 	return nil
 }
 
-// address returns the workload's address: the one its handle holds, else
-// a new one.
-func (h *Host) address(ctx context.Context, r *Request) (netip.Addr, error) {
-	handle := names.WorkloadHandle(r.Namespace, r.Name)
-	held, err := h.IPAM.AddrsByHandle(ctx, handle)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	var v4 []netip.Addr
-	for _, a := range held {
-		if a.Is4() {
-			v4 = append(v4, a)
-		}
-	}
-	req := ipam.Request{
-		Handle: handle, NodeLabels: h.nodeLabels(ctx),
+// addresses returns the workload's addresses: those its handle holds,
+// else new ones (one per wanted family).
+func (h *Host) addresses(ctx context.Context, r *Request) ([]netip.Addr, error) {
+	args := ipam.AssignArgs{
+		Handle: names.WorkloadHandle(r.Namespace, r.Name), NodeLabels: h.nodeLabels(ctx), IPv4: r.IPv4, IPv6: r.IPv6,
 		Attrs: map[string]string{ipam.AttrNode: h.NodeName, ipam.AttrNamespace: r.Namespace, ipam.AttrPod: r.Name, ipam.AttrTimestamp: ipam.Timestamp()},
 	}
-	if r.IP != "" {
-		want, err := netip.ParseAddr(r.IP)
-		if err != nil || !want.Is4() {
-			return netip.Addr{}, fmt.Errorf("--ip %q: not an IPv4 address", r.IP)
+	for _, s := range r.IPs {
+		ip, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil || ip.Zone() != "" {
+			return nil, fmt.Errorf("--ip %q: not an IPv4 or IPv6 address", s)
 		}
-		for _, a := range v4 {
-			if a == want {
-				return a, nil
+		args.IPs = append(args.IPs, ip.Unmap())
+	}
+	a, err := h.IPAM.Assign(ctx, args)
+	if err != nil {
+		return nil, err
+	}
+	return a.Addrs(), nil
+}
+
+// undo takes back what a failed Attach did before it failed: the veth it
+// created (its routes and neighbours go with it), the addresses it
+// allocated (fresh), and blocks it claimed for them, so that IPAM and the
+// host are as they were. What an earlier Attach of the same workload set
+// up stays. It runs even when ctx was cancelled (Ctrl-C mid-attach).
+func (h *Host) undo(ctx context.Context, r *Request, cause error, veth string, fresh []netip.Addr, blocksBefore []netip.Prefix) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if veth != "" {
+		if l, err := h.NL.LinkByName(veth); err == nil {
+			if err := h.NL.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+				errs = append(errs, fmt.Errorf("removing %s: %w", veth, err))
 			}
 		}
-		if len(v4) > 0 {
-			return netip.Addr{}, fmt.Errorf("workload %s/%s already has %s; delete it first to change its address", r.Namespace, r.Name, v4[0])
-		}
-		if err := h.IPAM.AssignIP(ctx, want, req); err != nil {
-			return netip.Addr{}, err
-		}
-		return want, nil
 	}
-	if len(v4) > 0 {
-		return v4[0], nil
+	released := true
+	for _, ip := range fresh {
+		if _, err := h.IPAM.ReleaseIP(ctx, ip, names.WorkloadHandle(r.Namespace, r.Name)); err != nil {
+			errs = append(errs, fmt.Errorf("releasing %s: %w", ip, err))
+			released = false
+		}
 	}
-	return h.IPAM.AutoAssign(ctx, req)
+	if len(fresh) > 0 && released {
+		if err := h.releaseNewBlocks(ctx, blocksBefore); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		h.log().WithError(errors.Join(errs...)).WithField("workload", r.Namespace+"/"+r.Name).Error("workload attach failed and could not be undone completely")
+		return fmt.Errorf("%w (undoing it failed too: %w)", cause, errors.Join(errs...))
+	}
+	return cause
+}
+
+// affineBlocks lists this node's blocks of both families.
+func (h *Host) affineBlocks(ctx context.Context) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range []int{4, 6} {
+		bs, err := h.IPAM.AffineBlocks(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	return out, nil
+}
+
+// releaseNewBlocks gives up the blocks this node claimed since before
+// (an allocation that needed a new block), if they are empty again.
+func (h *Host) releaseNewBlocks(ctx context.Context, before []netip.Prefix) error {
+	now, err := h.affineBlocks(ctx)
+	if err != nil {
+		return fmt.Errorf("listing its blocks: %w", err)
+	}
+	added := map[netip.Prefix]bool{}
+	for _, p := range now {
+		if !slices.Contains(before, p) {
+			added[p] = true
+		}
+	}
+	if len(added) == 0 {
+		return nil
+	}
+	if _, err := h.IPAM.ReleaseEmptyBlocks(ctx, func(p netip.Prefix) bool { return !added[p] }); err != nil {
+		return fmt.Errorf("releasing a block claimed for it: %w", err)
+	}
+	return nil
 }
 
 // Attach creates or completes the workload's networking.
@@ -183,75 +245,159 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 		return nil, fmt.Errorf("workload %s/%s: reading its WorkloadEndpoint: %w", r.Namespace, r.Name, err)
 	}
 
-	ip, err := h.address(ctx, &r)
+	// Check the namespace before taking an address for it.
+	iface := names.WorkloadInterface(r.Namespace, r.Name)
+	if err := h.checkInside(iface, inNL); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	// What IPAM held before, to give back only what this call takes.
+	held, err := h.IPAM.AddrsByHandle(ctx, names.WorkloadHandle(r.Namespace, r.Name))
 	if err != nil {
 		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
 	}
-	iface := names.WorkloadInterface(r.Namespace, r.Name)
-	host, inside, err := h.veth(iface, target, inNL)
+	blocksBefore, err := h.affineBlocks(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+	}
+	ips, err := h.addresses(ctx, &r)
+	if err != nil {
+		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+	}
+	var fresh []netip.Addr
+	for _, ip := range ips {
+		if !slices.Contains(held, ip) {
+			fresh = append(fresh, ip)
+		}
+	}
+	// From here on, a failure takes back what this call did.
+	createdVeth := ""
+	fail := func(what string, err error) (*Result, error) {
+		err = fmt.Errorf("workload %s/%s: %s%w", r.Namespace, r.Name, what, err)
+		return nil, h.undo(ctx, &r, err, createdVeth, fresh, blocksBefore)
+	}
+	host, inside, created, err := h.veth(iface, target, inNL)
+	if created {
+		createdVeth = iface
+	}
+	if err != nil {
+		return fail("", err)
+	}
+	if err := h.setMTU(host, inside, inNL); err != nil {
 		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
 	}
-	if err := h.configureHostSide(host); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: host side: %w", r.Namespace, r.Name, err)
+	v6 := slices.ContainsFunc(ips, netip.Addr.Is6)
+	if err := h.configureHostSide(host, v6); err != nil {
+		return fail("host side: ", err)
 	}
-	if err := configureInside(inNL, inside, ip); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: inside: %w", r.Namespace, r.Name, err)
+	if err := configureInside(inNL, target, inside, ips); err != nil {
+		return fail("inside: ", err)
 	}
 	mac := inside.Attrs().HardwareAddr
-	if err := h.hostRoute(host, ip, mac); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: host route: %w", r.Namespace, r.Name, err)
+	for _, ip := range ips {
+		if err := h.hostRoute(host, ip, mac); err != nil {
+			return fail(fmt.Sprintf("host route to %s: ", ip), err)
+		}
 	}
-	if err := h.record(ctx, &r, iface, ip, mac); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: WorkloadEndpoint: %w", r.Namespace, r.Name, err)
+	if err := h.record(ctx, &r, iface, ips, mac); err != nil {
+		return fail("WorkloadEndpoint: ", err)
 	}
-	log.WithFields(logrus.Fields{"ip": ip, "iface": iface}).Info("workload attached")
-	return &Result{IP: ip, Iface: iface, MAC: mac.String()}, nil
+	log.WithFields(logrus.Fields{"ips": ips, "iface": iface}).Info("workload attached")
+	return &Result{IP: ips[0], IPs: ips, Iface: iface, MAC: mac.String()}, nil
+}
+
+// ours reports whether host and inside are the two ends of one veth.
+func ours(host, inside netlink.Link) bool {
+	return inside.Type() == "veth" && host.Type() == "veth" &&
+		inside.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == inside.Attrs().Index
+}
+
+// checkInside refuses a namespace whose eth0 is not this workload's veth
+// (before any address is taken for it).
+func (h *Host) checkInside(iface string, inNL *netlink.Handle) error {
+	inside, err := inNL.LinkByName(InsideInterface)
+	if err != nil {
+		return nil // none: Attach creates it
+	}
+	if host, err := h.NL.LinkByName(iface); err == nil && ours(host, inside) {
+		return nil
+	}
+	return fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, inside.Type())
 }
 
 // veth returns the host end and the inside end of the workload's veth,
-// creating the pair (or replacing a stale host end) as needed.
-func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (netlink.Link, netlink.Link, error) {
-	host, err := h.NL.LinkByName(iface)
+// creating the pair (or replacing a stale host end) as needed; created
+// says whether this call made the pair.
+func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (host, inside netlink.Link, created bool, err error) {
+	host, err = h.NL.LinkByName(iface)
 	if err == nil {
 		inside, ierr := inNL.LinkByName(InsideInterface)
-		if ierr == nil && inside.Type() == "veth" && host.Type() == "veth" &&
-			inside.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == inside.Attrs().Index {
-			return host, inside, nil
+		if ierr == nil && ours(host, inside) {
+			return host, inside, false, nil
 		}
 		// A host end whose peer is not this namespace's eth0 (an earlier
 		// attempt into another namespace): start again.
 		if derr := h.NL.LinkDel(host); derr != nil && !errors.Is(derr, syscall.ENODEV) {
-			return nil, nil, fmt.Errorf("removing stale %s: %w", iface, derr)
+			return nil, nil, false, fmt.Errorf("removing stale %s: %w", iface, derr)
 		}
 	} else {
 		var lnf netlink.LinkNotFoundError
 		if !errors.As(err, &lnf) {
-			return nil, nil, fmt.Errorf("looking up %s: %w", iface, err)
+			return nil, nil, false, fmt.Errorf("looking up %s: %w", iface, err)
 		}
 	}
 	if l, err := inNL.LinkByName(InsideInterface); err == nil {
-		return nil, nil, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, l.Type())
+		return nil, nil, false, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, l.Type())
 	}
 	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface, MTU: h.MTU}, PeerName: InsideInterface, PeerNamespace: netlink.NsFd(int(target))}
 	if h.MTU > 0 {
 		v.PeerMTU = uint32(h.MTU)
 	}
 	if err := h.NL.LinkAdd(v); err != nil {
-		return nil, nil, fmt.Errorf("creating veth %s: %w", iface, err)
+		return nil, nil, false, fmt.Errorf("creating veth %s: %w", iface, err)
 	}
 	host, err = h.NL.LinkByName(iface)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, true, err
 	}
-	inside, err := inNL.LinkByName(InsideInterface)
+	inside, err = inNL.LinkByName(InsideInterface)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, true, err
 	}
-	return host, inside, nil
+	return host, inside, true, nil
 }
 
-func (h *Host) configureHostSide(host netlink.Link) error {
+// setMTU gives both ends of an existing pair the MTU asked for (a new
+// pair is created with it): attaching again applies a changed MTU.
+func (h *Host) setMTU(host, inside netlink.Link, inNL *netlink.Handle) error {
+	if h.MTU <= 0 {
+		return nil
+	}
+	if host.Attrs().MTU != h.MTU {
+		if err := h.NL.LinkSetMTU(host, h.MTU); err != nil {
+			return fmt.Errorf("MTU %d on %s: %w", h.MTU, host.Attrs().Name, err)
+		}
+	}
+	if inside.Attrs().MTU != h.MTU {
+		if err := inNL.LinkSetMTU(inside, h.MTU); err != nil {
+			return fmt.Errorf("MTU %d on %s in the workload: %w", h.MTU, InsideInterface, err)
+		}
+	}
+	return nil
+}
+
+// sysctl is one /proc/sys setting.
+type sysctl struct{ path, value string }
+
+func writeSysctls(ss []sysctl) error {
+	for _, s := range ss {
+		if err := os.WriteFile("/proc/sys/"+s.path, []byte(s.value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s: %w", s.path, err)
+		}
+	}
+	return nil
+}
+
+func (h *Host) configureHostSide(host netlink.Link, v6 bool) error {
 	mac, _ := net.ParseMAC(names.HostVethMAC)
 	if host.Attrs().HardwareAddr.String() != mac.String() {
 		if err := h.NL.LinkSetHardwareAddr(host, mac); err != nil {
@@ -259,20 +405,36 @@ func (h *Host) configureHostSide(host netlink.Link) error {
 		}
 	}
 	name := host.Attrs().Name
-	err := h.inHost(func() error {
-		for _, s := range []struct{ path, value string }{
-			{"net/ipv4/conf/" + name + "/proxy_arp", "1"},
-			{"net/ipv4/neigh/" + name + "/proxy_delay", "0"},
-			{"net/ipv4/conf/" + name + "/forwarding", "1"},
-		} {
-			if err := os.WriteFile("/proc/sys/"+s.path, []byte(s.value), 0o644); err != nil {
-				return fmt.Errorf("sysctl %s: %w", s.path, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	ss := []sysctl{
+		{"net/ipv4/conf/" + name + "/proxy_arp", "1"},
+		{"net/ipv4/neigh/" + name + "/proxy_delay", "0"},
+		{"net/ipv4/conf/" + name + "/forwarding", "1"},
+	}
+	if v6 {
+		// Before the link is up: no duplicate address detection on a
+		// point-to-point link, IPv6 on, the host end answers neighbour
+		// solicitations for the workload's next hop, forwards, and
+		// ignores router advertisements.
+		ss = append(ss,
+			sysctl{"net/ipv6/conf/" + name + "/accept_dad", "0"},
+			sysctl{"net/ipv6/conf/" + name + "/disable_ipv6", "0"},
+			sysctl{"net/ipv6/conf/" + name + "/proxy_ndp", "1"},
+			sysctl{"net/ipv6/conf/" + name + "/forwarding", "1"},
+			sysctl{"net/ipv6/conf/" + name + "/accept_ra", "0"},
+		)
+	}
+	if err := h.inHost(func() error { return writeSysctls(ss) }); err != nil {
 		return err
+	}
+	if v6 {
+		// The workload's IPv6 next hop: the link-local address the kernel
+		// derives from the host end's MAC. Added here rather than waited
+		// for, so it is there whatever the host's addr_gen_mode.
+		gw := netip.MustParseAddr(names.WorkloadGatewayV6)
+		err := h.NL.AddrAdd(host, &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD})
+		if err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("link-local address %s: %w", gw, err)
+		}
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
 		if err := h.NL.LinkSetUp(host); err != nil {
@@ -291,30 +453,60 @@ func (h *Host) inHost(fn func() error) error {
 	return nsutil.Do(h.NS, fn)
 }
 
-func configureInside(nl *netlink.Handle, inside netlink.Link, ip netip.Addr) error {
+func configureInside(nl *netlink.Handle, target netns.NsHandle, inside netlink.Link, ips []netip.Addr) error {
 	if lo, err := nl.LinkByName("lo"); err == nil && lo.Attrs().Flags&net.FlagUp == 0 {
 		if err := nl.LinkSetUp(lo); err != nil {
 			return fmt.Errorf("lo up: %w", err)
 		}
 	}
-	addrs, err := nldump.List(func() ([]netlink.Addr, error) { return nl.AddrList(inside, netlink.FAMILY_V4) })
+	if slices.ContainsFunc(ips, netip.Addr.Is6) {
+		// IPv6 on, and no duplicate address detection: it would hold the
+		// address back for a second on a link where it cannot clash.
+		name := inside.Attrs().Name
+		err := nsutil.Do(target, func() error {
+			return writeSysctls([]sysctl{
+				{"net/ipv6/conf/all/disable_ipv6", "0"},
+				{"net/ipv6/conf/default/disable_ipv6", "0"},
+				{"net/ipv6/conf/lo/disable_ipv6", "0"},
+				{"net/ipv6/conf/" + name + "/disable_ipv6", "0"},
+				{"net/ipv6/conf/" + name + "/accept_dad", "0"},
+			})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	addrs, err := nldump.List(func() ([]netlink.Addr, error) { return nl.AddrList(inside, netlink.FAMILY_ALL) })
 	if err != nil {
 		return err
 	}
-	want := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}
-	have := false
+	want := map[string]bool{}
+	for _, ip := range ips {
+		want[netip.PrefixFrom(ip, ip.BitLen()).String()] = true
+	}
 	for _, a := range addrs {
-		if a.IPNet.String() == want.String() {
-			have = true
+		p, ok := netipPrefix(a.IPNet)
+		if !ok || p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		if want[p.String()] {
+			delete(want, p.String())
 			continue
 		}
 		if err := nl.AddrDel(inside, &a); err != nil {
 			return fmt.Errorf("removing %s: %w", a.IPNet, err)
 		}
 	}
-	if !have {
-		if err := nl.AddrAdd(inside, &netlink.Addr{IPNet: want}); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("address %s: %w", want, err)
+	for _, ip := range ips {
+		if !want[netip.PrefixFrom(ip, ip.BitLen()).String()] {
+			continue
+		}
+		na := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}}
+		if ip.Is6() {
+			na.Flags = unix.IFA_F_NODAD
+		}
+		if err := nl.AddrAdd(inside, na); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("address %s: %w", ip, err)
 		}
 	}
 	if inside.Attrs().Flags&net.FlagUp == 0 {
@@ -322,43 +514,84 @@ func configureInside(nl *netlink.Handle, inside netlink.Link, ip netip.Addr) err
 			return fmt.Errorf("up: %w", err)
 		}
 	}
-	gw := net.ParseIP(names.WorkloadGateway).To4()
-	idx := inside.Attrs().Index
-	if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
-		return fmt.Errorf("route to %s: %w", gw, err)
-	}
-	if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: gw}); err != nil {
-		return fmt.Errorf("default route: %w", err)
-	}
-	// The gateway is the host end of the veth. A permanent neighbour
-	// means the workload does not depend on proxy ARP, which only answers
-	// when the host itself has a route to 169.254.1.1 (a default route).
 	hostMAC, err := net.ParseMAC(names.HostVethMAC)
 	if err != nil {
 		return err
 	}
-	if err := nl.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostMAC}); err != nil {
-		return fmt.Errorf("neighbour %s: %w", gw, err)
+	idx := inside.Attrs().Index
+	if slices.ContainsFunc(ips, netip.Addr.Is4) {
+		gw := net.ParseIP(names.WorkloadGateway).To4()
+		if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: gw, Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}); err != nil {
+			return fmt.Errorf("route to %s: %w", gw, err)
+		}
+		if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, Gw: gw}); err != nil {
+			return fmt.Errorf("default route: %w", err)
+		}
+		// The gateway is the host end of the veth. A permanent neighbour
+		// means the workload does not depend on proxy ARP, which only
+		// answers when the host itself has a route to 169.254.1.1 (a
+		// default route).
+		if err := nl.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostMAC}); err != nil {
+			return fmt.Errorf("neighbour %s: %w", gw, err)
+		}
+	}
+	if slices.ContainsFunc(ips, netip.Addr.Is6) {
+		// A link-local next hop needs no route of its own: the device
+		// given with it is the link.
+		gw := net.ParseIP(names.WorkloadGatewayV6)
+		if err := nl.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, Gw: gw}); err != nil {
+			return fmt.Errorf("IPv6 default route: %w", err)
+		}
+		if err := nl.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V6, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostMAC}); err != nil {
+			return fmt.Errorf("neighbour %s: %w", gw, err)
+		}
 	}
 	return nil
 }
 
-func (h *Host) hostRoute(host netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
-	idx := host.Attrs().Index
-	dst := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}
-	if err := h.NL.RouteReplace(&netlink.Route{LinkIndex: idx, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: h.protocol(), Table: unix.RT_TABLE_MAIN}); err != nil {
-		return err
+func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
 	}
-	return h.NL.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: mac})
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	a = a.Unmap()
+	return netip.PrefixFrom(a, ones), true
 }
 
-func (h *Host) record(ctx context.Context, r *Request, iface string, ip netip.Addr, mac net.HardwareAddr) error {
+// hostRoute is the host's route to one workload address (a /32 or /128
+// on the host end, protocol 80, as the agent programs it) and a permanent
+// neighbour entry for it.
+func (h *Host) hostRoute(host netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
+	idx := host.Attrs().Index
+	dst := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}
+	r := &netlink.Route{LinkIndex: idx, Dst: dst, Scope: netlink.SCOPE_LINK, Protocol: h.protocol(), Table: unix.RT_TABLE_MAIN}
+	fam := netlink.FAMILY_V4
+	if ip.Is6() {
+		fam = netlink.FAMILY_V6
+		r.Scope = netlink.SCOPE_UNIVERSE
+		r.Priority = 1024 // the kernel's default metric, which the agent writes too
+	}
+	if err := h.NL.RouteReplace(r); err != nil {
+		return err
+	}
+	return h.NL.NeighSet(&netlink.Neigh{LinkIndex: idx, Family: fam, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: mac})
+}
+
+func (h *Host) record(ctx context.Context, r *Request, iface string, ips []netip.Addr, mac net.HardwareAddr) error {
+	nets := make([]string, len(ips))
+	for i, ip := range ips {
+		nets[i] = netip.PrefixFrom(ip, ip.BitLen()).String()
+	}
 	w := &api.WorkloadEndpoint{}
 	w.Metadata.Name, w.Metadata.Namespace = r.Name, r.Namespace
 	w.Metadata.Labels = map[string]string{"projectcalico.org/namespace": r.Namespace, "projectcalico.org/orchestrator": Orchestrator}
 	w.Spec = api.WorkloadEndpointSpec{
 		Orchestrator: Orchestrator, Workload: r.Name, Node: h.NodeName, Endpoint: InsideInterface,
-		InterfaceName: iface, MAC: mac.String(), IPNetworks: []string{netip.PrefixFrom(ip, 32).String()},
+		InterfaceName: iface, MAC: mac.String(), IPNetworks: nets,
 		Profiles: []string{"kns." + r.Namespace},
 	}
 	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)

@@ -2,9 +2,12 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,7 +160,7 @@ func TestAttachDetach(t *testing.T) {
 
 	// Idempotent: same address, same interface.
 	res2, err := e.h.Attach(ctx, req)
-	if err != nil || *res2 != *res {
+	if err != nil || res2.IP != res.IP || res2.Iface != res.Iface || res2.MAC != res.MAC || len(res2.IPs) != 1 {
 		t.Fatalf("second attach: %+v %v", res2, err)
 	}
 	// Half-done states are completed: the host route, the inside default
@@ -168,12 +171,12 @@ func TestAttachDetach(t *testing.T) {
 		t.Fatal(err)
 	}
 	res3, err := e.h.Attach(ctx, req)
-	if err != nil || *res3 != *res {
+	if err != nil || res3.IP != res.IP || res3.Iface != res.Iface || res3.MAC != res.MAC {
 		t.Fatalf("repairing attach: %+v %v", res3, err)
 	}
 	checkAttached(t, e, w, res)
 	// Asking for another address while one is held is refused.
-	if _, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path, IP: "10.244.9.9"}); err == nil {
+	if _, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path, IPs: []string{"10.244.9.9"}}); err == nil {
 		t.Fatal("address change accepted")
 	}
 
@@ -207,7 +210,7 @@ func TestAttachRequestedIPAndStaleVeth(t *testing.T) {
 	if err := e.host.NL.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(other.Handle))}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "prod", NetNS: w.Path, IP: "10.244.3.7"})
+	res, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "prod", NetNS: w.Path, IPs: []string{"10.244.3.7"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +225,7 @@ func TestAttachRequestedIPAndStaleVeth(t *testing.T) {
 	}
 	// A taken address is refused for another workload.
 	w2 := nstest.New(t, "wl2")
-	if _, err := e.h.Attach(ctx, Request{Name: "db2", Namespace: "prod", NetNS: w2.Path, IP: "10.244.3.7"}); err == nil {
+	if _, err := e.h.Attach(ctx, Request{Name: "db2", Namespace: "prod", NetNS: w2.Path, IPs: []string{"10.244.3.7"}}); err == nil {
 		t.Fatal("duplicate address accepted")
 	}
 	// Bad names are rejected before anything happens.
@@ -252,4 +255,291 @@ func TestAttachRefusesNameOnAnotherNode(t *testing.T) {
 	}
 	// n1's workload is untouched.
 	checkAttached(t, e, w1, res)
+}
+
+// TestAttachMTU: both ends of the veth get the MTU; attaching again with
+// another MTU changes both; a full-size packet with DF set leaves the
+// workload and one byte more is refused inside it (EMSGSIZE), not left
+// to ICMP from the host.
+func TestAttachMTU(t *testing.T) {
+	e := setup(t)
+	w := nstest.New(t, "wl")
+	ctx := context.Background()
+	mtus := func(res *Result) (int, int) {
+		t.Helper()
+		hl, err := e.host.NL.LinkByName(res.Iface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		il, err := w.NL.LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hl.Attrs().MTU, il.Attrs().MTU
+	}
+	for _, mtu := range []int{1450, 1400, 1480} {
+		e.h.MTU = mtu
+		res, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, i := mtus(res); h != mtu || i != mtu {
+			t.Fatalf("MTU %d: host end %d, workload end %d", mtu, h, i)
+		}
+		// To the host's address: IP header 20 + ICMP 8 + payload.
+		if err := w.PingDF(netip.MustParseAddr("10.0.0.1"), mtu-28, 5*time.Second); err != nil {
+			t.Fatalf("full-size DF ping at MTU %d: %v", mtu, err)
+		}
+		if err := w.PingDF(netip.MustParseAddr("10.0.0.1"), mtu-27, time.Second); !errors.Is(err, unix.EMSGSIZE) {
+			t.Fatalf("DF ping one byte over MTU %d: %v, want EMSGSIZE", mtu, err)
+		}
+	}
+}
+
+// TestAttachDualStack: with an IPv6 pool too, the workload gets one
+// address of each family, set up as Calico's CNI plugin does for IPv6
+// (a /128 without duplicate address detection, the default route via
+// the host end's link-local address, proxy NDP and forwarding on the host
+// end, a /128 route and a permanent neighbour on the host), and reaches
+// the host over IPv6 at once.
+func TestAttachDualStack(t *testing.T) {
+	e := setup(t)
+	e.host.Addr(t, "eth0", "fd00:99::1/64")
+	e.host.Sysctl(t, "net.ipv6.conf.all.forwarding", "1")
+	p := &api.IPPool{}
+	p.Metadata.Name = "p6"
+	p.Spec.CIDR = "fd00:244::/64"
+	api.Default(p)
+	if _, err := e.ds.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	ctx := context.Background()
+	res, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.IPs) != 2 || !res.IPs[0].Is4() || !netip.MustParsePrefix("fd00:244::/64").Contains(res.IPs[1]) {
+		t.Fatalf("addresses %v", res.IPs)
+	}
+	v6 := res.IPs[1]
+	host := e.host
+	for path, want := range map[string]string{
+		"net/ipv6/conf/" + res.Iface + "/proxy_ndp":    "1",
+		"net/ipv6/conf/" + res.Iface + "/forwarding":   "1",
+		"net/ipv6/conf/" + res.Iface + "/accept_dad":   "0",
+		"net/ipv6/conf/" + res.Iface + "/disable_ipv6": "0",
+	} {
+		if v := readSysctl(t, host, path); v != want {
+			t.Errorf("host %s = %s, want %s", path, v, want)
+		}
+	}
+	if v := readSysctl(t, w, "net/ipv6/conf/eth0/accept_dad"); v != "0" {
+		t.Errorf("workload eth0 accept_dad = %s", v)
+	}
+	l, _ := host.NL.LinkByName(res.Iface)
+	haddrs, _ := host.NL.AddrList(l, netlink.FAMILY_V6)
+	if !slicesContainsAddr(haddrs, names.WorkloadGatewayV6+"/64") {
+		t.Fatalf("host end lacks %s: %v", names.WorkloadGatewayV6, haddrs)
+	}
+	routes, _ := host.NL.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_OIF)
+	found := false
+	for _, r := range routes {
+		if r.Dst != nil && r.Dst.String() == v6.String()+"/128" && r.Protocol == names.RouteProtocol && r.Priority == 1024 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no %s/128 proto 80 metric 1024 route on %s: %v", v6, res.Iface, routes)
+	}
+	neighs, _ := host.NL.NeighList(l.Attrs().Index, netlink.FAMILY_V6)
+	found = false
+	for _, n := range neighs {
+		if n.IP.String() == v6.String() && n.State == netlink.NUD_PERMANENT && n.HardwareAddr.String() == res.MAC {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no permanent neighbour %s: %v", v6, neighs)
+	}
+	in, _ := w.NL.LinkByName("eth0")
+	waddrs, _ := w.NL.AddrList(in, netlink.FAMILY_V6)
+	if !slicesContainsAddr(waddrs, v6.String()+"/128") {
+		t.Fatalf("inside IPv6 addresses %v", waddrs)
+	}
+	for _, a := range waddrs {
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			t.Fatalf("address %s is tentative (duplicate address detection ran)", a.IPNet)
+		}
+	}
+	wr, _ := w.NL.RouteList(in, netlink.FAMILY_V6)
+	def := false
+	for _, r := range wr {
+		if (r.Dst == nil || r.Dst.String() == "::/0") && r.Gw.String() == names.WorkloadGatewayV6 {
+			def = true
+		}
+	}
+	if !def {
+		t.Fatalf("no IPv6 default route via %s: %v", names.WorkloadGatewayV6, wr)
+	}
+	kv, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nets := kv.Value.(*api.WorkloadEndpoint).Spec.IPNetworks; len(nets) != 2 || nets[0] != res.IPs[0].String()+"/32" || nets[1] != v6.String()+"/128" {
+		t.Fatalf("ipNetworks %v", nets)
+	}
+	if err := w.Ping(netip.MustParseAddr("fd00:99::1"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Converging: the same two addresses again. IPv6 only for another
+	// workload, with a requested address.
+	if again, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path}); err != nil || len(again.IPs) != 2 || again.IPs[1] != v6 {
+		t.Fatalf("again: %+v %v", again, err)
+	}
+	w2 := nstest.New(t, "wl2")
+	only6, err := e.h.Attach(ctx, Request{Name: "db", NetNS: w2.Path, IPv4: ipam.FamilyOff, IPs: []string{"fd00:244::99"}})
+	if err != nil || len(only6.IPs) != 1 || only6.IP.String() != "fd00:244::99" {
+		t.Fatalf("IPv6 only: %+v %v", only6, err)
+	}
+	if err := w2.Ping(netip.MustParseAddr("fd00:99::1"), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if rel, err := e.h.Detach(ctx, Request{Name: "web"}); err != nil || len(rel) != 2 {
+		t.Fatalf("detach: %v %v", rel, err)
+	}
+}
+
+func slicesContainsAddr(addrs []netlink.Addr, cidr string) bool {
+	for _, a := range addrs {
+		if a.IPNet.String() == cidr {
+			return true
+		}
+	}
+	return false
+}
+
+// ipamState is every IPAM key with its value (revisions aside). Of a
+// block, what is allocated to whom: a release puts the address at the end
+// of the free list and counts a sequence number, as every release does.
+func ipamState(t *testing.T, ds datastore.Datastore) map[string]string {
+	t.Helper()
+	res, err := ds.List(context.Background(), datastore.IPAMPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range res.KVs {
+		v := kv.Value
+		if b, ok := v.(*api.IPAMBlock); ok {
+			b = api.Clone(b)
+			slices.Sort(b.Spec.Unallocated)
+			b.Spec.SequenceNumber = 0
+			v = b
+		}
+		enc, err := datastore.EncodeValue(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[kv.Key] = string(enc)
+	}
+	return out
+}
+
+// failingWEPs is the real datastore, except that writing a
+// WorkloadEndpoint fails (a datastore outage at the last step of Attach).
+type failingWEPs struct{ datastore.Datastore }
+
+func (f failingWEPs) Create(ctx context.Context, obj api.Resource) (*datastore.KV, error) {
+	if obj.ResourceKind() == api.KindWorkloadEndpoint {
+		return nil, errors.New("injected: datastore unavailable")
+	}
+	return f.Datastore.Create(ctx, obj)
+}
+
+// A failed Attach leaves IPAM exactly as it was (no address, handle or
+// block kept for it) and nothing on the host (no veth, route or
+// WorkloadEndpoint), whichever step failed, also when its address needed a
+// new block.
+func TestFailedAttachLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		firstWL   bool // a workload attached before (the node has a block)
+		dual      bool // an IPv6 pool too: an address of each family
+		breakIt   func(e *env, w *nstest.NS)
+		wantError string
+	}{
+		{"namespace has another eth0", true, false, func(e *env, w *nstest.NS) { w.Dummy(t, "eth0") }, "already has an eth0"},
+		{"veth cannot be created", true, false, func(e *env, _ *nstest.NS) { e.h.MTU = 70000 }, "creating veth"},
+		{"veth cannot be created, first block", false, false, func(e *env, _ *nstest.NS) { e.h.MTU = 70000 }, "creating veth"},
+		{"WorkloadEndpoint cannot be written", true, false, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+		{"WorkloadEndpoint cannot be written, first block", false, false, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+		{"dual-stack, WorkloadEndpoint cannot be written", true, true, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+		{"dual-stack, WorkloadEndpoint cannot be written, first blocks", false, true, func(e *env, _ *nstest.NS) { e.h.DS = failingWEPs{e.ds} }, "injected: datastore unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			if tc.dual {
+				e.host.Addr(t, "eth0", "fd00:99::1/64")
+				p := &api.IPPool{}
+				p.Metadata.Name = "p6"
+				p.Spec.CIDR = "fd00:244::/64"
+				api.Default(p)
+				if _, err := e.ds.Create(ctx, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.firstWL {
+				if _, err := e.h.Attach(ctx, Request{Name: "first", NetNS: nstest.New(t, "wl0").Path}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := ipamState(t, e.ds)
+			w := nstest.New(t, "wl")
+			tc.breakIt(e, w)
+			res, err := e.h.Attach(ctx, Request{Name: "web", Namespace: "prod", NetNS: w.Path})
+			if err == nil || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), "workload prod/web") {
+				t.Fatalf("Attach = %+v, %v; want an error naming the workload with %q", res, err, tc.wantError)
+			}
+			if after := ipamState(t, e.ds); !reflect.DeepEqual(after, before) {
+				t.Errorf("IPAM changed:\n before %v\n after  %v", before, after)
+			}
+			iface := names.WorkloadInterface("prod", "web")
+			if _, err := e.host.NL.LinkByName(iface); err == nil {
+				t.Errorf("veth %s left on the host", iface)
+			}
+			routes, _ := e.host.NL.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+			for _, r := range routes {
+				if r.Dst != nil && strings.HasPrefix(r.Dst.String(), "10.244.") && (!tc.firstWL || r.LinkIndex != linkIndex(t, e, "first")) {
+					t.Errorf("route left: %v", r)
+				}
+			}
+			routes, _ = e.host.NL.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+			for _, r := range routes {
+				if r.Dst != nil && strings.HasPrefix(r.Dst.String(), "fd00:244:") && (!tc.firstWL || r.LinkIndex != linkIndex(t, e, "first")) {
+					t.Errorf("route left: %v", r)
+				}
+			}
+			if _, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "prod", "web")); !errors.Is(err, datastore.ErrNotFound) {
+				t.Errorf("WorkloadEndpoint: %v", err)
+			}
+			// The failure is gone: the same request succeeds.
+			e.h.MTU, e.h.DS = 0, e.ds
+			if tc.name == "namespace has another eth0" {
+				return
+			}
+			if _, err := e.h.Attach(ctx, Request{Name: "web", Namespace: "prod", NetNS: w.Path}); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+		})
+	}
+}
+
+func linkIndex(t *testing.T, e *env, workload string) int {
+	l, err := e.host.NL.LinkByName(names.WorkloadInterface("default", workload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().Index
 }

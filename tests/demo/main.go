@@ -4,7 +4,9 @@
 // confd and roost-node started as on a real host. It attaches workloads,
 // waits for BGP to converge, shows `birdctl node status` and the routes,
 // pings every workload from every other one, prints a summary and tears
-// everything down (also on Ctrl-C or failure). Run it with `make demo`.
+// everything down (also on Ctrl-C or failure). With -ipv6 the hosts and
+// workloads are dual-stack (an IPv6 pool next to the IPv4 one, IPv6 BGP
+// sessions, pings over both families). Run it with `make demo`.
 package main
 
 import (
@@ -26,6 +28,7 @@ func main() {
 	workloads := flag.Int("workloads", 2, "workloads per host")
 	mode := flag.String("mode", envOr("MODE", "bgp"), "pool mode: bgp (no encapsulation), vxlan or crosssubnet (two subnets, VXLAN only between them) [$MODE]")
 	keep := flag.Bool("keep", os.Getenv("KEEP") == "1", "leave the lab running and print how to use it [$KEEP=1]")
+	ipv6 := flag.Bool("ipv6", os.Getenv("IPV6") == "1", "dual-stack: IPv6 on the hosts, an IPv6 pool, IPv6 sessions and pings [$IPV6=1]")
 	bin := flag.String("bin", "bin", "directory with confd, birdctl and roost-node")
 	down := flag.Bool("down", false, "tear down a lab left by KEEP=1")
 	flag.Parse()
@@ -39,7 +42,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *hosts, *workloads, *mode, *keep, *bin); err != nil {
+	if err := run(ctx, *hosts, *workloads, *mode, *keep, *ipv6, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}
@@ -56,9 +59,13 @@ func step(format string, args ...any) {
 	fmt.Printf("\n==> "+format+"\n", args...)
 }
 
-func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bin string) (err error) {
+func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep, ipv6 bool, bin string) (err error) {
 	var vxlan string
-	opts := lab.Options{Hosts: nHosts, BinDir: bin, KeepDir: keep, Detach: keep}
+	opts := lab.Options{Hosts: nHosts, BinDir: bin, KeepDir: keep, Detach: keep, IPv6: ipv6}
+	families := 1
+	if ipv6 {
+		families = 2
+	}
 	switch mode {
 	case "bgp":
 		vxlan = "Never"
@@ -106,7 +113,11 @@ func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bi
 		}()
 	}
 	for _, h := range l.Hosts {
-		fmt.Printf("    %-6s netns %-12s %s\n", h.Name, h.NS, h.Prefix)
+		if h.Prefix6.IsValid() {
+			fmt.Printf("    %-6s netns %-12s %s, %s\n", h.Name, h.NS, h.Prefix, h.Prefix6)
+		} else {
+			fmt.Printf("    %-6s netns %-12s %s\n", h.Name, h.NS, h.Prefix)
+		}
 	}
 	fmt.Printf("    etcd   netns %-12s %s\n", l.Switch, l.EtcdURL)
 	if l.Router != "" {
@@ -117,8 +128,7 @@ func run(ctx context.Context, nHosts, nWorkloads int, mode string, keep bool, bi
 		fmt.Printf("    router netns %-12s %s (forwards between the subnets)\n", l.Router, strings.Join(legs, ", "))
 	}
 
-	step("Applying a BGPConfiguration and an IP pool (mode %s)", mode)
-	if err := l.Apply(ctx, fmt.Sprintf(`apiVersion: projectcalico.org/v3
+	resources := fmt.Sprintf(`apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
 metadata: {name: default}
 spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, logSeverityScreen: Info}
@@ -127,7 +137,19 @@ apiVersion: projectcalico.org/v3
 kind: IPPool
 metadata: {name: demo-pool}
 spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOutgoing: false}
-`, vxlan)); err != nil {
+`, vxlan)
+	if ipv6 {
+		step("Applying a BGPConfiguration, an IPv4 and an IPv6 pool (mode %s)", mode)
+		resources += fmt.Sprintf(`---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: demo-pool-v6}
+spec: {cidr: "fd00:244::/64", blockSize: 122, vxlanMode: %s, ipipMode: Never, natOutgoing: false}
+`, vxlan)
+	} else {
+		step("Applying a BGPConfiguration and an IP pool (mode %s)", mode)
+	}
+	if err := l.Apply(ctx, resources); err != nil {
 		return err
 	}
 
@@ -144,13 +166,18 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 			if err != nil {
 				return err
 			}
-			fmt.Printf("    %-9s on %s -> %s\n", w.Name, h.Name, w.IP)
+			var ips []string
+			for _, ip := range w.IPs {
+				ips = append(ips, ip.String())
+			}
+			fmt.Printf("    %-9s on %s -> %s\n", w.Name, h.Name, strings.Join(ips, ", "))
 			all = append(all, w)
 		}
 	}
 
 	step("Waiting for every BGP session to be Established")
-	converge, err := l.WaitEstablished(ctx, l.Hosts, nHosts-1, 60*time.Second)
+	sessions := families * (nHosts - 1)
+	converge, err := l.WaitEstablished(ctx, l.Hosts, sessions, 60*time.Second)
 	if err != nil {
 		return err
 	}
@@ -168,8 +195,13 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	if mode != "bgp" {
 		// Remote blocks' routes are roost-node's (BIRD does not program
 		// routes of encapsulated pools); wait for them before showing.
-		if err := waitBlockRoutes(ctx, l, 30*time.Second); err != nil {
+		if err := waitBlockRoutes(ctx, l, "-4", 30*time.Second); err != nil {
 			return err
+		}
+		if ipv6 {
+			if err := waitBlockRoutes(ctx, l, "-6", 30*time.Second); err != nil {
+				return err
+			}
 		}
 	}
 	step("Routing table of %s (proto bird: learned over BGP; proto 80: programmed by roost-node)", h0.Name)
@@ -179,12 +211,34 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	}
 	fmt.Print(out)
 	routes := strings.Count(out, "\n")
+	if ipv6 {
+		step("IPv6 routing table of %s (proto bird: BGP; proto 80: roost-node; /128s: local workloads)", h0.Name)
+		out6, err := l.Exec(ctx, h0.NS, nil, "ip", "-6", "route", "show", "table", "main")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out6), "\n") {
+			// The kernel's own link-local and multicast routes are noise here.
+			if !strings.HasPrefix(line, "fe80::") && !strings.HasPrefix(line, "multicast ") {
+				fmt.Println(line)
+				routes++
+			}
+		}
+	}
 	if mode == "crosssubnet" {
 		fmt.Printf("    %s reaches blocks of hosts on its own subnet %s directly (via <node ip> dev eth0),\n", h0.Name, h0.Segment.Prefix)
-		fmt.Printf("    and blocks of hosts behind the router through vxlan.calico (encapsulated).\n")
+		if ipv6 {
+			fmt.Printf("    and blocks of hosts behind the router through vxlan.calico (IPv6: vxlan-v6.calico, encapsulated).\n")
+		} else {
+			fmt.Printf("    and blocks of hosts behind the router through vxlan.calico (encapsulated).\n")
+		}
 	}
 
-	step("Pinging every workload from every other workload")
+	if ipv6 {
+		step("Pinging every workload from every other workload, over IPv4 and IPv6")
+	} else {
+		step("Pinging every workload from every other workload")
+	}
 	ok, failed := 0, 0
 	pingStart := time.Now()
 	deadline := time.Now().Add(30 * time.Second)
@@ -193,27 +247,60 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 			if from == to {
 				continue
 			}
-			// Routes may still be arriving right after convergence.
-			var perr error
-			for {
-				if perr = l.Ping(ctx, from, to.IP); perr == nil || time.Now().After(deadline) {
-					break
+			for _, ip := range to.IPs {
+				// Routes may still be arriving right after convergence.
+				var perr error
+				for {
+					if perr = l.Ping(ctx, from, ip); perr == nil || time.Now().After(deadline) {
+						break
+					}
+					time.Sleep(200 * time.Millisecond)
 				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			if perr != nil {
-				failed++
-				fmt.Printf("    FAIL %s/%s -> %s/%s (%s)\n", from.Host.Name, from.Name, to.Host.Name, to.Name, to.IP)
-			} else {
-				ok++
+				if perr != nil {
+					failed++
+					fmt.Printf("    FAIL %s/%s -> %s/%s (%s)\n", from.Host.Name, from.Name, to.Host.Name, to.Name, ip)
+				} else {
+					ok++
+				}
 			}
 		}
 	}
 	fmt.Printf("    %d/%d pings answered in %s\n", ok, ok+failed, time.Since(pingStart).Round(time.Millisecond))
 
+	// Workloads get the MTU roost-node worked out for the pool's mode, so
+	// a full-size packet with Don't Fragment set crosses the tunnel.
+	mtu, err := os.ReadFile(h0.MTUFile())
+	if err != nil {
+		return err
+	}
+	size := 0
+	if _, err := fmt.Sscan(string(mtu), &size); err != nil {
+		return fmt.Errorf("MTU file %s: %w", h0.MTUFile(), err)
+	}
+	size -= 28 // IPv4 and ICMP headers
+	step("Full-size pings with Don't Fragment set (workload MTU %s, payload %d bytes)", strings.TrimSpace(string(mtu)), size)
+	dfOK := 0
+	for _, to := range all {
+		if to.Host == h0 {
+			continue
+		}
+		from := all[0]
+		if out, err := l.Exec(ctx, from.NS, nil, "ping", "-M", "do", "-s", fmt.Sprint(size), "-c", "1", "-W", "2", "-q", to.IP.String()); err != nil {
+			failed++
+			fmt.Printf("    FAIL %s -> %s/%s: %s\n", from.Name, to.Host.Name, to.Name, strings.TrimSpace(out))
+		} else {
+			dfOK++
+		}
+	}
+	fmt.Printf("    %d answered\n", dfOK)
+
 	step("Summary")
-	fmt.Printf("    hosts %d, workloads %d, mode %s\n", nHosts, len(all), mode)
-	fmt.Printf("    BGP sessions: %d per host, all Established; converged in %s\n", nHosts-1, converge.Round(time.Millisecond))
+	stack := "IPv4"
+	if ipv6 {
+		stack = "dual-stack (IPv4 and IPv6)"
+	}
+	fmt.Printf("    hosts %d, workloads %d, mode %s, %s\n", nHosts, len(all), mode, stack)
+	fmt.Printf("    BGP sessions: %d per host, all Established; converged in %s\n", sessions, converge.Round(time.Millisecond))
 	fmt.Printf("    routes on %s: %d; pings %d ok, %d failed; total %s\n", h0.Name, routes, ok, failed, time.Since(start).Round(time.Millisecond))
 
 	if keep {
@@ -230,19 +317,20 @@ spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOu
 	return nil
 }
 
-// waitBlockRoutes waits until every host has a route to every other
-// host's blocks (roost-node programs those for VXLAN pools).
-func waitBlockRoutes(ctx context.Context, l *lab.Lab, timeout time.Duration) error {
+// waitBlockRoutes waits until every host has a route of the family
+// ("-4" or "-6") to every other host's blocks (roost-node programs those
+// for VXLAN pools).
+func waitBlockRoutes(ctx context.Context, l *lab.Lab, family string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		missing := ""
 		for _, h := range l.Hosts {
-			out, err := l.Exec(ctx, h.NS, nil, "ip", "route", "show", "proto", "80")
+			out, err := l.Exec(ctx, h.NS, nil, "ip", family, "route", "show", "proto", "80")
 			if err != nil {
 				return err
 			}
 			if n := strings.Count(out, " via "); n < len(l.Hosts)-1 {
-				missing = fmt.Sprintf("%s has %d of %d remote block routes", h.Name, n, len(l.Hosts)-1)
+				missing = fmt.Sprintf("%s has %d of %d remote block routes (ip %s)", h.Name, n, len(l.Hosts)-1, family)
 				break
 			}
 		}

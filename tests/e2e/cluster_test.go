@@ -375,42 +375,9 @@ func (c *cluster) crossSubnet(from, owner *lab.Host) (routeWant, error) {
 }
 
 // checkBlockRoutes checks that every host routes every other host's
-// blocks as want says, and returns the number of routes checked.
+// IPv4 blocks as want says, and returns the number of routes checked.
 func (c *cluster) checkBlockRoutes(hosts []*lab.Host, want func(from, owner *lab.Host) (routeWant, error)) (int, error) {
-	blocks, err := c.blocks()
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, from := range hosts {
-		rs, err := c.routes(from)
-		if err != nil {
-			return 0, err
-		}
-		for _, owner := range hosts {
-			if owner == from {
-				continue
-			}
-			if len(blocks[owner.Name]) == 0 {
-				return 0, fmt.Errorf("%s has no IPAM block yet", owner.Name)
-			}
-			w, err := want(from, owner)
-			if err != nil {
-				return 0, err
-			}
-			for _, b := range blocks[owner.Name] {
-				r, ok := rs[b]
-				if !ok {
-					return 0, fmt.Errorf("%s has no route to %s's block %s", from.Name, owner.Name, b)
-				}
-				if err := w.check(r); err != nil {
-					return 0, fmt.Errorf("%s, to %s's block: %w", from.Name, owner.Name, err)
-				}
-				n++
-			}
-		}
-	}
-	return n, nil
+	return c.checkBlockRoutesFam(hosts, 4, want)
 }
 
 // waitBlockRoutes waits until checkBlockRoutes passes.

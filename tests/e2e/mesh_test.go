@@ -19,13 +19,15 @@ var (
 
 // TestFullMeshBGP: three hosts in a node-to-node mesh with a no-encap
 // pool: every session Established, BIRD programs every remote block
-// straight to its node, every workload pair pings.
+// straight to its node, every workload pair pings; workloads get the
+// host MTU (1500) and full-size DF pings cross between hosts.
 func TestFullMeshBGP(t *testing.T) {
 	fullMesh(t, tagBGP, "Never")
 }
 
 // TestFullMeshVXLAN: the same with vxlanMode Always: roost-node programs
-// the remote blocks through vxlan.calico.
+// the remote blocks through vxlan.calico; vxlan.calico and the workloads
+// get MTU 1450 and a 1422-byte DF ping crosses between hosts.
 func TestFullMeshVXLAN(t *testing.T) {
 	fullMesh(t, tagVXLAN, "Always")
 }
@@ -44,6 +46,12 @@ func fullMesh(t *testing.T, tag, vxlanMode string) {
 	n := c.waitBlockRoutes(c.Hosts, want)
 	record(t, "converged in %s (%d hosts, %d sessions, %d block routes)", time.Since(start).Round(time.Millisecond), len(c.Hosts), len(c.Hosts)*(len(c.Hosts)-1), n)
 	c.pingAll(ws)
+	mtu, vxlan := 1500, 0
+	if vxlanMode != "Never" {
+		mtu, vxlan = 1450, 1450
+	}
+	c.checkMTU(c.Hosts, ws, mtu, vxlan)
+	c.dfPings(mtu, pingPair{ws[0], ws[2]}, pingPair{ws[2], ws[4]}, pingPair{ws[5], ws[1]})
 }
 
 // TestCrossSubnet: hosts on two L3 subnets joined by a router namespace,
@@ -82,6 +90,10 @@ func TestCrossSubnet(t *testing.T) {
 	w1, w2, w3 := ws[0], ws[1], ws[2]
 	// A ping both ways between every pair.
 	c.pingAll(ws)
+	// VXLAN is in use (across the router): every workload gets its MTU,
+	// also those whose traffic goes straight.
+	c.checkMTU(c.Hosts, ws, 1450, 1450)
+	c.dfPings(1450, pingPair{w1, w2}, pingPair{w1, w3}, pingPair{w3, w2})
 
 	// Which way the traffic goes: count what vxlan.calico sends while
 	// the workloads exchange a burst of echoes. The device may send a
@@ -157,7 +169,9 @@ func (c *cluster) vxlanTxPackets(h *lab.Host) (uint64, error) {
 // to no encapsulation with birdctl apply. Every host drops its
 // vxlan.calico routes and BIRD programs the blocks straight to the nodes,
 // while every BGP session stays up (no flap: the sessions' Since do not
-// change).
+// change). The MTU files go from 1450 to 1500: workloads attached after
+// the switch get the full host MTU (the running ones keep theirs, as
+// with Calico, and still work).
 func TestPoolVXLANToNoEncap(t *testing.T) {
 	c := newLab(t, tagPool, lab.Options{Hosts: 3})
 	c.apply(poolYAML(true, "Always"))
@@ -166,6 +180,7 @@ func TestPoolVXLANToNoEncap(t *testing.T) {
 	before := c.waitSessions(mesh(c.Hosts))
 	c.waitBlockRoutes(c.Hosts, c.vxlanTo)
 	c.pingAll(ws)
+	c.checkMTU(c.Hosts, ws, 1450, 1450)
 
 	start := time.Now()
 	c.apply(poolYAML(true, "Never"))
@@ -197,4 +212,16 @@ func TestPoolVXLANToNoEncap(t *testing.T) {
 		}
 	}
 	c.pingAll(ws)
+	c.waitMTUFiles(c.Hosts, 1500)
+	var fresh []*lab.Workload
+	for _, h := range c.Hosts[:2] {
+		w, err := c.AddWorkload(c.ctx, h, h.Name+"-after")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh = append(fresh, w)
+	}
+	c.checkMTU(c.Hosts, fresh, 1500, 0)
+	c.dfPings(1500, pingPair{fresh[0], fresh[1]}, pingPair{fresh[1], fresh[0]})
+	c.pingAll(append(ws, fresh...))
 }

@@ -39,6 +39,10 @@ type Options struct {
 	// (0-based) that New creates; default: hosts split in order into
 	// equal groups (3 hosts on 2 segments: host1, host2 | host3).
 	Segment func(i int) int
+	// IPv6 gives every segment an IPv6 /64 too (fd00:99:<segment>::/64;
+	// hosts get ::<same last byte as IPv4>, the router ::1) and starts the
+	// nodes with IP6 set: dual-stack hosts.
+	IPv6    bool
 	BinDir  string // where confd, birdctl, roost-node live (default ./bin)
 	Dir     string // working directory; default a new temp dir
 	KeepDir bool   // leave Dir on Close (logs)
@@ -67,6 +71,7 @@ type Lab struct {
 type Segment struct {
 	Index   int
 	Prefix  netip.Prefix // e.g. 10.99.0.0/24
+	Prefix6 netip.Prefix // fd00:99:<index>::/64 with Options.IPv6
 	Bridge  string       // bridge name in the switch namespace
 	Gateway netip.Addr   // hosts' default route: the router (.1), or the switch (.254) with one segment
 }
@@ -78,6 +83,17 @@ func (s *Segment) Addr(last int) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
+// Addr6 is the segment's IPv6 address ending in last (invalid without
+// IPv6).
+func (s *Segment) Addr6(last int) netip.Addr {
+	if !s.Prefix6.IsValid() {
+		return netip.Addr{}
+	}
+	a := s.Prefix6.Addr().As16()
+	a[15] = byte(last)
+	return netip.AddrFrom16(a)
+}
+
 // Host is one lab host (or, from AddMachine, another namespace on a
 // segment).
 type Host struct {
@@ -85,6 +101,8 @@ type Host struct {
 	NS      string // network namespace
 	IP      netip.Addr
 	Prefix  netip.Prefix // IP with the segment's prefix length
+	IP6     netip.Addr   // with Options.IPv6
+	Prefix6 netip.Prefix // IP6/64
 	Segment *Segment
 	Dir     string // per-host files: bird config, socket, logs
 	lab     *Lab
@@ -133,7 +151,11 @@ func New(ctx context.Context, o Options) (l *Lab, err error) {
 		if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
 			return nil, fmt.Errorf("segment %q: want an IPv4 prefix of /24 or larger", sn)
 		}
-		l.Segments = append(l.Segments, &Segment{Index: i, Prefix: p.Masked(), Bridge: fmt.Sprintf("br%d", i)})
+		sg := &Segment{Index: i, Prefix: p.Masked(), Bridge: fmt.Sprintf("br%d", i)}
+		if o.IPv6 {
+			sg.Prefix6 = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0, 0x99, 0, byte(i)}), 64)
+		}
+		l.Segments = append(l.Segments, sg)
 	}
 	if o.Segment == nil {
 		n, hosts := len(l.Segments), max(o.Hosts, 1)
@@ -218,12 +240,21 @@ func (l *Lab) addRouter(ctx context.Context) error {
 	for _, sg := range l.Segments {
 		sg.Gateway = sg.Addr(1)
 		vr, vs := fmt.Sprintf("%sr%d", l.Opts.Name, sg.Index), fmt.Sprintf("%sR%d", l.Opts.Name, sg.Index)
-		if err := l.plug(ctx, l.Router, fmt.Sprintf("eth%d", sg.Index), vr, vs, sg, netip.PrefixFrom(sg.Gateway, sg.Prefix.Bits())); err != nil {
+		dev := fmt.Sprintf("eth%d", sg.Index)
+		if err := l.plug(ctx, l.Router, dev, vr, vs, sg, netip.PrefixFrom(sg.Gateway, sg.Prefix.Bits())); err != nil {
+			return err
+		}
+		if err := l.addAddr6(ctx, l.Router, dev, sg, 1); err != nil {
 			return err
 		}
 	}
 	if err := l.run(ctx, "ip", "netns", "exec", l.Router, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 		return err
+	}
+	if l.Opts.IPv6 {
+		if err := l.run(ctx, "ip", "netns", "exec", l.Router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"); err != nil {
+			return err
+		}
 	}
 	for _, sg := range l.Segments[1:] {
 		if err := l.run(ctx, "ip", "-n", l.Switch, "route", "add", sg.Prefix.String(), "via", l.Segments[0].Gateway.String()); err != nil {
@@ -251,6 +282,17 @@ func (l *Lab) plug(ctx context.Context, ns, dev, vh, vs string, sg *Segment, add
 		}
 	}
 	return nil
+}
+
+// addAddr6 gives dev in ns the segment's IPv6 address ending in last
+// (nothing without IPv6); no duplicate address detection, so it is usable
+// at once.
+func (l *Lab) addAddr6(ctx context.Context, ns, dev string, sg *Segment, last int) error {
+	if !sg.Prefix6.IsValid() {
+		return nil
+	}
+	p := netip.PrefixFrom(sg.Addr6(last), sg.Prefix6.Bits())
+	return l.run(ctx, "ip", "-n", ns, "addr", "add", p.String(), "dev", dev, "nodad")
 }
 
 // AddHost creates one more host namespace on the first segment.
@@ -287,6 +329,10 @@ func (l *Lab) AddMachine(ctx context.Context, name string, seg int) (*Host, erro
 	}
 	h := &Host{Name: name, NS: fmt.Sprintf("%s-h%d", l.Opts.Name, idx), IP: sg.Addr(10 + idx), Segment: sg, lab: l}
 	h.Prefix = netip.PrefixFrom(h.IP, sg.Prefix.Bits())
+	if sg.Prefix6.IsValid() {
+		h.IP6 = sg.Addr6(10 + idx)
+		h.Prefix6 = netip.PrefixFrom(h.IP6, sg.Prefix6.Bits())
+	}
 	h.Dir = filepath.Join(l.Dir, name)
 	if err := os.MkdirAll(h.BirdDir(), 0o755); err != nil {
 		return nil, err
@@ -313,6 +359,19 @@ func (l *Lab) AddMachine(ctx context.Context, name string, seg int) (*Host, erro
 	// Workloads need forwarding; keep the hosts' kernels alike.
 	if err := l.run(ctx, "ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 		return nil, err
+	}
+	if h.IP6.IsValid() {
+		if err := l.addAddr6(ctx, h.NS, "eth0", sg, 10+idx); err != nil {
+			return nil, err
+		}
+		if l.Router != "" {
+			if err := l.run(ctx, "ip", "-n", h.NS, "-6", "route", "add", "default", "via", sg.Addr6(1).String()); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.run(ctx, "ip", "netns", "exec", h.NS, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"); err != nil {
+			return nil, err
+		}
 	}
 	return h, nil
 }

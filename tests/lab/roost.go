@@ -17,6 +17,16 @@ func (l *Lab) DatastoreEnv() []string {
 	return []string{"DATASTORE_TYPE=etcdv3", "ETCD_ENDPOINTS=" + l.EtcdURL}
 }
 
+// MTUFile is where the host's roost-node writes the workload MTU and
+// `roost-node workload add` reads it (ROOST_MTU_FILE; not the machine's
+// /var/lib/calico/mtu, which every lab host would share).
+func (h *Host) MTUFile() string { return filepath.Join(h.Dir, "mtu") }
+
+// NodeEnv is the environment of the host's roost-node commands.
+func (l *Lab) NodeEnv(h *Host) []string {
+	return append(l.DatastoreEnv(), "NODENAME="+h.Name, "ROOST_MTU_FILE="+h.MTUFile())
+}
+
 // Bin is the path of a Roost binary.
 func (l *Lab) Bin(name string) string { return filepath.Join(l.Opts.BinDir, name) }
 
@@ -82,11 +92,14 @@ func startConfigOf(opts []StartOption) startConfig {
 // BIRD on the rendered config (see docs/install.md).
 func (l *Lab) startEntrypoint(ctx context.Context, h *Host, opts ...StartOption) (*Proc, error) {
 	c := startConfigOf(opts)
-	env := append(l.DatastoreEnv(), "NODENAME="+h.Name, "IP="+h.Prefix.String(), "ROOST_NODE_LISTEN=127.0.0.1:9098",
+	env := append(l.NodeEnv(h), "IP="+h.Prefix.String(), "ROOST_NODE_LISTEN=127.0.0.1:9098",
 		"FELIX_ROUTEREFRESHINTERVAL=10s",
 		// confd and BIRD, as StartConfdAndBird used to start them.
 		"ROOST_BIRD_CONFIG="+filepath.Join(h.BirdDir(), "bird.cfg"), "BIRD_SOCKET="+h.Socket(),
 		"ROOST_CONFD_PATH="+l.Bin("confd"), "ROOST_CONFD_HEALTH_ADDR=127.0.0.1:9099", "ROOST_CONFD_RETRY_MAX=2s")
+	if h.Prefix6.IsValid() {
+		env = append(env, "IP6="+h.Prefix6.String())
+	}
 	if c.secretsDir != "" {
 		env = append(env, "ROOST_SECRETS_DIR="+c.secretsDir)
 	}

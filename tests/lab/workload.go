@@ -13,8 +13,19 @@ import (
 type Workload struct {
 	Name string
 	NS   string
-	IP   netip.Addr
+	IP   netip.Addr   // the first address (IPv4 when it has one)
+	IPs  []netip.Addr // every address, IPv4 first
 	Host *Host
+}
+
+// IP6 is the workload's IPv6 address (invalid when it has none).
+func (w *Workload) IP6() netip.Addr {
+	for _, a := range w.IPs {
+		if a.Is6() {
+			return a
+		}
+	}
+	return netip.Addr{}
 }
 
 // StartNode runs the host's node as a real host would: the entrypoint
@@ -24,26 +35,33 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, opts ...StartOption) (*Pro
 }
 
 // AddWorkload creates a namespace and attaches it to h with
-// `roost-node workload add`, returning the workload's address.
-func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string) (*Workload, error) {
+// `roost-node workload add` (extra arguments, e.g. "--ip", X, are passed
+// on), returning the workload with its addresses. It waits for the host's
+// MTU file first (the agent writes it once it programmed the dataplane),
+// as a CNI plugin on a starting node would need to.
+func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string, args ...string) (*Workload, error) {
 	w := &Workload{Name: name, NS: fmt.Sprintf("%s-%s", h.NS, name), Host: h}
+	if err := waitFile(ctx, h.MTUFile(), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: roost-node wrote no MTU file: %w", h.Name, err)
+	}
 	if err := l.addNS(w.NS); err != nil {
 		return nil, err
 	}
-	env := append(l.DatastoreEnv(), "NODENAME="+h.Name)
-	out, err := l.Exec(ctx, h.NS, env, l.Bin("roost-node"), "workload", "add", "--name", name, "--netns", "/var/run/netns/"+w.NS)
+	out, err := l.Exec(ctx, h.NS, l.NodeEnv(h), l.Bin("roost-node"), append([]string{"workload", "add", "--name", name, "--netns", "/var/run/netns/" + w.NS}, args...)...)
 	if err != nil {
 		return nil, err
 	}
-	fields := strings.Fields(out)
-	if len(fields) == 0 {
-		return nil, fmt.Errorf("workload add printed no address")
+	// One address per line; log lines (on stderr, merged here) are not
+	// addresses.
+	for _, line := range strings.Split(out, "\n") {
+		if a, perr := netip.ParseAddr(strings.TrimSpace(line)); perr == nil {
+			w.IPs = append(w.IPs, a)
+		}
 	}
-	ip := strings.Split(fields[len(fields)-1], "/")[0]
-	w.IP, err = netip.ParseAddr(ip)
-	if err != nil {
-		return nil, fmt.Errorf("workload add printed %q: %w", out, err)
+	if len(w.IPs) == 0 {
+		return nil, fmt.Errorf("workload add printed no address: %q", out)
 	}
+	w.IP = w.IPs[0]
 	// Detach before the namespace goes (cleanups run in reverse order).
 	l.defer_(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -57,5 +75,13 @@ func (l *Lab) AddWorkload(ctx context.Context, h *Host, name string) (*Workload,
 // Ping sends a few ICMP echoes from w to ip and reports success.
 func (l *Lab) Ping(ctx context.Context, w *Workload, ip netip.Addr) error {
 	_, err := l.Exec(ctx, w.NS, nil, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-q", ip.String())
+	return err
+}
+
+// DelWorkload detaches w with `roost-node workload del` (its namespace
+// stays until the lab is closed).
+func (l *Lab) DelWorkload(ctx context.Context, w *Workload) error {
+	env := append(l.DatastoreEnv(), "NODENAME="+w.Host.Name)
+	_, err := l.Exec(ctx, w.Host.NS, env, l.Bin("roost-node"), "workload", "del", "--name", w.Name)
 	return err
 }

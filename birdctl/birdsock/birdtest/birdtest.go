@@ -34,6 +34,7 @@ type Bird struct {
 	ConfigPath string
 
 	t        testing.TB
+	bin      string
 	cmd      *exec.Cmd
 	logPath  string
 	done     chan struct{} // closed when the process has exited
@@ -90,31 +91,50 @@ func Start(t testing.TB, config string) *Bird {
 	if err := os.WriteFile(b.ConfigPath, []byte(config), 0o644); err != nil {
 		t.Fatalf("birdtest: %v", err)
 	}
-	logf, err := os.Create(b.logPath)
-	if err != nil {
-		t.Fatalf("birdtest: %v", err)
-	}
-	b.cmd = exec.Command(bin, "-f", "-c", b.ConfigPath, "-s", b.Socket, "-P", filepath.Join(dir, "bird.pid"))
-	b.cmd.Stdout, b.cmd.Stderr = logf, logf
-	if err := b.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("birdtest: start %s: %v", bin, err)
-	}
-	go func() {
-		b.waitErr = b.cmd.Wait()
-		logf.Close()
-		close(b.done)
-	}()
+	b.bin = bin
 	t.Cleanup(func() {
 		b.Stop()
 		if t.Failed() {
 			t.Logf("birdtest: bird log (%s):\n%s", b.logPath, b.Log())
 		}
 	})
-	if err := b.waitReady(); err != nil {
-		t.Fatalf("birdtest: %v\nconfig:\n%s\nlog:\n%s", err, config, b.Log())
-	}
+	b.start()
 	return b
+}
+
+// start runs bird on b's files and waits until its socket answers.
+func (b *Bird) start() {
+	t := b.t
+	t.Helper()
+	logf, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatalf("birdtest: %v", err)
+	}
+	b.done = make(chan struct{})
+	b.cmd = exec.Command(b.bin, "-f", "-c", b.ConfigPath, "-s", b.Socket, "-P", filepath.Join(b.Dir, "bird.pid"))
+	b.cmd.Stdout, b.cmd.Stderr = logf, logf
+	if err := b.cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("birdtest: start %s: %v", b.bin, err)
+	}
+	cmd, done := b.cmd, b.done
+	go func() {
+		b.waitErr = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	if err := b.waitReady(); err != nil {
+		t.Fatalf("birdtest: %v\nlog:\n%s", err, b.Log())
+	}
+}
+
+// Restart kills bird and starts it again on the same configuration and
+// control socket, as a crash and a supervisor's restart would.
+func (b *Bird) Restart() {
+	b.t.Helper()
+	b.Stop()
+	b.stopOnce = sync.Once{}
+	b.start()
 }
 
 // waitReady polls the control socket until BIRD sends its hello.

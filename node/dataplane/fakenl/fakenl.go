@@ -340,7 +340,24 @@ func routeKey(r *netlink.Route) string {
 	if r.Dst != nil {
 		d = r.Dst.String()
 	}
-	return fmt.Sprintf("%d/%s/%d", t, d, r.Priority)
+	return fmt.Sprintf("%d/%s/%d", t, d, routePriority(r))
+}
+
+// routeFamily is the family of a route's destination (IPv4 for none).
+func routeFamily(r *netlink.Route) int {
+	if r.Dst != nil && r.Dst.IP.To4() == nil {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
+}
+
+// routePriority is the metric the kernel stores: IPv6 routes added
+// without one get 1024.
+func routePriority(r *netlink.Route) int {
+	if r.Priority == 0 && routeFamily(r) == netlink.FAMILY_V6 {
+		return 1024
+	}
+	return r.Priority
 }
 
 func normRoute(r netlink.Route) netlink.Route {
@@ -350,7 +367,11 @@ func normRoute(r netlink.Route) netlink.Route {
 	if r.Type == 0 {
 		r.Type = unix.RTN_UNICAST
 	}
-	r.Family = netlink.FAMILY_V4
+	r.Family = routeFamily(&r)
+	r.Priority = routePriority(&r)
+	if r.Family == netlink.FAMILY_V6 {
+		r.Scope = netlink.SCOPE_UNIVERSE // IPv6 routes keep no scope
+	}
 	return r
 }
 
@@ -409,13 +430,19 @@ func (k *Kernel) RouteDel(r *netlink.Route) error {
 	return nil
 }
 
-// RouteListFiltered implements dataplane.Netlink (protocol, table, dst
-// and oif filters).
+// RouteListFiltered implements dataplane.Netlink (family, protocol,
+// table, dst and oif filters).
 func (k *Kernel) RouteListFiltered(family int, f *netlink.Route, mask uint64) ([]netlink.Route, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.call("RouteListFiltered")
-	return dumped(k, "RouteListFiltered", k.routesLocked(f, mask))
+	var out []netlink.Route
+	for _, r := range k.routesLocked(f, mask) {
+		if family == netlink.FAMILY_ALL || r.Family == family {
+			out = append(out, r)
+		}
+	}
+	return dumped(k, "RouteListFiltered", out)
 }
 
 func (k *Kernel) routesLocked(f *netlink.Route, mask uint64) []netlink.Route {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/roostnet/roost/node/internal/nsutil"
+	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -195,7 +195,9 @@ func (n *NS) Dummy(t testing.TB, name string) netlink.Link {
 	return l
 }
 
-// Addr adds an address given as CIDR ("10.0.0.1/24") to link name.
+// Addr adds an address given as CIDR ("10.0.0.1/24", "fd00::1/64") to
+// link name; IPv6 addresses skip duplicate address detection, so they are
+// usable at once.
 func (n *NS) Addr(t testing.TB, name, cidr string) {
 	t.Helper()
 	l, err := n.NL.LinkByName(name)
@@ -205,6 +207,9 @@ func (n *NS) Addr(t testing.TB, name, cidr string) {
 	a, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if a.IP.To4() == nil {
+		a.Flags = unix.IFA_F_NODAD
 	}
 	if err := n.NL.AddrAdd(l, a); err != nil {
 		t.Fatalf("nstest: addr %s on %s: %v", cidr, name, err)
@@ -244,13 +249,30 @@ func (n *NS) Sysctl(t testing.TB, path, value string) {
 	}
 }
 
-// Ping sends ICMP echo requests from inside the namespace to dst until one
-// is answered or the timeout passes.
+// Ping sends ICMP (ICMPv6 for an IPv6 dst) echo requests from inside the
+// namespace to dst until one is answered or the timeout passes.
 func (n *NS) Ping(dst netip.Addr, timeout time.Duration) error {
+	return n.ping(dst, 8, false, timeout)
+}
+
+// PingDF is Ping with payload bytes of ICMP data (an IPv4 packet is
+// payload + 28 bytes, an IPv6 one payload + 48) and fragmentation
+// forbidden. A packet larger than the route's MTU fails at once with an
+// error wrapping unix.EMSGSIZE.
+func (n *NS) PingDF(dst netip.Addr, payload int, timeout time.Duration) error {
+	return n.ping(dst, payload, true, timeout)
+}
+
+func (n *NS) ping(dst netip.Addr, payload int, df bool, timeout time.Duration) error {
+	v6 := dst.Is6()
 	var fd int
 	err := n.Do(func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		if v6 {
+			fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
+		} else {
+			fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		}
 		return err
 	})
 	if err != nil {
@@ -261,39 +283,78 @@ func (n *NS) Ping(dst netip.Addr, timeout time.Duration) error {
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return err
 	}
+	if df {
+		level, opt, val := unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO
+		if v6 {
+			level, opt, val = unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO
+		}
+		if err := unix.SetsockoptInt(fd, level, opt, val); err != nil {
+			return err
+		}
+	}
 	id := uint16(os.Getpid())
-	to := &unix.SockaddrInet4{Addr: dst.As4()}
+	var to unix.Sockaddr
+	request, reply := byte(8), byte(0)
+	if v6 {
+		// The kernel fills in the ICMPv6 checksum of raw sockets.
+		to = &unix.SockaddrInet6{Addr: dst.As16()}
+		request, reply = 128, 129
+	} else {
+		to = &unix.SockaddrInet4{Addr: dst.As4()}
+	}
 	deadline := time.Now().Add(timeout)
 	var lastErr error = errors.New("no reply")
 	for seq := uint16(1); time.Now().Before(deadline); seq++ {
-		msg := make([]byte, 16)
-		msg[0] = 8 // echo request
+		msg := make([]byte, 8+max(payload, 0))
+		msg[0] = request
 		binary.BigEndian.PutUint16(msg[4:], id)
 		binary.BigEndian.PutUint16(msg[6:], seq)
 		copy(msg[8:], "roost!!!")
-		binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+		if !v6 {
+			binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+		}
 		if err := unix.Sendto(fd, msg, 0, to); err != nil {
+			if errors.Is(err, unix.EMSGSIZE) {
+				return fmt.Errorf("ping %s from %s with %d bytes, DF: %w", dst, n.Name, payload, err)
+			}
 			lastErr = err
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		buf := make([]byte, 1500)
+		buf := make([]byte, 65536)
 		for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
 			k, from, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
 				break
 			}
-			if k < 20 {
-				continue
+			icmp := buf[:k]
+			var src netip.Addr
+			if v6 { // raw ICMPv6 sockets deliver no IP header
+				if f, ok := from.(*unix.SockaddrInet6); ok {
+					src = netip.AddrFrom16(f.Addr)
+				}
+			} else {
+				if k < 20 {
+					continue
+				}
+				ihl := int(buf[0]&0x0f) * 4
+				if k < ihl+8 {
+					continue
+				}
+				icmp = buf[ihl:k]
+				if f, ok := from.(*unix.SockaddrInet4); ok {
+					src = netip.AddrFrom4(f.Addr)
+				}
 			}
-			ihl := int(buf[0]&0x0f) * 4
-			if k < ihl+8 {
-				continue
-			}
-			icmp := buf[ihl:k]
-			src, _ := from.(*unix.SockaddrInet4)
-			if icmp[0] == 0 && binary.BigEndian.Uint16(icmp[4:]) == id && src != nil && src.Addr == dst.As4() {
+			if len(icmp) >= 8 && icmp[0] == reply && binary.BigEndian.Uint16(icmp[4:]) == id && src == dst {
 				return nil
+			}
+			if !v6 && len(icmp) >= 8+20+8 && icmp[0] == 3 && icmp[1] == 4 {
+				// Fragmentation needed, for one of ours.
+				inner := icmp[8:]
+				if ihl := int(inner[0]&0x0f) * 4; len(inner) >= ihl+8 && binary.BigEndian.Uint16(inner[ihl+4:]) == id {
+					lastErr = fmt.Errorf("fragmentation needed (next-hop MTU %d)", binary.BigEndian.Uint16(icmp[6:]))
+				}
 			}
 		}
 	}
