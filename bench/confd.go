@@ -61,6 +61,7 @@ func startInproc(o confdOpts) (*inprocConfd, error) {
 	} else {
 		args = append(args, "--bird-socket", o.socket)
 	}
+	args = append(args, o.extra...)
 	cfg, err := config.Load(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		return nil, err

@@ -33,18 +33,21 @@ import (
 )
 
 type options struct {
-	sizes      []int
-	changes    int
-	reps       int
-	gap        time.Duration
-	burstNodes int
-	burstReps  int
-	coldNodes  int
-	coldAff    int
-	coldReps   int
-	nodeCount  int
-	iperfTime  int
-	iperfReps  int
+	sizes         []int
+	changes       int
+	reps          int
+	gap           time.Duration
+	steadySizes   []int
+	steadyChanges int
+	period        time.Duration
+	burstNodes    int
+	burstReps     int
+	coldNodes     int
+	coldAff       int
+	coldReps      int
+	nodeCount     int
+	iperfTime     int
+	iperfReps     int
 	// CalicoNodeStatus scenario
 	statusRoutes int
 	statusPeriod time.Duration
@@ -52,6 +55,7 @@ type options struct {
 	only         map[string]bool
 	out          string
 	confdBin     string
+	confdArgs    []string
 	inproc       bool
 	full         bool
 	cpuprofile   string
@@ -65,14 +69,17 @@ func main() {
 
 func run() int {
 	var (
-		o                 options
-		sizes, only, work string
+		o                              options
+		sizes, steadySizes, only, work string
 	)
 	flag.BoolVar(&o.full, "full", false, "full run: 200 changes per size, 3 repetitions of everything (~15 min)")
 	flag.StringVar(&sizes, "sizes", "3,100,1000,5000", "cluster sizes (nodes in the full mesh) for the latency scenarios")
 	flag.IntVar(&o.changes, "changes", 0, "measured changes per size (default 60, -full 200)")
 	flag.IntVar(&o.reps, "reps", 0, "repetitions of each latency run (default 1, -full 3); medians are reported")
 	flag.DurationVar(&o.gap, "gap", 150*time.Millisecond, "idle time between two measured changes (isolated changes)")
+	flag.StringVar(&steadySizes, "steady-sizes", "100,1000", "cluster sizes for the steady-churn scenario")
+	flag.IntVar(&o.steadyChanges, "steady-changes", 0, "changes per steady-churn run (default 200, -full 400)")
+	flag.DurationVar(&o.period, "period", 25*time.Millisecond, "steady churn: one change written every period, whatever confd does")
 	flag.IntVar(&o.burstNodes, "burst", 1000, "Node writes in the burst scenario (on a cluster of that many nodes plus this one)")
 	flag.IntVar(&o.burstReps, "burst-reps", 0, "bursts per mode (default 2, -full 5)")
 	flag.IntVar(&o.coldNodes, "cold-nodes", 5000, "nodes for the cold start")
@@ -84,9 +91,10 @@ func run() int {
 	flag.IntVar(&o.statusRoutes, "status-routes", 1000, "routes the reporting node's BIRD holds in the status scenario")
 	flag.DurationVar(&o.statusPeriod, "status-period", 10*time.Second, "updatePeriodSeconds of the status scenario's request")
 	flag.DurationVar(&o.statusWindow, "status-window", 0, "each measured window of the status scenario (default 60s, -full 120s)")
-	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,burst,cold,node,micro,dataplane,status")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,steady,burst,cold,node,micro,dataplane,status")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
+	confdArgs := flag.String("confd-args", "", "more flags for every confd the harness runs, e.g. \"--render-cpu-share 0.3\" (space-separated)")
 	flag.BoolVar(&o.inproc, "inproc", false, "run confd inside the harness (same code path; for -cpuprofile; CPU figures then include the harness)")
 	flag.StringVar(&work, "workdir", "", "scratch directory (default: a new one under $TMPDIR; keep it on a disk, not tmpfs, for realistic fsync costs)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (rendered configs, logs)")
@@ -101,8 +109,10 @@ func run() int {
 			}
 		}
 	}
+	o.confdArgs = strings.Fields(*confdArgs)
 	def(&o.changes, 60, 200)
 	def(&o.reps, 1, 3)
+	def(&o.steadyChanges, 200, 400)
 	def(&o.burstReps, 2, 5)
 	def(&o.coldReps, 3, 7)
 	def(&o.nodeCount, 3, 5)
@@ -114,13 +124,18 @@ func run() int {
 			o.statusWindow = 120 * time.Second
 		}
 	}
-	for _, s := range strings.Split(sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 2 {
-			fmt.Fprintf(os.Stderr, "bench: -sizes: %q is not a cluster size (>= 2)\n", s)
-			return 2
+	for _, l := range []struct {
+		flag, val string
+		into      *[]int
+	}{{"sizes", sizes, &o.sizes}, {"steady-sizes", steadySizes, &o.steadySizes}} {
+		for _, s := range strings.Split(l.val, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 2 {
+				fmt.Fprintf(os.Stderr, "bench: -%s: %q is not a cluster size (>= 2)\n", l.flag, s)
+				return 2
+			}
+			*l.into = append(*l.into, n)
 		}
-		o.sizes = append(o.sizes, n)
 	}
 	if only != "" {
 		o.only = map[string]bool{}
@@ -163,7 +178,7 @@ func run() int {
 	rep := &report{opt: o, start: time.Now(), loadBefore: loadavg()}
 	rep.machine = machineInfo()
 
-	needEtcd := o.want("latency") || o.want("bird") || o.want("burst") || o.want("cold")
+	needEtcd := o.want("latency") || o.want("bird") || o.want("steady") || o.want("burst") || o.want("cold")
 	var e *env
 	if needEtcd {
 		srv, err := startEtcd(work)
@@ -211,11 +226,34 @@ func run() int {
 			}
 		}
 	}
+	if o.want("steady") && ctx.Err() == nil {
+		for _, c := range []struct {
+			rule steadyRule
+			bird bool
+		}{{ruleAdaptive, false}, {ruleFixed, false}, {ruleAdaptive, true}, {ruleFixed, true}} {
+			for _, n := range o.steadySizes {
+				var runs []*steadyResult
+				for i := 0; i < o.reps && ctx.Err() == nil; i++ {
+					e.logf("steady churn: %d nodes, %s, bird=%v, run %d/%d (%d changes, one every %v)", n, c.rule.name, c.bird, i+1, o.reps, o.steadyChanges, o.period)
+					r, err := e.steady(n, o.steadyChanges, o.period, c.rule, c.bird)
+					if err != nil {
+						fail(fmt.Sprintf("steady churn at %d nodes (%s, bird=%v)", n, c.rule.name, c.bird), err)
+						break
+					}
+					e.logf("  p50 %v p99 %v cpu/change %v renders %d reloads %d configures/s max %d (min gap %v)", pct(r.latencies, 50), pct(r.latencies, 99), r.cpuPerChange(), r.renders, r.reloads, r.maxPerSecond(), r.minGap())
+					runs = append(runs, r)
+				}
+				if len(runs) > 0 {
+					rep.steady = append(rep.steady, runs)
+				}
+			}
+		}
+	}
 	if o.want("burst") && ctx.Err() == nil {
 		for _, c := range []struct {
 			bird    bool
 			writers int
-		}{{false, 32}, {false, 1}, {true, 32}, {true, 1}} {
+		}{{false, 16}, {false, 1}, {true, 16}, {true, 1}} {
 			e.logf("burst: %d Node writes by %d writer(s), bird=%v, %d reps", o.burstNodes, c.writers, c.bird, o.burstReps)
 			rs, err := e.burst(o.burstNodes, o.burstReps, c.writers, c.bird)
 			if err != nil {

@@ -93,6 +93,7 @@ type confdOpts struct {
 	syncOnly bool
 	socket   string // BIRD control socket (when not sync-only)
 	logDir   string
+	extra    []string // more confd flags (e.g. the fixed render spacing)
 }
 
 func startConfd(o confdOpts) (*confdProc, error) {
@@ -114,6 +115,7 @@ func startConfd(o confdOpts) (*confdProc, error) {
 	} else {
 		args = append(args, "--bird-socket", o.socket)
 	}
+	args = append(args, o.extra...)
 	p := &confdProc{done: make(chan struct{}), metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port)}
 	p.logPath = filepath.Join(o.logDir, fmt.Sprintf("confd-%d.log", time.Now().UnixNano()))
 	logf, err := os.Create(p.logPath)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/roostnet/roost/confd/runner"
 )
 
 type machine struct {
@@ -163,6 +165,7 @@ type report struct {
 	took                  time.Duration
 	loadBefore, loadAfter string
 	latency               [][]*latencyResult // per (mode, size): repetitions
+	steady                [][]*steadyResult  // per (rule, mode, size): repetitions
 	bursts                [][]burstResult
 	cold                  []coldResult
 	node                  []*goBench
@@ -226,6 +229,9 @@ func (rep *report) markdown() string {
 	if o.inproc {
 		confdMode = "in-process (`-inproc`)"
 	}
+	if len(o.confdArgs) > 0 {
+		confdMode += " with `" + strings.Join(o.confdArgs, " ") + "`"
+	}
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("### Run\n\n")
 	p("| | |\n|---|---|\n")
@@ -234,8 +240,8 @@ func (rep *report) markdown() string {
 	p("| commit | `%s` |\n", m.commit)
 	p("| date | %s (took %s) |\n", rep.start.UTC().Format("2006-01-02 15:04 UTC"), rep.took.Round(time.Second))
 	p("| load average (1/5/15 min) | before %s, after %s |\n", rep.loadBefore, rep.loadAfter)
-	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes, %d-write bursts × %d, %d cold starts, node benchmarks × %d; confd %s |\n",
-		mode, o.changes, o.reps, o.gap, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, confdMode)
+	p("| settings | %s mode: %d changes × %d run(s) per size, %s idle between changes; steady churn: %d changes, one every %s; %d-write bursts × %d, %d cold starts, node benchmarks × %d; confd %s |\n",
+		mode, o.changes, o.reps, o.gap, o.steadyChanges, o.period, o.burstNodes, o.burstReps, o.coldReps, o.nodeCount, confdMode)
 	p("\n")
 	if len(rep.errors) > 0 {
 		p("**Errors:**\n\n")
@@ -364,6 +370,16 @@ func (rep *report) markdown() string {
 		})
 		cpuRows = append(cpuRows, fmt.Sprintf("| watch, check + BIRD `configure` | %s | %s | %s | %s | confd ≤ 15 ms %s |", ms(confd), ms(check), ms(bird), ms(confd+check+bird), mark(confd <= 15*time.Millisecond)))
 	}
+	for _, runs := range rep.steady {
+		if r0 := runs[0]; r0.nodes == 1000 && r0.rule.args == nil && !r0.withBird {
+			var v []time.Duration
+			for _, r := range runs {
+				v = append(v, r.cpuPerChange())
+			}
+			c := median(v)
+			cpuRows = append(cpuRows, fmt.Sprintf("| steady churn (4), `--sync-only` | %s | – | – | %s | ≤ 8 ms %s |", ms(c), ms(c), mark(c <= 8*time.Millisecond)))
+		}
+	}
 	if len(cpuRows) > 0 {
 		p("### 3. CPU per change at 1,000 nodes\n\n")
 		p("`utime + stime` of the confd process (`/proc/<pid>/stat`) over the measured changes, divided by their number; the check processes (`bird -p`, confd's waited-for children) and the BIRD daemon are counted apart. Calico's confd: 1.19 CPU-s per change at 1,000 nodes.\n\n")
@@ -373,10 +389,70 @@ func (rep *report) markdown() string {
 		}
 		p("\n")
 	}
+	if len(rep.steady) > 0 {
+		p("### 4. Steady churn: a change every %s\n\n", o.period)
+		p("Changes written on a fixed schedule whatever confd does — the same five kinds as in 1, a BGPPeer or Node removed %d rounds after its add — each timed from its write to the first rendered file that shows it. *Isolated p50* is the same size's figure from 1 (2 for the BIRD rows). The fixed rule is the spacing confd used before the CPU budget (`--min-render-interval 100ms --render-quiet 20ms`, still available as explicit flags). With BIRD, a proxy on its control socket stamps every `configure` confd sends: the most in any one second and the shortest gap between two (the cap: %g per second, %s apart). Medians over runs.\n\n", steadyLag, runner.DefaultMaxReloadRate, ms(time.Duration(float64(time.Second)/runner.DefaultMaxReloadRate)))
+		p("| spacing | mode | nodes | changes | isolated p50 | p50 | p99 | max | renders / change | confd CPU / change | BIRD configures: most in 1 s · shortest gap | target |\n")
+		p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+		isolated := func(nodes int, bird bool) string {
+			for _, runs := range rep.latency {
+				if runs[0].nodes == nodes && runs[0].withBird == bird {
+					return ms(medianOver(runs, func(r *latencyResult) time.Duration { return pct(r.latencies(), 50) }))
+				}
+			}
+			return "–"
+		}
+		capGap := time.Duration(float64(time.Second) / runner.DefaultMaxReloadRate)
+		for _, runs := range rep.steady {
+			r0 := runs[0]
+			med := func(f func(*steadyResult) time.Duration) time.Duration {
+				var v []time.Duration
+				for _, r := range runs {
+					v = append(v, f(r))
+				}
+				return median(v)
+			}
+			p50 := med(func(r *steadyResult) time.Duration { return pct(r.latencies, 50) })
+			p99 := med(func(r *steadyResult) time.Duration { return pct(r.latencies, 99) })
+			mx := med(func(r *steadyResult) time.Duration { return pct(r.latencies, 100) })
+			cpu := med((*steadyResult).cpuPerChange)
+			var rend float64
+			most, gap := 0, time.Duration(1<<63-1)
+			for _, r := range runs {
+				rend += float64(r.renders) / float64(max(len(r.latencies), 1)) / float64(len(runs))
+				most = max(most, r.maxPerSecond())
+				if len(r.configures) > 1 {
+					gap = min(gap, r.minGap())
+				}
+			}
+			md, conf := "sync-only", "–"
+			if r0.withBird {
+				md = "check + BIRD configure"
+				conf = fmt.Sprintf("%d · %s", most, ms(gap))
+				if gap == time.Duration(1<<63-1) {
+					conf = fmt.Sprintf("%d · –", most)
+				}
+			}
+			var target []string
+			if r0.rule.args == nil {
+				switch {
+				case r0.withBird:
+					target = append(target, fmt.Sprintf("≤ %g configures/s %s", runner.DefaultMaxReloadRate, mark(most <= int(runner.DefaultMaxReloadRate) && (gap >= capGap || gap == time.Duration(1<<63-1)))))
+				case r0.nodes == 100:
+					target = append(target, "p50 ≤ 5 ms "+mark(p50 <= 5*time.Millisecond))
+				case r0.nodes == 1000:
+					target = append(target, "p50 ≤ 10 ms "+mark(p50 <= 10*time.Millisecond), "p99 ≤ 30 ms "+mark(p99 <= 30*time.Millisecond), "CPU ≤ 8 ms "+mark(cpu <= 8*time.Millisecond))
+				}
+			}
+			p("| %s | %s | %d | %d×%d | %s | %s | %s | %s | %.2f | %s | %s | %s |\n", r0.rule.name, md, r0.nodes, len(r0.latencies), len(runs),
+				isolated(r0.nodes, r0.withBird), ms(p50), ms(p99), ms(mx), rend, ms(cpu), conf, strings.Join(target, ", "))
+		}
+		p("\n")
+	}
 	if len(rep.bursts) > 0 {
-		p("### 4. Burst: Node writes as fast as etcd takes them\n\n")
-		p("Every node of a %d-node mesh except this one changes its AS number: one Node write each, issued by 32 concurrent writers (etcd batches them) or by one writer back to back. *Final* is from the moment the write etcd ordered last was issued to the moment the rendered peers.cfg holds every update; *exact* compares all files with a `confd --onetime` render of the same datastore afterwards.\n\n", o.burstNodes+1)
-		p("| mode | writers | writes | write time | renders | reloads | files written | last write → final config | exact | target (≤ 20 renders/reloads, ≤ 200 ms) |\n")
+		p("### 5. Burst: Node writes as fast as etcd takes them\n\n")
+		p("Every node of a %d-node mesh except this one changes its AS number: one Node write each, issued by 16 concurrent writers (etcd batches them) or by one writer back to back. *Final* is from the moment the write etcd ordered last was issued to the moment the rendered peers.cfg holds every update; *exact* compares all files with a `confd --onetime` render of the same datastore afterwards. The target on the count is for the 16-writer burst; one writer back to back is steady churn at etcd's pace, where renders follow the CPU budget.\n\n", o.burstNodes+1)
+		p("| mode | writers | writes | write time | renders | reloads | files written | last write → final config | exact | target (16 writers: ≤ 20 renders/reloads; ≤ 200 ms, exact) |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 		for _, rs := range rep.bursts {
 			for _, r := range rs {
@@ -386,14 +462,18 @@ func (rep *report) markdown() string {
 					md = "check + BIRD configure"
 					n = max(r.renders, r.reloads)
 				}
+				count := "–"
+				if r.writers >= 16 {
+					count = mark(n <= 20)
+				}
 				p("| %s | %d | %d | %s | %d | %d | %d | %s | %v | %s %s |\n", md, r.writers, r.writes, ms(r.writeTime), r.renders, r.reloads, r.files, ms(r.final), r.exact,
-					mark(n <= 20), mark(r.final <= 200*time.Millisecond && r.exact))
+					count, mark(r.final <= 200*time.Millisecond && r.exact))
 			}
 		}
 		p("\n")
 	}
 	if len(rep.cold) > 0 {
-		p("### 5. Cold start of `bin/confd`\n\n")
+		p("### 6. Cold start of `bin/confd`\n\n")
 		var first []time.Duration
 		var hwm, hwm2, rss []float64
 		for _, c := range rep.cold {
@@ -411,7 +491,7 @@ func (rep *report) markdown() string {
 			mb(int64(medianF(hwm))), mb(int64(h)), mb(int64(medianF(rss))), mark(fc <= time.Second), mark(h <= 100*1024))
 	}
 	if len(rep.node) > 0 {
-		p("### 6. roost-node dataplane (node/dataplane benchmarks, real kernel, throwaway network namespaces)\n\n")
+		p("### 7. roost-node dataplane (node/dataplane benchmarks, real kernel, throwaway network namespaces)\n\n")
 		p("| benchmark | runs | median wall / op | median CPU / op | target |\n|---|---:|---:|---:|---|\n")
 		for _, nb := range rep.node {
 			wall := time.Duration(medianF(nb.nsPerOp))
@@ -435,7 +515,7 @@ func (rep *report) markdown() string {
 		p("\n")
 	}
 	if len(rep.micro) > 0 {
-		p("### 7. confd in memory (confd/bgp Go benchmarks: model, templates)\n\n")
+		p("### 8. confd in memory (confd/bgp Go benchmarks: model, templates)\n\n")
 		p("`Compute` is this node's BGP model from the indexed cache; `ComputeRender` is one Node change applied, the model computed and the five default templates executed (no etcd, no files); `ApplyNode` is one Node event into the cache. Medians of %d runs.\n\n", o.nodeCount)
 		p("| benchmark | time / op | B / op | allocs / op |\n|---|---:|---:|---:|\n")
 		for _, gb := range rep.micro {

@@ -41,6 +41,7 @@ func (e *env) prepare(nodes, affinities int) error {
 type running struct {
 	confd  confd
 	bird   *birdProc
+	proxy  *birdProxy // between confd and BIRD, when asked for
 	watch  *fileWatch
 	out    string
 	nodes  int // nodes in the cluster (this one included)
@@ -60,13 +61,25 @@ func (r *running) stop() {
 	if r.bird != nil {
 		r.bird.Stop()
 	}
+	if r.proxy != nil {
+		r.proxy.Close()
+	}
+}
+
+// launch says how to run confd: with BIRD or --sync-only, extra flags,
+// and whether its `configure` commands go through a recording proxy.
+type launch struct {
+	bird  bool
+	args  []string
+	proxy bool
 }
 
 func countSessions(b []byte) int { return bytes.Count(b, []byte("\nprotocol bgp ")) }
 
-// start runs confd on the loaded cluster; with withBird, also BIRD on
-// the rendered config, and waits until confd has reloaded it.
-func (e *env) start(nodes, blocks int, withBird bool) (*running, error) {
+// start runs confd on the loaded cluster; with l.bird, also BIRD on the
+// rendered config, and waits until confd has reloaded it.
+func (e *env) start(nodes, blocks int, l launch) (*running, error) {
+	withBird := l.bird
 	dir, err := os.MkdirTemp(e.work, "run-")
 	if err != nil {
 		return nil, err
@@ -78,7 +91,14 @@ func (e *env) start(nodes, blocks int, withBird bool) (*running, error) {
 	if r.watch, err = watchDir(r.out); err != nil {
 		return nil, err
 	}
-	o := confdOpts{bin: e.opt.confdBin, etcd: e.etcd, outDir: r.out, syncOnly: !withBird, socket: filepath.Join(dir, "bird.ctl"), logDir: dir}
+	o := confdOpts{bin: e.opt.confdBin, etcd: e.etcd, outDir: r.out, syncOnly: !withBird, socket: filepath.Join(dir, "bird.ctl"), logDir: dir, extra: append(append([]string(nil), e.opt.confdArgs...), l.args...)}
+	if withBird && l.proxy {
+		o.socket = filepath.Join(dir, "proxy.ctl")
+		if r.proxy, err = startBirdProxy(o.socket, filepath.Join(dir, "bird.ctl")); err != nil {
+			r.stop()
+			return nil, err
+		}
+	}
 	if r.confd, err = launchConfd(o, e.opt.inproc); err != nil {
 		r.stop()
 		return nil, err
@@ -209,7 +229,7 @@ func (e *env) latency(n, changes int, withBird bool) (*latencyResult, error) {
 	if err := e.prepare(n, 4*n); err != nil {
 		return nil, err
 	}
-	r, err := e.start(n, 4, withBird)
+	r, err := e.start(n, 4, launch{bird: withBird})
 	if err != nil {
 		return nil, err
 	}
@@ -378,7 +398,7 @@ func (e *env) burst(n, reps, writers int, withBird bool) ([]burstResult, error) 
 	if err := e.prepare(n+1, 0); err != nil {
 		return nil, err
 	}
-	r, err := e.start(n+1, 0, withBird)
+	r, err := e.start(n+1, 0, launch{bird: withBird})
 	if err != nil {
 		return nil, err
 	}
@@ -525,7 +545,7 @@ func (e *env) cold(nodes, affinities, reps int) ([]coldResult, error) {
 			return nil, err
 		}
 		want := nodes - 1 + 2
-		p, err := startConfd(confdOpts{bin: e.opt.confdBin, etcd: e.etcd, outDir: outDir, syncOnly: true, logDir: dir})
+		p, err := startConfd(confdOpts{bin: e.opt.confdBin, etcd: e.etcd, outDir: outDir, syncOnly: true, logDir: dir, extra: e.opt.confdArgs})
 		if err != nil {
 			w.Close()
 			return nil, err

@@ -97,17 +97,19 @@ func New(ctx context.Context, cfg *config.Config, log *logrus.Logger) (*App, err
 	}
 	a.store = store
 	a.runner = runner.New(runner.Config{
-		Store:       store,
-		Prefixes:    Prefixes(cfg.NodeName),
-		Apply:       a.apply,
-		Render:      a.render,
-		RetryMin:    cfg.RetryMin,
-		RetryMax:    cfg.RetryMax,
-		MinInterval: cfg.MinRenderInterval,
-		Quiet:       cfg.RenderQuiet,
-		Observer:    a.metrics,
-		Log:         log,
-		Once:        cfg.Onetime,
+		Store:         store,
+		Prefixes:      Prefixes(cfg.NodeName),
+		Apply:         a.apply,
+		Render:        a.render,
+		RetryMin:      cfg.RetryMin,
+		RetryMax:      cfg.RetryMax,
+		RenderShare:   cfg.RenderCPUShare,
+		MaxReloadRate: cfg.MaxReloadRate,
+		MinInterval:   cfg.MinRenderInterval,
+		Quiet:         cfg.RenderQuiet,
+		Observer:      a.metrics,
+		Log:           log,
+		Once:          cfg.Onetime,
 	})
 	return a, nil
 }

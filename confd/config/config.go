@@ -42,7 +42,10 @@ type Config struct {
 	Version     bool
 
 	RetryMin, RetryMax time.Duration
-	// Render spacing during sustained churn (see runner.Config).
+	// Render spacing during sustained churn (see runner.Config): a CPU
+	// budget and a BIRD reconfigure cap; an explicit MinRenderInterval or
+	// RenderQuiet selects the fixed rule instead of the budget.
+	RenderCPUShare, MaxReloadRate  float64
 	MinRenderInterval, RenderQuiet time.Duration
 }
 
@@ -58,6 +61,9 @@ func (c *Config) settings() []*settings.Setting {
 	}
 	dur := func(flag, env, def, help string, p *time.Duration) *settings.Setting {
 		return &settings.Setting{Flag: flag, Env: env, File: fileKey(flag), Default: def, Help: help, Parse: settings.Duration(p)}
+	}
+	num := func(flag, env, def, help string, parse func(string) error) *settings.Setting {
+		return &settings.Setting{Flag: flag, Env: env, File: fileKey(flag), Default: def, Help: help, Parse: parse}
 	}
 	list := []*settings.Setting{str("nodename", "NODENAME", "", "this node's name (default: hostname, lower-cased)", &c.NodeName)}
 	list = append(list, settings.Datastore(&c.Datastore)...)
@@ -77,9 +83,25 @@ func (c *Config) settings() []*settings.Setting {
 		str("health-addr", "ROOST_CONFD_HEALTH_ADDR", "", "serve /healthz and /readyz here; empty = off", &c.HealthAddr),
 		dur("retry-min", "ROOST_CONFD_RETRY_MIN", "500ms", "first retry delay after a failed render", &c.RetryMin),
 		dur("retry-max", "ROOST_CONFD_RETRY_MAX", "30s", "longest retry delay", &c.RetryMax),
-		dur("min-render-interval", "ROOST_CONFD_MIN_RENDER_INTERVAL", "100ms", "during sustained churn, start the next render this long after the previous one (a lone change renders at once)", &c.MinRenderInterval),
-		dur("render-quiet", "ROOST_CONFD_RENDER_QUIET", "20ms", "during churn, render once no change arrived for this long", &c.RenderQuiet),
+		num("render-cpu-share", "ROOST_CONFD_RENDER_CPU_SHARE", "0.5", "during sustained churn renders use at most this share of one core, in (0, 1]; below it every change renders at once", share(&c.RenderCPUShare)),
+		num("max-reload-rate", "ROOST_CONFD_MAX_RELOAD_RATE", "20", "reconfigure BIRD at most this many times per second", settings.Float(&c.MaxReloadRate)),
+		dur("min-render-interval", "ROOST_CONFD_MIN_RENDER_INTERVAL", "", "fixed spacing instead of the CPU budget: during churn, start the next render this long after the previous one (default 100ms when --render-quiet is set)", &c.MinRenderInterval),
+		dur("render-quiet", "ROOST_CONFD_RENDER_QUIET", "", "fixed spacing instead of the CPU budget: during churn, render once no change arrived for this long (default 20ms when --min-render-interval is set)", &c.RenderQuiet),
 	)
+}
+
+// share accepts a share of one core: a number in (0, 1].
+func share(p *float64) func(string) error {
+	parse := settings.Float(p)
+	return func(v string) error {
+		if err := parse(v); err != nil {
+			return err
+		}
+		if *p > 1 {
+			return fmt.Errorf("%q is more than one core; want a share in (0, 1]", v)
+		}
+		return nil
+	}
 }
 
 // fileKey is a setting's config file key: its flag name with "_".

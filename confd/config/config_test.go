@@ -67,17 +67,38 @@ func TestBoolFlagAndHostnameDefault(t *testing.T) {
 }
 
 func TestRenderSpacingSettings(t *testing.T) {
-	c, err := Load([]string{"--min-render-interval", "250ms"}, func(k string) string {
-		if k == "ROOST_CONFD_RENDER_QUIET" {
-			return "5ms"
-		}
-		return ""
+	none := func(string) string { return "" }
+	c, err := Load(nil, none, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RenderCPUShare != 0.5 || c.MaxReloadRate != 20 || c.MinRenderInterval != 0 || c.RenderQuiet != 0 {
+		t.Errorf("defaults: share %v, reload rate %v, fixed %v/%v; want the adaptive 0.5 and 20 with no fixed spacing",
+			c.RenderCPUShare, c.MaxReloadRate, c.MinRenderInterval, c.RenderQuiet)
+	}
+	file := filepath.Join(t.TempDir(), "confd.toml")
+	os.WriteFile(file, []byte("max_reload_rate = 5\nrender_cpu_share = 0.1\n"), 0o600)
+	c, err = Load([]string{"--config", file, "--min-render-interval", "250ms", "--render-cpu-share", "0.5"}, func(k string) string {
+		return map[string]string{"ROOST_CONFD_RENDER_QUIET": "5ms", "ROOST_CONFD_MAX_RELOAD_RATE": "2.5"}[k]
 	}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MinRenderInterval != 250*time.Millisecond || c.RenderQuiet != 5*time.Millisecond {
-		t.Errorf("spacing: %v %v", c.MinRenderInterval, c.RenderQuiet)
+	if c.MinRenderInterval != 250*time.Millisecond || c.RenderQuiet != 5*time.Millisecond || c.RenderCPUShare != 0.5 || c.MaxReloadRate != 2.5 {
+		t.Errorf("spacing: %v %v %v %v", c.MinRenderInterval, c.RenderQuiet, c.RenderCPUShare, c.MaxReloadRate)
+	}
+	for _, args := range [][]string{
+		{"--render-cpu-share", "0"},
+		{"--render-cpu-share", "1.5"},
+		{"--render-cpu-share", "NaN"},
+		{"--max-reload-rate", "-1"},
+		{"--max-reload-rate", "fast"},
+	} {
+		if _, err := Load(args, none, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		} else {
+			t.Logf("%v: %v", args, err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 
@@ -16,12 +17,7 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/confd/render"
 	"github.com/roostnet/roost/datastore"
-)
-
-// Defaults of Config.MinInterval and Config.Quiet.
-const (
-	DefaultMinInterval = 100 * time.Millisecond
-	DefaultQuiet       = 20 * time.Millisecond
+	"github.com/roostnet/roost/internal/backoff"
 )
 
 // Config wires a Runner.
@@ -34,20 +30,35 @@ type Config struct {
 	// Render renders the current state; it is called from the runner's
 	// goroutine, so it sees one consistent snapshot.
 	Render func(ctx context.Context) (render.Result, error)
-	// Retry backoff after a failed render (defaults 500ms .. 30s).
+	// Retry backoff after a failed render (defaults 500ms .. 30s),
+	// jittered (internal/backoff).
 	RetryMin, RetryMax time.Duration
-	// MinInterval spaces renders during sustained churn: the next render
-	// starts MinInterval after the end of the previous one (default 100ms;
-	// negative: no spacing), or earlier once no change has arrived for
-	// Quiet (default 20ms). A change after a quiet spell renders at once;
-	// a stream of 1,000 writes over a second costs about ten renders (and
-	// BIRD reconfigures) instead of hundreds; and the final state is
-	// rendered at most Quiet after the last write (plus a render already
-	// under way).
+	// RenderShare is the CPU budget of renders during sustained churn, a
+	// share of one core (default 0.5): a render that cost c — confd's
+	// CPU, its check commands' and BIRD's configure round trip — is
+	// followed by the next no sooner than c/RenderShare after it started.
+	// Below the budget every change renders at once; above it renders
+	// coalesce. During a flood of writes (faster than FloodRate per
+	// second) renders are also FloodInterval apart, so a burst of 1,000
+	// writes costs a handful of renders.
+	RenderShare float64
+	// MaxReloadRate caps BIRD reconfigures per second (default 20;
+	// negative: no cap): after a render that reconfigured BIRD, or tried
+	// to, the next starts no sooner than 1/MaxReloadRate after that
+	// reconfigure was sent.
+	MaxReloadRate float64
+	// MinInterval and Quiet, when either is set, replace the budget with
+	// a fixed rule: the next render starts MinInterval after the previous
+	// one ended (default 100ms), or once no change arrived for Quiet
+	// (default 20ms), whichever is first. MaxReloadRate still applies.
 	MinInterval time.Duration
 	Quiet       time.Duration
-	Observer    Observer
-	Log         logrus.FieldLogger
+	// CPUTime returns the CPU used so far by the process and its waited-for
+	// children (default: getrusage); the budget charges its growth over a
+	// render. Tests fake it.
+	CPUTime  func() time.Duration
+	Observer Observer
+	Log      logrus.FieldLogger
 	// Once makes Run return after the first render, with its error.
 	Once bool
 }
@@ -69,6 +80,11 @@ type Status struct {
 	LastGoodReload time.Time
 	Renders        int
 	PendingRetry   bool
+	// Events counts datastore events handled; PendingRender says a change
+	// is not rendered yet (the view is incomplete or spacing holds it).
+	// Both are published after the runner decided what to do with them.
+	Events        int
+	PendingRender bool
 }
 
 // Runner is the confd main loop.
@@ -95,11 +111,8 @@ func New(cfg Config) *Runner {
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 30 * time.Second
 	}
-	if cfg.MinInterval == 0 {
-		cfg.MinInterval = DefaultMinInterval
-	}
-	if cfg.Quiet <= 0 {
-		cfg.Quiet = DefaultQuiet
+	if cfg.CPUTime == nil {
+		cfg.CPUTime = processCPU
 	}
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
@@ -139,22 +152,6 @@ func (r *Runner) setStatus(f func(*Status)) {
 	r.mu.Lock()
 	f(&r.status)
 	r.mu.Unlock()
-}
-
-// holdFor says how long a due render waits: none after a quiet spell
-// (MinInterval since the last render) or once changes have stopped
-// (Quiet since the last one); else until the earlier of the two.
-func (r *Runner) holdFor(lastEnd, lastChange time.Time) time.Duration {
-	if lastEnd.IsZero() || r.cfg.MinInterval <= 0 {
-		return 0
-	}
-	now := time.Now()
-	untilSpaced := r.cfg.MinInterval - now.Sub(lastEnd)
-	untilQuiet := r.cfg.Quiet - now.Sub(lastChange)
-	if untilSpaced <= 0 || untilQuiet <= 0 {
-		return 0
-	}
-	return min(untilSpaced, untilQuiet)
 }
 
 // watchState tracks one prefix's sync state and, during a relist, which
@@ -201,18 +198,26 @@ func (r *Runner) Run(ctx context.Context) error {
 	var (
 		dirty    = true // the first complete view always renders
 		inSync   = false
-		backoff  = time.Duration(0)
+		retries  = backoff.New(backoff.Policy{Min: r.cfg.RetryMin, Max: r.cfg.RetryMax})
 		retry    *time.Timer
 		retryC   <-chan time.Time
 		lastSync = false
-		// Spacing between renders (MinInterval, Quiet): hold is armed
-		// while a render waits.
-		lastEnd, lastChange time.Time
-		hold                *time.Timer
-		holdC               <-chan time.Time
+		events   = 0
+		batch    = 0 // changes since the last render started
+		// Spacing between renders: hold is armed while a render waits.
+		space = newSpacing(r.cfg)
+		hold  *time.Timer
+		holdC <-chan time.Time
 		// resumed: the view just became complete again; render at once.
 		resumed bool
 	)
+	defer func() {
+		for _, t := range []*time.Timer{retry, hold} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}()
 	allInSync := func() bool {
 		for _, w := range watches {
 			if !w.inSync {
@@ -223,6 +228,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	handle := func(t tagged) {
 		w, ev := watches[t.watch], t.ev
+		events++
 		if r.cfg.Observer != nil {
 			r.cfg.Observer.Event(ev.Type)
 		}
@@ -234,12 +240,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.cfg.Apply(ev.Key, ev.Value)
 			dirty = true
-			lastChange = time.Now()
+			batch++
+			space.changed(time.Now())
 		case datastore.Deleted:
 			delete(w.keys, ev.Key)
 			r.cfg.Apply(ev.Key, nil)
 			dirty = true
-			lastChange = time.Now()
+			batch++
+			space.changed(time.Now())
 		case datastore.Resync:
 			w.inSync = false
 			if ev.Relist {
@@ -307,22 +315,46 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.cfg.Log.WithField("inSync", inSync).Info("Datastore sync state changed")
 		}
 		if !inSync || !dirty || (holdC != nil && !resumed) {
+			r.publish(events, dirty)
 			continue
 		}
-		if wait := r.holdFor(lastEnd, lastChange); wait > 0 && !resumed {
+		if wait := space.wait(time.Now(), resumed); wait > 0 {
 			if hold == nil {
 				hold = time.NewTimer(wait)
 			} else {
 				hold.Reset(wait)
 			}
 			holdC = hold.C
+			r.publish(events, dirty)
 			continue
 		}
+		if hold != nil {
+			hold.Stop()
+		}
+		holdC = nil
 		dirty, resumed = false, false
-		start := time.Now()
+		covered := batch
+		batch = 0
+		start, cpu0 := time.Now(), r.cfg.CPUTime()
 		res, err := r.cfg.Render(ctx)
-		took := time.Since(start)
-		lastEnd = time.Now()
+		end := time.Now()
+		took := end.Sub(start)
+		// The budget's cost: CPU over the render (capped by what the
+		// cores could have done in that time: a child reaped now may
+		// have run long before) plus BIRD's configure round trip, which
+		// is BIRD's own CPU for it (BIRD is single-threaded).
+		cost := min(r.cfg.CPUTime()-cpu0, took*time.Duration(runtime.NumCPU())) + res.Timings.Reload
+		// The reconfigure is the render's last stage: it was sent when
+		// its round trip began (a failed one: assume at the end).
+		var re *render.Error
+		switch {
+		case res.Reloaded:
+			space.rendered(start, end, covered, cost, true, end.Add(-res.Timings.Reload))
+		case errors.As(err, &re) && re.Stage == render.StageReload:
+			space.rendered(start, end, covered, cost, true, end)
+		default:
+			space.rendered(start, end, covered, cost, false, time.Time{})
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -333,8 +365,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 		if err != nil {
-			backoff = min(max(backoff*2, r.cfg.RetryMin), r.cfg.RetryMax)
-			entry := r.cfg.Log.WithError(err).WithField("retryIn", backoff)
+			wait := retries.Next()
+			entry := r.cfg.Log.WithError(err).WithField("retryIn", wait)
 			if errors.Is(err, render.ErrDaemonDown) {
 				// Expected while BIRD starts or restarts: the checked
 				// files are in place and the reload is retried.
@@ -343,19 +375,19 @@ func (r *Runner) Run(ctx context.Context) error {
 				entry.Error("Render failed; keeping the last good configuration")
 			}
 			if retry == nil {
-				retry = time.NewTimer(backoff)
+				retry = time.NewTimer(wait)
 			} else {
-				retry.Reset(backoff)
+				retry.Reset(wait)
 			}
 			retryC = retry.C
 		} else {
-			backoff = 0
+			retries.Reset()
 			if retry != nil {
 				retry.Stop()
 			}
 			retryC = nil
 			if len(res.Changed) > 0 {
-				r.cfg.Log.WithFields(logrus.Fields{"files": res.Changed, "checked": res.Checked, "reloaded": res.Reloaded, "took": took}).Info("Configuration updated")
+				r.cfg.Log.WithFields(logrus.Fields{"files": res.Changed, "checked": res.Checked, "reloaded": res.Reloaded, "took": took, "cost": cost}).Info("Configuration updated")
 			}
 		}
 		r.setStatus(func(s *Status) {
@@ -366,6 +398,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			if err == nil && res.Reloaded {
 				s.LastGoodReload = s.LastRender
 			}
+			s.Events = events
+			s.PendingRender = dirty
 		})
 	}
+}
+
+// publish updates the event count and whether a change awaits its render.
+func (r *Runner) publish(events int, pending bool) {
+	r.setStatus(func(s *Status) { s.Events, s.PendingRender = events, pending })
 }

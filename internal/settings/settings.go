@@ -9,6 +9,7 @@ package settings
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -107,6 +108,18 @@ func Int(p *int) func(string) error {
 			return fmt.Errorf("%q is not a non-negative integer", v)
 		}
 		*p = n
+		return nil
+	}
+}
+
+// Float accepts a positive finite number ("0.5", "20").
+func Float(p *float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("%q is not a positive number", v)
+		}
+		*p = f
 		return nil
 	}
 }
