@@ -317,10 +317,61 @@ func decodeJSONChecked(kind string, data []byte, opts DecodeOptions) (Resource, 
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("%s: invalid JSON: %w", kind, err)
 	}
+	if err := expectObject(kind, v); err != nil {
+		return nil, err
+	}
 	if err := decodeNode(valueToNode(v), obj, opts); err != nil {
 		return nil, err
 	}
 	return obj, nil
+}
+
+// expectObject reports a value that is not an object of kind (null, a
+// list, a scalar, or an object naming another kind) as that, rather than
+// as the fields that decoding it would find missing.
+func expectObject(kind string, v any) error {
+	fail := func(field string, value any, msg string) error {
+		return ErrorList{{Field: field, Value: value, Msg: msg}}.withResource(kind, "")
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		what := "a JSON " + jsonType(v)
+		if v == nil {
+			what = "null"
+		}
+		return fail("", nil, fmt.Sprintf("the value is %s, not %s object", what, withArticle(kind)))
+	}
+	switch k := m["kind"].(type) {
+	case nil:
+	case string:
+		if k != kind && k != "" {
+			return fail("kind", k, fmt.Sprintf("the value is %s, not %s", withArticle(k), withArticle(kind)))
+		}
+	default:
+		return fail("kind", nil, "must be a string")
+	}
+	return nil
+}
+
+func withArticle(kind string) string {
+	if kind != "" && strings.ContainsRune("AEIOU", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case json.Number, float64:
+		return "number"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // decodeNode checks a node against obj's Go type (unknown fields, types,

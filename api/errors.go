@@ -3,10 +3,13 @@ package api
 import (
 	"fmt"
 	"strings"
+
+	"github.com/roostnet/roost/internal/clip"
 )
 
 // FieldError is one problem with one field of one resource. Kind and Name
-// are filled in once the resource is known.
+// are filled in once the resource is known. Error() cuts the name and the
+// value (internal/clip), so that a huge value gives a short message.
 type FieldError struct {
 	Kind  string
 	Name  string
@@ -20,7 +23,7 @@ func (e *FieldError) Error() string {
 	if e.Kind != "" {
 		b.WriteString(e.Kind)
 		if e.Name != "" {
-			fmt.Fprintf(&b, " %q", e.Name)
+			fmt.Fprintf(&b, " %q", clip.Value(e.Name))
 		}
 		b.WriteString(": ")
 	}
@@ -31,26 +34,43 @@ func (e *FieldError) Error() string {
 		}
 		b.WriteString(": ")
 	}
-	b.WriteString(e.Msg)
+	// The explanation may quote the value too (a parse error): bound it.
+	b.WriteString(clip.String(e.Msg, 4*clip.Max))
 	return b.String()
+}
+
+// ValueString is the value as messages show it: strings quoted, long
+// values cut.
+func (e *FieldError) ValueString() string {
+	if e.Value == nil {
+		return ""
+	}
+	return formatValue(e.Value)
 }
 
 func formatValue(v any) string {
 	switch x := v.(type) {
 	case string:
-		return fmt.Sprintf("%q", x)
+		return fmt.Sprintf("%q", clip.Value(x))
 	default:
-		return fmt.Sprintf("%v", x)
+		return clip.Value(fmt.Sprintf("%v", x))
 	}
 }
+
+// maxListed bounds how many problems of one resource a message lists.
+const maxListed = 20
 
 // ErrorList collects the problems of one resource.
 type ErrorList []*FieldError
 
 func (l ErrorList) Error() string {
-	msgs := make([]string, len(l))
-	for i, e := range l {
+	n := min(len(l), maxListed)
+	msgs := make([]string, n, n+1)
+	for i, e := range l[:n] {
 		msgs[i] = e.Error()
+	}
+	if len(l) > n {
+		msgs = append(msgs, fmt.Sprintf("... and %d more problems", len(l)-n))
 	}
 	return strings.Join(msgs, "; ")
 }

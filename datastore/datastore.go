@@ -25,9 +25,9 @@ type KV struct {
 type ListResult struct {
 	KVs      []KV
 	Revision int64
-	// Invalid holds values under the prefix that could not be decoded.
-	// They are left out of KVs, unless a backend keeps the key's last good
-	// value (the file backend does, for a document that became invalid).
+	// Invalid holds the keys under the prefix whose value exists but
+	// cannot be decoded or validated: present and broken (see Broken).
+	// They are not in KVs.
 	Invalid []*DecodeError
 }
 
@@ -47,10 +47,17 @@ const (
 	Resync
 	// InSync: every change up to Revision has been delivered.
 	InSync
-	// Error: a value could not be decoded (Key and Err set); it is skipped
-	// and the previous value, if any, is kept. Also used for persistent
-	// backend problems (Key empty) while the watch keeps retrying.
+	// Error: a persistent problem of the backend (no connection, a
+	// failing listing) while the watch keeps retrying; Key is empty and
+	// the consumer's view is unchanged.
 	Error
+	// Broken: Key exists but its value cannot be decoded or validated;
+	// Err is a *DecodeError naming the key, field and value. The object
+	// is present and broken, never deleted: a consumer leaves what
+	// depends on it as it is (on its last good value, if it had one) and
+	// does not act on its absence. In a relist it counts as listed. A
+	// later Added or Modified (valid again) or Deleted replaces it.
+	Broken
 )
 
 func (t EventType) String() string {
@@ -67,6 +74,8 @@ func (t EventType) String() string {
 		return "in-sync"
 	case Error:
 		return "error"
+	case Broken:
+		return "broken"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
@@ -78,7 +87,7 @@ type Event struct {
 	Value    api.Resource // Added, Modified
 	Revision int64
 	Relist   bool  // Resync only
-	Err      error // Error only
+	Err      error // Error; Broken (a *DecodeError)
 }
 
 // OpType is the kind of one transaction operation.
@@ -147,10 +156,26 @@ type KeyError struct {
 func (e *KeyError) Error() string { return e.Key + ": " + e.Err.Error() }
 func (e *KeyError) Unwrap() error { return e.Err }
 
-// DecodeError is a stored value that could not be decoded.
+// DecodeError is a key whose value cannot be decoded or validated: the
+// object is present and broken. Get returns it for such a key, List
+// reports it in Invalid and Watch as a Broken event.
 type DecodeError struct {
-	Key string
-	Err error
+	Key      string
+	Revision int64  // when the broken value was written (0: unknown)
+	Field    string // the field at fault ("spec.asNumber"), when known
+	Value    string // its value as messages show it (quoted, cut), when known
+	Err      error
+}
+
+// NewDecodeError describes the broken value at key, taking the field and
+// value from the first *api.FieldError inside err.
+func NewDecodeError(key string, revision int64, err error) *DecodeError {
+	de := &DecodeError{Key: key, Revision: revision, Err: err}
+	var fe *api.FieldError
+	if errors.As(err, &fe) {
+		de.Field, de.Value = fe.Field, fe.ValueString()
+	}
+	return de
 }
 
 func (e *DecodeError) Error() string { return "invalid value at " + e.Key + ": " + e.Err.Error() }

@@ -1,12 +1,14 @@
 package datastore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/internal/clip"
 )
 
 // Calico's etcd v3 key layout.
@@ -304,6 +306,10 @@ func DecodeValue(key string, data []byte, revision int64) (api.Resource, error) 
 		c.Metadata.Name = info.Name
 		obj = c
 	case api.KindIPAMBlock, api.KindIPAMHandle, api.KindStatusReport:
+		if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' {
+			return nil, &api.FieldError{Kind: info.Kind, Name: info.Name,
+				Msg: fmt.Sprintf("the value is not a JSON object (%s)", clip.Value(string(t)))}
+		}
 		wrapped := fmt.Sprintf(`{"metadata":{"name":%q},"spec":%s}`, info.Name, data)
 		obj, err = api.DecodeJSON(info.Kind, []byte(wrapped), api.DecodeOptions{AllowUnknownFields: true, NoValidate: true})
 		if err != nil {
