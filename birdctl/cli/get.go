@@ -146,7 +146,7 @@ func (a *app) list(ctx context.Context, ds datastore.Datastore, kind, namespace 
 		return nil, fmt.Errorf("list %s: %w", kind, err)
 	}
 	for _, bad := range res.Invalid {
-		fmt.Fprintf(a.env.Stderr, "birdctl: warning: skipped %v\n", bad)
+		fmt.Fprintf(a.env.Stderr, "birdctl: warning: not shown, present but broken: %v\n", bad)
 	}
 	objs := make([]api.Resource, 0, len(res.KVs))
 	for _, kv := range res.KVs {

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/roostnet/roost/confd/resource"
 	"github.com/roostnet/roost/confd/runner"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/clip"
 	"github.com/roostnet/roost/internal/health"
 )
 
@@ -32,6 +34,7 @@ type Metrics struct {
 	inSync         prometheus.Gauge
 	events         *prometheus.CounterVec
 	lastReload     prometheus.Gauge
+	broken         *prometheus.GaugeVec
 	model          *modelMetrics
 	templateErrors *prometheus.CounterVec
 	disabled       *prometheus.GaugeVec
@@ -59,11 +62,14 @@ func New() *Metrics {
 			Help: "Unix time of the last successful reload."}),
 		templateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "roost_confd_template_errors_total",
 			Help: "Template failures by file (the template, or the conf.d TOML file) and stage: load (unreadable, bad TOML, missing template), parse, execute."}, []string{"file", "stage"}),
+		broken: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_confd_broken_objects",
+			Help: "1 per datastore object that is present but broken (its value cannot be decoded or validated), by key, field and value: renders are held at the last good configuration while there is any."},
+			[]string{"key", "field", "value"}),
 	}
 	m.disabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_confd_bgp_sessions_disabled",
 		Help: "BGP sessions rendered disabled because their password cannot be used, by the resource holding the secretKeyRef (kind, name), the secret (<name>/<key>) and the reason (missing, unreadable, empty, too-long, unquotable)."},
 		[]string{"kind", "name", "secret", "reason"})
-	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload, m.templateErrors, m.disabled,
+	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload, m.templateErrors, m.disabled, m.broken,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.model = newModelMetrics(m.Registry)
 	return m
@@ -75,6 +81,14 @@ func (m *Metrics) SyncState(inSync bool) {
 		m.inSync.Set(1)
 	} else {
 		m.inSync.Set(0)
+	}
+}
+
+// Broken implements runner.Observer.
+func (m *Metrics) Broken(objs []*datastore.DecodeError) {
+	m.broken.Reset()
+	for _, de := range objs {
+		m.broken.WithLabelValues(de.Key, de.Field, clip.Value(de.Value)).Set(1)
 	}
 }
 
@@ -164,6 +178,8 @@ func HealthHandler(status func() runner.Status, problem func() error, warnings .
 		switch {
 		case !s.InSync:
 			return false, "not in sync with the datastore"
+		case len(s.Broken) > 0:
+			return false, brokenReason(s.Broken)
 		case s.Renders == 0:
 			return false, "no configuration rendered yet"
 		case s.LastError != nil:
@@ -183,4 +199,18 @@ func HealthHandler(status func() runner.Status, problem func() error, warnings .
 		return true, strings.Join(lines, "\n")
 	}
 	return health.Handler(live, ready)
+}
+
+// brokenReason is /readyz's text while broken objects hold renders: one
+// line per object (the first ten), naming key, field and value.
+func brokenReason(objs []*datastore.DecodeError) string {
+	lines := []string{fmt.Sprintf("rendering held at the last good configuration: %d broken object(s) in the datastore", len(objs))}
+	for i, de := range objs {
+		if i == 10 {
+			lines = append(lines, fmt.Sprintf("... and %d more", len(objs)-i))
+			break
+		}
+		lines = append(lines, "broken: "+de.Error())
+	}
+	return strings.Join(lines, "\n")
 }

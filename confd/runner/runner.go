@@ -1,14 +1,18 @@
 // Package runner drives confd: it keeps watches on the datastore prefixes,
 // feeds every change to the consumers (BGP model cache, key store), and
 // renders when the view is complete and something changed. Renders never
-// happen from a partial view, bursts coalesce, and a failed render is
-// retried with backoff while the last good config stays in place.
+// happen from a partial view, nor while an object is present but broken
+// (docs/confd.md, "Broken objects"); bursts coalesce, and a failed render
+// is retried with backoff while the last good config stays in place.
 package runner
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +72,9 @@ type Observer interface {
 	SyncState(inSync bool)
 	Event(t datastore.EventType)
 	Rendered(res render.Result, err error, took time.Duration)
+	// Broken receives the broken objects holding renders (sorted by key)
+	// whenever that set changes; empty when renders run again.
+	Broken(objs []*datastore.DecodeError)
 }
 
 // Status is a snapshot for health endpoints.
@@ -85,6 +92,10 @@ type Status struct {
 	// Both are published after the runner decided what to do with them.
 	Events        int
 	PendingRender bool
+	// Broken lists the objects that are present but broken, sorted by
+	// key. While there are any, nothing renders: the files (and BIRD)
+	// keep the last good configuration.
+	Broken []*datastore.DecodeError
 }
 
 // Runner is the confd main loop.
@@ -156,12 +167,28 @@ func (r *Runner) setStatus(f func(*Status)) {
 
 // watchState tracks one prefix's sync state and, during a relist, which
 // keys were seen, so keys that vanished while we were not watching are
-// deleted when the relist completes.
+// deleted when the relist completes. A broken key counts as present.
 type watchState struct {
 	prefix string
 	inSync bool
 	keys   map[string]struct{}
 	seen   map[string]struct{} // non-nil during a relist
+}
+
+// ErrHeld is wrapped by Run's error with Once when broken objects keep
+// the render from running.
+var ErrHeld = errors.New("rendering held: objects the configuration depends on are present but broken")
+
+// heldError names the broken objects (the first few) for Once.
+func heldError(broken []*datastore.DecodeError) error {
+	msgs := make([]string, 0, min(len(broken), 5)+1)
+	for _, de := range broken[:min(len(broken), 5)] {
+		msgs = append(msgs, de.Error())
+	}
+	if len(broken) > 5 {
+		msgs = append(msgs, fmt.Sprintf("and %d more", len(broken)-5))
+	}
+	return fmt.Errorf("%w:\n  %s", ErrHeld, strings.Join(msgs, "\n  "))
 }
 
 // Run blocks until ctx ends. It returns nil on cancellation.
@@ -210,6 +237,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		holdC <-chan time.Time
 		// resumed: the view just became complete again; render at once.
 		resumed bool
+		// broken: keys present but broken. Renders wait until there are
+		// none (fixed or deleted), keeping the last good configuration.
+		broken        = map[string]*datastore.DecodeError{}
+		brokenChanged bool
 	)
 	defer func() {
 		for _, t := range []*time.Timer{retry, hold} {
@@ -218,6 +249,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	clearBroken := func(key string) {
+		if _, ok := broken[key]; ok {
+			delete(broken, key)
+			brokenChanged = true
+			r.cfg.Log.WithField("key", key).Info("Broken datastore object fixed or deleted")
+		}
+	}
 	allInSync := func() bool {
 		for _, w := range watches {
 			if !w.inSync {
@@ -238,13 +276,35 @@ func (r *Runner) Run(ctx context.Context) error {
 			if w.seen != nil {
 				w.seen[ev.Key] = struct{}{}
 			}
+			clearBroken(ev.Key)
 			r.cfg.Apply(ev.Key, ev.Value)
 			dirty = true
 			batch++
 			space.changed(time.Now())
 		case datastore.Deleted:
 			delete(w.keys, ev.Key)
+			clearBroken(ev.Key)
 			r.cfg.Apply(ev.Key, nil)
+			dirty = true
+			batch++
+			space.changed(time.Now())
+		case datastore.Broken:
+			// Present, not deleted: the consumers keep its last good
+			// value (if any) and nothing renders until it is fixed.
+			w.keys[ev.Key] = struct{}{}
+			if w.seen != nil {
+				w.seen[ev.Key] = struct{}{}
+			}
+			var de *datastore.DecodeError
+			if !errors.As(ev.Err, &de) {
+				de = datastore.NewDecodeError(ev.Key, ev.Revision, ev.Err)
+			}
+			if old, ok := broken[ev.Key]; !ok || old.Error() != de.Error() {
+				broken[ev.Key] = de
+				brokenChanged = true
+				r.cfg.Log.WithFields(logrus.Fields{"key": ev.Key, "field": de.Field, "value": de.Value}).WithError(de.Err).
+					Warn("Datastore object is present but broken; rendering is held at the last good configuration until it is fixed or deleted")
+			}
 			dirty = true
 			batch++
 			space.changed(time.Now())
@@ -259,6 +319,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				for k := range w.keys {
 					if _, ok := w.seen[k]; !ok {
 						delete(w.keys, k)
+						clearBroken(k)
 						r.cfg.Apply(k, nil)
 						dirty = true
 					}
@@ -267,7 +328,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			w.inSync = true
 		case datastore.Error:
-			r.cfg.Log.WithFields(logrus.Fields{"prefix": w.prefix, "key": ev.Key}).WithError(ev.Err).Warn("Skipping invalid datastore value")
+			r.cfg.Log.WithField("prefix", w.prefix).WithError(ev.Err).
+				Warn("Datastore unavailable; the watch keeps retrying and the last configuration stays")
 		}
 	}
 
@@ -301,6 +363,14 @@ func (r *Runner) Run(ctx context.Context) error {
 				break drain
 			}
 		}
+		if brokenChanged {
+			brokenChanged = false
+			list := sortedBroken(broken)
+			r.setStatus(func(s *Status) { s.Broken = list })
+			if r.cfg.Observer != nil {
+				r.cfg.Observer.Broken(list)
+			}
+		}
 		inSync = allInSync()
 		if inSync != lastSync {
 			lastSync = inSync
@@ -314,7 +384,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			r.cfg.Log.WithField("inSync", inSync).Info("Datastore sync state changed")
 		}
-		if !inSync || !dirty || (holdC != nil && !resumed) {
+		if inSync && len(broken) > 0 && r.cfg.Once {
+			return heldError(sortedBroken(broken))
+		}
+		if !inSync || !dirty || len(broken) > 0 || (holdC != nil && !resumed) {
 			r.publish(events, dirty)
 			continue
 		}
@@ -407,4 +480,13 @@ func (r *Runner) Run(ctx context.Context) error {
 // publish updates the event count and whether a change awaits its render.
 func (r *Runner) publish(events int, pending bool) {
 	r.setStatus(func(s *Status) { s.Events, s.PendingRender = events, pending })
+}
+
+func sortedBroken(m map[string]*datastore.DecodeError) []*datastore.DecodeError {
+	out := make([]*datastore.DecodeError, 0, len(m))
+	for _, de := range m {
+		out = append(out, de)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
 }

@@ -2,7 +2,9 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -306,5 +308,125 @@ func TestRelistSweepsVanishedKeys(t *testing.T) {
 		if n != 9 {
 			t.Errorf("a render saw %d nodes", n)
 		}
+	}
+}
+
+// brokenObserver records what the runner reports about broken objects.
+type brokenObserver struct {
+	mu   sync.Mutex
+	last []*datastore.DecodeError
+}
+
+func (o *brokenObserver) SyncState(bool)                               {}
+func (o *brokenObserver) Event(datastore.EventType)                    {}
+func (o *brokenObserver) Rendered(render.Result, error, time.Duration) {}
+func (o *brokenObserver) Broken(objs []*datastore.DecodeError) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.last = objs
+}
+
+func (o *brokenObserver) keys() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []string
+	for _, de := range o.last {
+		out = append(out, de.Key)
+	}
+	return out
+}
+
+// A broken object is present, never deleted: at the first listing, when a
+// valid object breaks and across a relist, renders are held (the last
+// good configuration stays) and the status names key and field; they
+// resume once it is fixed or deleted.
+func TestBrokenObjectsHoldRenders(t *testing.T) {
+	s := newEtcd(t)
+	cli := s.(*etcd.Store).Client()
+	put := func(key, val string) {
+		t.Helper()
+		if _, err := cli.Put(context.Background(), key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createNodes(t, s, 0, 5)
+	put(nodeKey(5), `{"spec":{"bgp":{"ipv4Address":"10.0.0.300/24"}}}`)
+	rs := &relisting{Datastore: s, restart: make(chan struct{})}
+	v := &view{keys: map[string]api.Resource{}}
+	var renders atomic.Int32
+	obs := &brokenObserver{}
+	r, _, _ := startRunner(t, Config{
+		Store: rs, Prefixes: []string{datastore.KindPrefix(api.KindNode)}, Apply: v.apply, Observer: obs,
+		Render: func(context.Context) (render.Result, error) { renders.Add(1); return render.Result{}, nil },
+	})
+	// Held from the first listing: in sync, a render due, none run.
+	waitFor(t, "in sync with node5 broken", func() bool {
+		st := r.Status()
+		return st.InSync && len(st.Broken) == 1
+	})
+	if de := r.Status().Broken[0]; de.Key != nodeKey(5) || de.Field != "spec.bgp.ipv4Address" || de.Value != `"10.0.0.300/24"` {
+		t.Fatalf("status names %+v", de)
+	}
+	if got := obs.keys(); len(got) != 1 || got[0] != nodeKey(5) {
+		t.Fatalf("observer got %v", got)
+	}
+	doAndWait := func() {
+		ran := make(chan struct{})
+		r.Do(context.Background(), func() { close(ran) })
+		<-ran
+	}
+	r.Trigger()
+	doAndWait()
+	if n := renders.Load(); n != 0 {
+		t.Fatalf("%d renders with a broken object", n)
+	}
+
+	// node0 breaks while watched: it keeps its last good value, and a
+	// relist (which lists it as broken) does not sweep it.
+	put(nodeKey(0), `{"spec":{"bgp":{"asNumber":"sixty"}}}`)
+	waitFor(t, "node0 broken", func() bool { return len(r.Status().Broken) == 2 })
+	rs.restart <- struct{}{}
+	waitFor(t, "relisted", func() bool { return r.Status().InSync })
+	doAndWait()
+	v.mu.Lock()
+	_, kept := v.keys[nodeKey(0)]
+	v.mu.Unlock()
+	if !kept || renders.Load() != 0 {
+		t.Fatalf("after a relist: node0 kept %v, %d renders", kept, renders.Load())
+	}
+
+	// Fixing one is not enough; deleting the other resumes renders.
+	put(nodeKey(5), `{"spec":{"bgp":{"ipv4Address":"10.0.0.6/24"}}}`)
+	waitFor(t, "node5 fixed", func() bool { return len(r.Status().Broken) == 1 })
+	doAndWait()
+	if renders.Load() != 0 {
+		t.Fatal("rendered with node0 still broken")
+	}
+	if err := s.Delete(context.Background(), nodeKey(0), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a render once nothing is broken", func() bool { return renders.Load() > 0 })
+	if len(obs.keys()) != 0 || len(r.Status().Broken) != 0 {
+		t.Fatalf("still reported broken: %v", obs.keys())
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.keys[nodeKey(0)]; ok || v.keys[nodeKey(5)] == nil || len(v.keys) != 5 {
+		t.Fatalf("view after the fix: %d keys", len(v.keys))
+	}
+}
+
+// With Once, broken objects make Run fail, naming them.
+func TestOnceFailsOnBroken(t *testing.T) {
+	s := newEtcd(t)
+	createNodes(t, s, 0, 2)
+	if _, err := s.(*etcd.Store).Client().Put(context.Background(), nodeKey(2), `{"spec":{"bgp":{"asNumber":"sixty"}}}`); err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{Store: s, Prefixes: []string{datastore.KindPrefix(api.KindNode)}, Apply: func(string, api.Resource) {}, Once: true, Log: quietLog(),
+		Render: func(context.Context) (render.Result, error) { t.Error("rendered"); return render.Result{}, nil }})
+	err := r.Run(context.Background())
+	if !errors.Is(err, ErrHeld) || !strings.Contains(err.Error(), nodeKey(2)) || !strings.Contains(err.Error(), "spec.bgp.asNumber") {
+		t.Fatalf("Run = %v", err)
 	}
 }

@@ -35,6 +35,13 @@ type Harness struct {
 	// Compact discards the history up to the current revision, so that
 	// watching from an older revision needs a relist.
 	Compact func(t *testing.T)
+	// PutInvalid stores obj at its key without validating it, as another
+	// tool or a hand edit would, and returns once ds serves it (the suite
+	// passes objects that fail validation).
+	PutInvalid func(t *testing.T, ds datastore.Datastore, obj api.Resource)
+	// Reopen opens a second datastore over ds's data, as a program that
+	// starts afresh does.
+	Reopen func(t *testing.T, ds datastore.Datastore) datastore.Datastore
 
 	// Timeout bounds each wait for a watch event or an operation
 	// (default 15s).
@@ -67,6 +74,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("WatchEnds", s.testWatchEnds)
 	t.Run("WatchResumeAfterRestart", s.testRestart)
 	t.Run("WatchAfterCompaction", s.testCompaction)
+	t.Run("PresentAndBroken", s.testBroken)
 }
 
 func (s *suite) store(t *testing.T) datastore.Datastore {

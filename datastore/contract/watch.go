@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -19,7 +20,10 @@ import (
 //   - outside a relist, change revisions never go down and no (key,
 //     revision) pair is delivered twice;
 //   - Resync{Relist:true} starts a fresh view that replaces the old one at
-//     the next InSync.
+//     the next InSync;
+//   - Broken carries Key, a *DecodeError for it and Revision > 0, and is
+//     part of the view like a value (present and broken); Error has no
+//     key.
 //
 // View is the consumer's picture of the prefix: key -> last event.
 type Recorder struct {
@@ -139,9 +143,21 @@ func (r *Recorder) apply(ev datastore.Event) {
 		if r.relisting {
 			r.View, r.pending, r.relisting = r.pending, nil, false
 		}
+	case datastore.Broken:
+		var de *datastore.DecodeError
+		if ev.Key == "" || ev.Value != nil || !errors.As(ev.Err, &de) || de.Key != ev.Key || ev.Revision <= 0 {
+			r.t.Errorf("watch: malformed broken event %s", fmtEvent(ev))
+			return
+		}
+		if r.relisting {
+			r.pending[ev.Key] = ev
+			return
+		}
+		r.checkOrder(ev)
+		r.View[ev.Key] = ev
 	case datastore.Error:
-		if ev.Err == nil {
-			r.t.Errorf("watch: error event without Err: %s", fmtEvent(ev))
+		if ev.Err == nil || ev.Key != "" {
+			r.t.Errorf("watch: malformed error event (want Err and no key): %s", fmtEvent(ev))
 		}
 	default:
 		r.t.Errorf("watch: unknown event type %v", ev.Type)
@@ -219,8 +235,27 @@ func (r *Recorder) Diff(ds datastore.Datastore, prefix string) string {
 			fmt.Fprintf(&b, "%s: values differ\n", kv.Key)
 		}
 	}
-	for k := range r.View {
-		if _, ok := want[k]; !ok {
+	broken := map[string]*datastore.DecodeError{}
+	for _, de := range lr.Invalid {
+		broken[de.Key] = de
+		got, ok := r.View[de.Key]
+		switch {
+		case !ok:
+			fmt.Fprintf(&b, "missing broken %s@%d\n", de.Key, de.Revision)
+		case got.Type != datastore.Broken:
+			fmt.Fprintf(&b, "%s: view has a %s event, the store a broken value\n", de.Key, got.Type)
+		case got.Revision != de.Revision:
+			fmt.Fprintf(&b, "%s: view has broken revision %d, store %d\n", de.Key, got.Revision, de.Revision)
+		}
+	}
+	for k, ev := range r.View {
+		if _, ok := want[k]; ok {
+			if ev.Type == datastore.Broken {
+				fmt.Fprintf(&b, "%s: broken in the view, valid in the store\n", k)
+			}
+			continue
+		}
+		if _, ok := broken[k]; !ok {
 			fmt.Fprintf(&b, "extra %s\n", k)
 		}
 	}

@@ -232,8 +232,10 @@ func TestCalicoJSON(t *testing.T) {
 	}
 }
 
-// TestInvalidValues: a value that does not decode is reported with its key
-// and skipped, by Get, List and Watch, without affecting the others.
+// TestInvalidValues: a value that does not decode is present and broken:
+// Get returns a DecodeError, List reports it in Invalid and Watch as a
+// Broken event (in the listing too), each naming key, field and value,
+// without affecting the others. A key no object can have is ignored.
 func TestInvalidValues(t *testing.T) {
 	e := etcdtest.Start(t)
 	cli := e.Client(t)
@@ -250,12 +252,14 @@ func TestInvalidValues(t *testing.T) {
 	for k, v := range bad {
 		put(t, cli, k, v)
 	}
+	delete(bad, nodes+"a/b")
 	put(t, cli, nodes+"good", `{"spec":{"bgp":{"ipv4Address":"10.0.0.1/24"}}}`)
 
 	_, err := s.Get(ctx, nodes+"bad-field")
 	var de *datastore.DecodeError
-	if !errors.As(err, &de) || de.Key != nodes+"bad-field" || !strings.Contains(err.Error(), "spec.bgp.ipv4Address") {
-		t.Fatalf("get of an invalid value: %v", err)
+	if !errors.As(err, &de) || de.Key != nodes+"bad-field" || !strings.Contains(err.Error(), "spec.bgp.ipv4Address") ||
+		de.Field != "spec.bgp.ipv4Address" || de.Value != `"10.0.0.300/24"` || de.Revision == 0 {
+		t.Fatalf("get of an invalid value: %v (%+v)", err, de)
 	}
 
 	lr, err := s.List(ctx, nodes)
@@ -276,28 +280,31 @@ func TestInvalidValues(t *testing.T) {
 
 	rec := contract.NewRecorder(t, s, nodes, 0, nil, 10*time.Second)
 	rec.WaitSynced()
-	if len(rec.View) != 1 || rec.Count(datastore.Error, false) != len(bad) {
+	if len(rec.View) != 1+len(bad) || rec.Count(datastore.Broken, false) != len(bad) {
 		t.Fatalf("watch listing:\n%s", rec.Dump())
 	}
 	for _, ev := range rec.Events {
-		if ev.Type == datastore.Error {
+		if ev.Type == datastore.Broken {
 			if _, ok := bad[ev.Key]; !ok {
-				t.Fatalf("error event without the bad key: %+v", ev)
+				t.Fatalf("broken event without the bad key: %+v", ev)
 			}
 		}
 	}
+	if d := rec.Diff(s, nodes); d != "" {
+		t.Fatalf("view and listing differ:\n%s", d)
+	}
 
-	// While watching: a bad write is an Error event naming the key; later
+	// While watching: a bad write is a Broken event naming the key; later
 	// good writes still arrive.
 	put(t, cli, nodes+"good", `{"spec":{"bgp":{"ipv4Address":"nope"}}}`)
 	rev := put(t, cli, nodes+"new", `{"spec":{}}`)
 	rec.Until("node new", func() bool { return rec.View[nodes+"new"].Revision == rev })
-	i := rec.Index(0, func(ev datastore.Event) bool { return ev.Type == datastore.Error && ev.Key == nodes+"good" })
-	if i < 0 || !errors.As(rec.Events[i].Err, &de) || !strings.Contains(rec.Events[i].Err.Error(), "spec.bgp.ipv4Address") {
-		t.Fatalf("no error event for the bad update:\n%s", rec.Dump())
+	i := rec.Index(0, func(ev datastore.Event) bool { return ev.Type == datastore.Broken && ev.Key == nodes+"good" })
+	if i < 0 || !errors.As(rec.Events[i].Err, &de) || de.Field != "spec.bgp.ipv4Address" || de.Value != `"nope"` {
+		t.Fatalf("no broken event for the bad update:\n%s", rec.Dump())
 	}
-	if rec.View[nodes+"good"].Value == nil {
-		t.Fatalf("the previous good value was dropped:\n%s", rec.Dump())
+	if rec.View[nodes+"good"].Type != datastore.Broken {
+		t.Fatalf("the broken key is not in the view as broken:\n%s", rec.Dump())
 	}
 	// Fixing a bad value delivers it.
 	rev = put(t, cli, nodes+"bad-json", `{"spec":{}}`)

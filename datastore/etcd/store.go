@@ -298,11 +298,14 @@ func setRevision(obj api.Resource, rev int64) {
 
 // ours tells keys of the Calico layout Roost models from other keys
 // sharing a prefix (Felix configuration, policies, IPAM config...), which
-// are skipped silently.
+// are skipped silently, as are keys under a modelled prefix that no
+// object can have (".../nodes/a/b"): only an object's key can hold a
+// broken object.
 func ours(key string) bool {
 	for _, k := range api.Kinds {
 		if p := datastore.KindPrefix(k); p != "" && strings.HasPrefix(key, p) {
-			return true
+			_, err := datastore.ParseKey(key)
+			return err == nil
 		}
 	}
 	return false
@@ -327,7 +330,7 @@ func (s *Store) Get(ctx context.Context, key string) (*datastore.KV, error) {
 	val, err := decodeKV(kv)
 	if err != nil {
 		s.log.WithFields(logrus.Fields{"key": key, "revision": kv.ModRevision}).WithError(err).Warn("invalid value in etcd")
-		return nil, &datastore.DecodeError{Key: key, Err: err}
+		return nil, datastore.NewDecodeError(key, kv.ModRevision, err)
 	}
 	return &datastore.KV{Key: key, Value: val, Revision: kv.ModRevision}, nil
 }
@@ -386,8 +389,8 @@ func (s *Store) list(ctx context.Context, prefix string) (*datastore.ListResult,
 			}
 			val, err := decodeKV(kv)
 			if err != nil {
-				s.log.WithFields(logrus.Fields{"key": k, "revision": kv.ModRevision}).WithError(err).Warn("skipping invalid value in etcd")
-				lr.Invalid = append(lr.Invalid, &datastore.DecodeError{Key: k, Err: err})
+				s.log.WithFields(logrus.Fields{"key": k, "revision": kv.ModRevision}).WithError(err).Warn("invalid value in etcd: the object is present and broken")
+				lr.Invalid = append(lr.Invalid, datastore.NewDecodeError(k, kv.ModRevision, err))
 				continue
 			}
 			lr.KVs = append(lr.KVs, datastore.KV{Key: k, Value: val, Revision: kv.ModRevision})

@@ -42,7 +42,9 @@ var watchSeq atomic.Uint64
 // false); the watch is resumed from the last delivered revision, with
 // backoff, and InSync follows once it is re-established and caught up.
 // A compacted revision gives Resync (Relist true), a fresh listing as
-// Added events and InSync. Values that do not decode are Error events.
+// Added events and InSync. Values that do not decode are Broken events,
+// in a listing as well; an outage that lasts is reported as Error events
+// without key.
 func (s *Store) Watch(ctx context.Context, prefix string, revision int64) <-chan datastore.Event {
 	out := make(chan datastore.Event, watchBuffer)
 	ctx, cancel := context.WithCancel(ctx)
@@ -156,7 +158,7 @@ func (w *watcher) relist(ctx context.Context, announce bool) bool {
 				}
 			}
 			for _, de := range lr.Invalid {
-				if !w.send(ctx, datastore.Event{Type: datastore.Error, Key: de.Key, Err: de, Revision: lr.Revision}) {
+				if !w.send(ctx, datastore.Event{Type: datastore.Broken, Key: de.Key, Err: de, Revision: de.Revision}) {
 					return false
 				}
 			}
@@ -302,8 +304,8 @@ func (w *watcher) deliver(ctx context.Context, ev *clientv3.Event) bool {
 	}
 	val, err := decodeKV(kv)
 	if err != nil {
-		w.log.WithFields(logrus.Fields{"key": key, "revision": rev}).WithError(err).Warn("skipping invalid value in etcd")
-		return w.send(ctx, datastore.Event{Type: datastore.Error, Key: key, Err: &datastore.DecodeError{Key: key, Err: err}, Revision: rev})
+		w.log.WithFields(logrus.Fields{"key": key, "revision": rev}).WithError(err).Warn("invalid value in etcd: the object is present and broken")
+		return w.send(ctx, datastore.Event{Type: datastore.Broken, Key: key, Err: datastore.NewDecodeError(key, rev, err), Revision: rev})
 	}
 	typ := datastore.Modified
 	if ev.IsCreate() {

@@ -12,24 +12,29 @@
 // # Reading
 //
 // An invalid document is logged (file, document, item, line and the error,
-// which names kind, name and field) and skipped; the other documents of the
-// file still load. Where the same key is defined twice, the later document
-// in file order wins and a warning names both places.
+// which names kind, name and field). When the object it was meant to be
+// can be told — kind and name, or node and cidr for a BlockAffinity, cidr
+// for an IPAMBlock — that object is present and broken, as a key holding
+// an undecodable value is in etcd: Get returns a *datastore.DecodeError,
+// List reports it in Invalid (not in KVs) and watchers get a Broken event,
+// at a fresh start as well as when an edit breaks it. Nothing is kept of
+// its last good value: consumers decide what depends on it. The other
+// documents of the file still load. Where the same key is defined twice,
+// the later definition in file order wins, valid or not, and a warning
+// names both places.
 //
-// When a document that held an object becomes invalid, the object keeps its
-// last good value (and watchers get an Error event for the key) as long as
-// the key can still be read from the broken document — kind and name, or
-// node and cidr for a BlockAffinity, cidr for an IPAMBlock — and the last
-// good value came from the same file. If the key cannot be determined the
-// object is deleted. A file that cannot be parsed to its end (a YAML or JSON
-// syntax error) or cannot be read never causes deletions: the objects it
-// held that its readable part no longer defines are kept until the file is
-// fixed. Such a file is not rewritten either: writes that would have to
-// change it fail and say why.
+// A document whose object cannot be told is skipped. It may have been any
+// object, so, as with a file that cannot be parsed to its end (a YAML or
+// JSON syntax error) or cannot be read, the objects the file defined
+// before and no longer defines readably are never deleted: they are
+// present and broken until the file is fixed. (At a fresh start the store
+// cannot know what such a file held before.) A file that cannot be parsed
+// is not rewritten, and no write may touch an object its file lost: those
+// writes fail and say why.
 //
-// List reports, in ListResult.Invalid, the invalid documents whose key is
-// known and under the prefix; a key whose last good value is kept appears
-// both there and in KVs.
+// Writes treat a broken object as existing, as etcd does: Create fails,
+// Update (also with its revision) replaces the broken document and Delete
+// removes it.
 //
 // Values are what the files hold, defaults applied. As with etcd, only an
 // IPAM record's spec is compared and stored in etcd's form, so an IPAM

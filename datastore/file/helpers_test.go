@@ -127,6 +127,18 @@ func absent(t *testing.T, s datastore.Datastore, key string) {
 }
 
 // warnings returns the logged warnings whose message or error contains sub.
+// broken asserts that key is present and broken: Get returns a
+// DecodeError naming it, whose text holds want.
+func broken(t *testing.T, s datastore.Datastore, key, want string) *datastore.DecodeError {
+	t.Helper()
+	_, err := s.Get(context.Background(), key)
+	var de *datastore.DecodeError
+	if !errors.As(err, &de) || de.Key != key || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Get(%s) = %v, want a broken object (%q)", key, err, want)
+	}
+	return de
+}
+
 func warnings(hook *logtest.Hook, sub string) []*logrus.Entry {
 	var out []*logrus.Entry
 	for _, e := range hook.AllEntries() {
@@ -160,4 +172,15 @@ func newHandle(id string, count int) *api.IPAMHandle {
 	h.Metadata.Name = id
 	h.Spec.Block = map[string]int{"192.168.10.0/26": count}
 	return h
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

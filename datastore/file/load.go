@@ -2,6 +2,7 @@ package file
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,7 +31,7 @@ type fileState struct {
 	unreadable bool
 	docs       []*doc
 	chunks     []chunk // YAML split into documents; nil: rewrite the file whole
-	tail       []*item // objects kept because the file is broken
+	tail       []*item // objects the file held that its readable part lost: broken
 }
 
 // doc is one top-level document: a resource, or a list of them.
@@ -39,16 +40,33 @@ type doc struct {
 	items []*item
 }
 
-// item is one resource read from a file, valid or not.
+// item is one resource read from a file, valid or not. An invalid item
+// whose key is known defines its object as present and broken.
 type item struct {
 	pos   int // api.Document.Item: -1 unless a list item
 	line  int
 	where string
 	key   string       // "" when it could not be determined
-	obj   api.Resource // the object; for an invalid item its kept last good value or nil
-	enc   []byte
-	err   error // why the document is invalid
-	kept  bool  // obj is a last good value
+	obj   api.Resource // nil when invalid
+	enc   []byte       // datastore.EncodeValue(obj); for an invalid item its error text
+	err   error        // why the document is invalid
+}
+
+// brokenEnc is what "changed" compares for a broken object: the content
+// of its document (not the error, whose line numbers move when documents
+// above it change), or the error when there is no document.
+func brokenEnc(n *yaml.Node, err error) []byte {
+	out := []byte("\x00broken: ")
+	var v any
+	if n != nil && n.Decode(&v) == nil {
+		if b, jerr := json.Marshal(v); jerr == nil {
+			return append(out, b...)
+		}
+		if b, yerr := yaml.Marshal(v); yerr == nil {
+			return append(out, b...)
+		}
+	}
+	return append(out, err.Error()...)
 }
 
 // itemRef locates an item: its file and document (nil for the items of
@@ -61,87 +79,98 @@ type itemRef struct {
 	it   *item
 }
 
-// winnerOf returns the definition that counts: the last one holding an
-// object.
+// winnerOf returns the definition that counts: the last one, valid or
+// not (a later invalid definition makes the object broken).
 func winnerOf(refs []itemRef) (itemRef, bool) {
-	for i := len(refs) - 1; i >= 0; i-- {
-		if refs[i].it.obj != nil {
-			return refs[i], true
-		}
+	if len(refs) == 0 {
+		return itemRef{}, false
 	}
-	return itemRef{}, false
+	return refs[len(refs)-1], true
 }
 
 // winner is winnerOf for a key of the current state. ioMu is held.
 func (s *Store) winner(key string) (itemRef, bool) { return winnerOf(s.defs[key]) }
 
-// keyErr is an invalid document with a known key, for Error events.
-type keyErr struct {
-	key string
-	err error
-}
-
 // readFile reads path. It returns old, unchanged, when the bytes are the
 // same. ioMu is held.
-func (s *Store) readFile(path string, old *fileState, quiet bool) (*fileState, bool, []keyErr) {
+func (s *Store) readFile(path string, old *fileState, quiet bool) (*fileState, bool) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if old != nil && !old.exists {
-			return old, false, nil
+			return old, false
 		}
-		return &fileState{path: path, json: isJSONName(path)}, true, nil
+		return &fileState{path: path, json: isJSONName(path)}, true
 	}
 	if err != nil {
 		nfs := &fileState{path: path, exists: true, unreadable: true, broken: err}
 		if old != nil {
 			nfs.json = old.json
 		}
-		nfs.tail = s.keptTail(path, nil)
+		nfs.tail = s.brokenTail(path, nil, err)
 		if !quiet {
 			s.log.WithFields(logrus.Fields{"file": path, "error": err.Error()}).
-				Warn("cannot read the file; keeping the objects it held")
+				Warn("cannot read the file; the objects it held are present and broken until it can be read")
 		}
-		return nfs, true, nil
+		return nfs, true
 	}
 	if old != nil && old.exists && !old.unreadable && bytes.Equal(old.raw, raw) {
-		return old, false, nil
+		return old, false
 	}
-	nfs, kerrs := s.parse(path, raw, quiet)
-	return nfs, true, kerrs
+	return s.parse(path, raw, quiet), true
 }
 
 func isJSONName(path string) bool { return strings.EqualFold(filepath.Ext(path), ".json") }
 
 // parse decodes a file's bytes. Invalid documents are logged unless quiet.
-// The current state (ioMu held) decides which last good values are kept.
-func (s *Store) parse(path string, raw []byte, quiet bool) (*fileState, []keyErr) {
+// The current state (ioMu held) tells which objects a syntax error hides.
+func (s *Store) parse(path string, raw []byte, quiet bool) *fileState {
 	nfs := &fileState{path: path, raw: raw, exists: true}
 	nfs.json = yamlnode.LooksJSON(raw) || (len(bytes.TrimSpace(raw)) == 0 && isJSONName(path))
-	var kerrs []keyErr
-	nfs.docs, kerrs, nfs.broken = s.decodeDocs(path, raw, quiet)
-	if nfs.broken != nil {
+	nfs.docs, nfs.broken = s.decodeDocs(path, raw, quiet)
+	// A document that can no longer be identified (its kind or name is
+	// gone) may be any object the file defined: like a syntax error, it
+	// leaves the objects the file no longer defines present and broken.
+	cause := nfs.broken
+	if cause == nil {
+		cause = unidentified(nfs.docs)
+	}
+	if cause != nil {
 		defined := map[string]bool{}
 		for _, d := range nfs.docs {
 			for _, it := range d.items {
-				if it.obj != nil {
+				if it.key != "" {
 					defined[it.key] = true
 				}
 			}
 		}
-		nfs.tail = s.keptTail(path, defined)
+		nfs.tail = s.brokenTail(path, defined, cause)
 		if !quiet && len(nfs.tail) > 0 {
-			s.log.WithFields(logrus.Fields{"file": path, "objects": len(nfs.tail)}).
-				Warn("the file has a syntax error: objects it held are kept until it is fixed")
+			s.log.WithFields(logrus.Fields{"file": path, "objects": len(nfs.tail), "error": cause.Error()}).
+				Warn("objects the file held can no longer be read there: they are present and broken until it is fixed")
 		}
-	} else if !nfs.json {
+	}
+	if nfs.broken == nil && !nfs.json {
 		nfs.chunks = splitChunks(raw, len(nfs.docs))
 	}
-	return nfs, kerrs
+	return nfs
+}
+
+// unidentified returns the error of the first invalid document whose
+// object cannot be determined, or nil.
+func unidentified(docs []*doc) error {
+	for _, d := range docs {
+		for _, it := range d.items {
+			if it.key == "" && it.err != nil {
+				return it.err
+			}
+		}
+	}
+	return nil
 }
 
 // decodeDocs decodes the documents of raw, the whole of path or a part of
 // it. broken is set when raw cannot be parsed to its end.
-func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, kerrs []keyErr, broken error) {
+func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, broken error) {
 	var (
 		nodes  []*yaml.Node
 		parsed bool
@@ -181,45 +210,39 @@ func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, ke
 				broken = fmt.Errorf("%s: %w", path, perr)
 			}
 		}
-		it.key = guessKey(nodes, d.Index, d.Item)
+		var n *yaml.Node
+		it.key, n = guessKey(nodes, d.Index, d.Item)
 		if it.key != "" {
-			if ref, ok := s.winner(it.key); ok && ref.path == path {
-				if e := s.objs[it.key]; e != nil {
-					it.obj, it.enc, it.kept = e.obj, e.enc, true
-				}
-			}
-			kerrs = append(kerrs, keyErr{it.key, it.err})
+			it.enc = brokenEnc(n, it.err)
 		}
 		if !quiet {
 			f := logrus.Fields{"file": path, "document": d.Index + 1, "line": d.Line, "error": it.err.Error()}
 			if d.Item >= 0 {
 				f["item"] = d.Item + 1
 			}
+			msg := "skipping invalid document (its object cannot be determined)"
 			if it.key != "" {
 				f["key"] = it.key
-			}
-			msg := "skipping invalid document"
-			if it.kept {
-				msg = "invalid document: keeping the last good value of its object"
+				msg = "invalid document: its object is present and broken"
 			}
 			s.log.WithFields(f).Warn(msg)
 		}
 	}
-	return docs, kerrs, broken
+	return docs, broken
 }
 
-// keptTail lists the objects whose winning definition is in path and that
-// defined does not hold, as kept items, sorted by key.
-func (s *Store) keptTail(path string, defined map[string]bool) []*item {
+// brokenTail lists, sorted by key, the objects whose winning definition is
+// in path and that defined does not hold: the file can no longer be read
+// where they were, so each is present and broken with the file's error.
+func (s *Store) brokenTail(path string, defined map[string]bool, cause error) []*item {
 	var out []*item
 	for k, refs := range s.defs {
 		ref, ok := winnerOf(refs)
 		if !ok || ref.path != path || defined[k] {
 			continue
 		}
-		if e := s.objs[k]; e != nil {
-			out = append(out, &item{pos: -1, where: path, key: k, obj: e.obj, enc: e.enc, kept: true})
-		}
+		err := &api.DocumentError{Where: path, Err: fmt.Errorf("the file cannot be read where this object was defined: %w", cause)}
+		out = append(out, &item{pos: -1, where: path, key: k, err: err, enc: brokenEnc(nil, err)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
 	return out
@@ -269,10 +292,11 @@ func itemsNode(n *yaml.Node) *yaml.Node {
 	return nil
 }
 
-// guessKey determines the key an invalid document was meant for, or "".
-func guessKey(nodes []*yaml.Node, index, itemPos int) string {
+// guessKey determines the key an invalid document was meant for, or "",
+// and the document's (or list item's) node.
+func guessKey(nodes []*yaml.Node, index, itemPos int) (string, *yaml.Node) {
 	if index >= len(nodes) {
-		return ""
+		return "", nil
 	}
 	n := yamlnode.Body(nodes[index])
 	defKind := ""
@@ -282,12 +306,12 @@ func guessKey(nodes []*yaml.Node, index, itemPos int) string {
 		}
 		items := itemsNode(n)
 		if items == nil || itemPos >= len(items.Content) {
-			return ""
+			return "", nil
 		}
 		n = items.Content[itemPos]
 	}
 	if n.Kind != yaml.MappingNode {
-		return ""
+		return "", n
 	}
 	kind := yamlnode.Scalar(n, "kind")
 	if kind == "" {
@@ -295,7 +319,7 @@ func guessKey(nodes []*yaml.Node, index, itemPos int) string {
 	}
 	obj := api.New(kind)
 	if obj == nil {
-		return ""
+		return "", n
 	}
 	md := yamlnode.Field(n, "metadata")
 	obj.Meta().Name, obj.Meta().Namespace = yamlnode.Scalar(md, "name"), yamlnode.Scalar(md, "namespace")
@@ -308,9 +332,9 @@ func guessKey(nodes []*yaml.Node, index, itemPos int) string {
 	}
 	key, err := datastore.KeyFor(obj)
 	if err != nil {
-		return ""
+		return "", n
 	}
-	return key
+	return key, n
 }
 
 // chunk is a run of a YAML file's text holding n documents from first on.

@@ -157,8 +157,12 @@ func TestLoadFile(t *testing.T) {
 	if e := w.Data["error"].(string); !strings.Contains(e, "BGPPeer") || !strings.Contains(e, "typo-peer") || !strings.Contains(e, "unknown field") {
 		t.Errorf("warning error text %q lacks kind/name/field", e)
 	}
-	absent(t, s, peerKey("typo-peer"))
-	// The broken document's key is known, so List reports it as invalid.
+	// The broken document's key is known: the peer is present and
+	// broken (Get, List), naming field and value.
+	de := broken(t, s, peerKey("typo-peer"), "spec.peerIp: unknown field")
+	if de.Field != "spec.peerIp" || de.Revision != 1 {
+		t.Errorf("broken peer: %+v", de)
+	}
 	if len(res.Invalid) != 1 || res.Invalid[0].Key != peerKey("typo-peer") {
 		t.Errorf("Invalid = %v", res.Invalid)
 	}

@@ -12,28 +12,21 @@ import (
 
 // rebuilt is the store's content as the files define it.
 type rebuilt struct {
-	items   map[string]*item     // the winning definition of each key
-	defs    map[string][]itemRef // every item with a key, in file order
-	invalid map[string][]*datastore.DecodeError
+	items map[string]*item     // the winning definition of each key
+	defs  map[string][]itemRef // every item with a key, in file order
 }
 
-// rebuild merges the files in order: the last definition of a key wins.
-// Duplicates are reported when one of their files is in warnFor.
+// rebuild merges the files in order: the last definition of a key wins,
+// valid or not. Duplicates are reported when one of their files is in
+// warnFor.
 func (s *Store) rebuild(files []*fileState, warnFor map[string]bool) rebuilt {
 	r := rebuilt{
-		items:   make(map[string]*item, len(s.objs)),
-		defs:    make(map[string][]itemRef, len(s.objs)),
-		invalid: map[string][]*datastore.DecodeError{},
+		items: make(map[string]*item, len(s.objs)),
+		defs:  make(map[string][]itemRef, len(s.objs)),
 	}
 	winPath := make(map[string]string, len(s.objs))
 	add := func(path string, d *doc, it *item) {
 		r.defs[it.key] = append(r.defs[it.key], itemRef{path, d, it})
-		if it.err != nil {
-			r.invalid[it.key] = append(r.invalid[it.key], &datastore.DecodeError{Key: it.key, Err: it.err})
-		}
-		if it.obj == nil {
-			return
-		}
 		if prev, ok := r.items[it.key]; ok && (warnFor[winPath[it.key]] || warnFor[path]) {
 			s.log.WithFields(logrus.Fields{
 				"key":    it.key,
@@ -58,17 +51,6 @@ func (s *Store) rebuild(files []*fileState, warnFor map[string]bool) rebuilt {
 	return r
 }
 
-// invalidOf lists the decoding errors among a key's definitions.
-func invalidOf(refs []itemRef) []*datastore.DecodeError {
-	var out []*datastore.DecodeError
-	for _, ref := range refs {
-		if ref.it.err != nil {
-			out = append(out, &datastore.DecodeError{Key: ref.it.key, Err: ref.it.err})
-		}
-	}
-	return out
-}
-
 // change is one object changing in the published state.
 type change struct {
 	typ datastore.EventType
@@ -87,9 +69,12 @@ func (s *Store) diff(items map[string]*item, keys, forced map[string]bool) []cha
 		case it == nil && e != nil:
 			out = append(out, change{datastore.Deleted, k, nil})
 		case it == nil:
+		case e != nil && !forced[k] && bytes.Equal(e.enc, it.enc):
+		case it.err != nil:
+			out = append(out, change{datastore.Broken, k, it})
 		case e == nil:
 			out = append(out, change{datastore.Added, k, it})
-		case forced[k] || !bytes.Equal(e.enc, it.enc):
+		default:
 			out = append(out, change{datastore.Modified, k, it})
 		}
 	}
@@ -145,10 +130,10 @@ func (s *Store) publish(changes []change, shared bool, update func()) {
 			delete(s.objs, c.key)
 			removed = append(removed, c.key)
 		default:
-			if c.typ == datastore.Added {
-				added = append(added, c.key)
+			if _, had := s.objs[c.key]; !had {
+				added = append(added, c.key) // Added, or a new key that is Broken
 			}
-			ev.ent = &entry{key: c.key, obj: c.it.obj, enc: c.it.enc, rev: s.rev}
+			ev.ent = &entry{key: c.key, obj: c.it.obj, enc: c.it.enc, err: c.it.err, rev: s.rev}
 			s.objs[c.key] = ev.ent
 		}
 		s.record(ev)
@@ -195,20 +180,13 @@ func (s *Store) updateKeys(added, removed []string) {
 	}
 }
 
-// broadcastErrors sends Error events for invalid documents (and, with an
-// empty key, for problems of the store itself). They are not revisions
-// and are not replayed. ioMu is held.
-func (s *Store) broadcastErrors(errs []keyErr) {
-	if len(errs) == 0 {
-		return
-	}
+// broadcastError sends an Error event about a problem of the store itself
+// (the directory cannot be listed). It is not a revision and is not
+// replayed. ioMu is held.
+func (s *Store) broadcastError(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, ke := range errs {
-		for w := range s.watchers {
-			if ke.key == "" || strings.HasPrefix(ke.key, w.prefix) {
-				w.push(qitem{typ: datastore.Error, key: ke.key, err: ke.err, rev: s.rev})
-			}
-		}
+	for w := range s.watchers {
+		w.push(qitem{typ: datastore.Error, err: err, rev: s.rev})
 	}
 }

@@ -75,7 +75,6 @@ type Store struct {
 	mu        sync.RWMutex
 	objs      map[string]*entry
 	keys      []string // sorted keys of objs
-	invalid   map[string][]*datastore.DecodeError
 	rev       int64
 	hist      []histEvent
 	compacted int64 // every event after this revision is in hist
@@ -93,9 +92,15 @@ var _ datastore.Datastore = (*Store)(nil)
 // replaces the entry.
 type entry struct {
 	key string
-	obj api.Resource // without resourceVersion; never handed out, only clones
-	enc []byte       // datastore.EncodeValue(obj): what "changed" compares
+	obj api.Resource // without resourceVersion; never handed out, only clones; nil when broken
+	enc []byte       // datastore.EncodeValue(obj), or the error: what "changed" compares
+	err error        // non-nil: present and broken (why its document is invalid)
 	rev int64        // ModRevision
+}
+
+// broken describes a broken entry for callers.
+func (e *entry) broken() *datastore.DecodeError {
+	return datastore.NewDecodeError(e.key, e.rev, e.err)
 }
 
 // kv returns a copy for a caller.
@@ -126,7 +131,6 @@ func New(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		files:      map[string]*fileState{},
 		defs:       map[string][]itemRef{},
 		objs:       map[string]*entry{},
-		invalid:    map[string][]*datastore.DecodeError{},
 		watchers:   map[*watcher]struct{}{},
 		done:       make(chan struct{}),
 	}
@@ -185,7 +189,7 @@ func (s *Store) load() error {
 		return fmt.Errorf("file datastore: %w", err)
 	}
 	for _, p := range paths {
-		fs, _, _ := s.readFile(p, nil, false)
+		fs, _ := s.readFile(p, nil, false)
 		s.files[p] = fs
 	}
 	s.order = paths
@@ -196,9 +200,8 @@ func (s *Store) load() error {
 	r := s.rebuild(s.fileList(), all)
 	s.defs = r.defs
 	s.rev, s.compacted = 1, 1
-	s.invalid = r.invalid
 	for k, it := range r.items {
-		s.objs[k] = &entry{key: k, obj: it.obj, enc: it.enc, rev: 1}
+		s.objs[k] = &entry{key: k, obj: it.obj, enc: it.enc, err: it.err, rev: 1}
 		s.keys = append(s.keys, k)
 	}
 	sort.Strings(s.keys)
@@ -277,12 +280,14 @@ func (s *Store) Get(ctx context.Context, key string) (*datastore.KV, error) {
 	if e == nil {
 		return nil, &datastore.KeyError{Key: key, Err: datastore.ErrNotFound}
 	}
+	if e.err != nil {
+		return nil, e.broken()
+	}
 	return e.kv(), nil
 }
 
 // List returns the objects under prefix, sorted by key. Invalid holds the
-// documents under prefix that could not be decoded (those whose key could
-// be determined); a key whose last good value is kept appears in both.
+// keys under prefix whose object is present and broken.
 func (s *Store) List(ctx context.Context, prefix string) (*datastore.ListResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -294,16 +299,14 @@ func (s *Store) List(ctx context.Context, prefix string) (*datastore.ListResult,
 	}
 	ents := s.rangeLocked(prefix)
 	res := &datastore.ListResult{Revision: s.rev}
-	for k, errs := range s.invalid {
-		if strings.HasPrefix(k, prefix) {
-			res.Invalid = append(res.Invalid, errs...)
-		}
-	}
 	s.mu.RUnlock()
-	sort.SliceStable(res.Invalid, func(i, j int) bool { return res.Invalid[i].Key < res.Invalid[j].Key })
-	res.KVs = make([]datastore.KV, len(ents))
-	for i, e := range ents {
-		res.KVs[i] = *e.kv()
+	res.KVs = make([]datastore.KV, 0, len(ents))
+	for _, e := range ents {
+		if e.err != nil {
+			res.Invalid = append(res.Invalid, e.broken())
+			continue
+		}
+		res.KVs = append(res.KVs, *e.kv())
 	}
 	return res, nil
 }

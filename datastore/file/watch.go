@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -90,7 +91,11 @@ func (s *Store) listingLocked(prefix string, resync bool) []qitem {
 		out = append(out, qitem{typ: datastore.Resync, relist: true, rev: s.rev})
 	}
 	for _, e := range ents {
-		out = append(out, qitem{typ: datastore.Added, key: e.key, ent: e, rev: e.rev})
+		typ := datastore.Added
+		if e.err != nil {
+			typ = datastore.Broken
+		}
+		out = append(out, qitem{typ: typ, key: e.key, ent: e, rev: e.rev})
 	}
 	return append(out, qitem{typ: datastore.InSync, rev: s.rev})
 }
@@ -173,8 +178,12 @@ func (w *watcher) run(ctx context.Context, pending []qitem) {
 
 func (w *watcher) send(ctx context.Context, it qitem) bool {
 	ev := datastore.Event{Type: it.typ, Key: it.key, Revision: it.rev, Relist: it.relist, Err: it.err}
-	if it.ent != nil && (it.typ == datastore.Added || it.typ == datastore.Modified) {
+	switch {
+	case it.ent == nil:
+	case it.typ == datastore.Added || it.typ == datastore.Modified:
 		ev.Value = it.ent.value()
+	case it.typ == datastore.Broken:
+		ev.Err = it.ent.broken()
 	}
 	select {
 	case w.out <- ev:
@@ -254,19 +263,17 @@ func (s *Store) reloadLocked() {
 	paths, err := s.listFiles()
 	if err != nil {
 		s.log.WithFields(logrus.Fields{"dir": s.dir, "error": err.Error()}).Warn("cannot list the datastore directory; keeping the current state")
-		s.broadcastErrors([]keyErr{{"", err}})
+		s.broadcastError(fmt.Errorf("file datastore: listing %s: %w", s.dir, err))
 		return
 	}
 	files := make(map[string]*fileState, len(paths))
 	changed := map[string]bool{}
-	var kerrs []keyErr
 	for _, p := range paths {
-		fs, ch, ke := s.readFile(p, s.files[p], false)
+		fs, ch := s.readFile(p, s.files[p], false)
 		files[p] = fs
 		if ch {
 			changed[p] = true
 		}
-		kerrs = append(kerrs, ke...)
 	}
 	for p := range s.files {
 		if _, ok := files[p]; !ok {
@@ -280,6 +287,5 @@ func (s *Store) reloadLocked() {
 	r := s.rebuild(s.fileList(), changed)
 	changes := s.diff(r.items, nil, nil)
 	s.defs = r.defs
-	s.publish(changes, false, func() { s.invalid = r.invalid })
-	s.broadcastErrors(kerrs)
+	s.publish(changes, false, nil)
 }

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,7 +128,10 @@ func TestWatchDirectory(t *testing.T) {
 	quiet(t, ch, 100*time.Millisecond)
 }
 
-func TestInvalidEditKeepsLastGood(t *testing.T) {
+// An edit that makes a document invalid leaves its object present and
+// broken: a Broken event naming field and value, never a deletion; the
+// same after a fresh start; a fix brings the value back.
+func TestInvalidEditIsBroken(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nodes.yaml")
 	writeFile(t, path, twoNodes)
 	s, hook := open(t, path)
@@ -136,37 +140,100 @@ func TestInvalidEditKeepsLastGood(t *testing.T) {
 	ch := s.Watch(ctx, "", 0)
 	untilInSync(t, ch)
 
-	// node2 gets a typo: its key is still known, so it keeps its value and
-	// watchers get an Error event for it, not a deletion.
-	writeFile(t, path, strings.Replace(twoNodes, "ipv4Address: 10.0.0.2/24", "ipv4Adress: 10.0.0.3/24", 1))
+	typo := strings.Replace(twoNodes, "ipv4Address: 10.0.0.2/24", "ipv4Adress: 10.0.0.3/24", 1)
+	writeFile(t, path, typo)
 	ev := next(t, ch)
-	if ev.Type != datastore.Error || ev.Key != nodeKey("node2") || ev.Err == nil || !strings.Contains(ev.Err.Error(), "ipv4Adress") {
+	var de *datastore.DecodeError
+	if ev.Type != datastore.Broken || ev.Key != nodeKey("node2") || ev.Value != nil || !errors.As(ev.Err, &de) ||
+		de.Field != "spec.bgp.ipv4Adress" || !strings.Contains(ev.Err.Error(), "nodes.yaml:9") {
 		t.Fatalf("got %v %s %v", ev.Type, ev.Key, ev.Err)
 	}
 	quiet(t, ch, 150*time.Millisecond)
-	if got := mustGet(t, s, nodeKey("node2")).Value.(*api.Node).Spec.BGP.IPv4Address; got != "10.0.0.2/24" {
-		t.Errorf("node2 = %s, want the last good value", got)
+	broken(t, s, nodeKey("node2"), "ipv4Adress")
+	if len(warnings(hook, "present and broken")) == 0 {
+		t.Error("the broken object was not logged")
 	}
-	if len(warnings(hook, "last good value")) == 0 {
-		t.Error("keeping the last good value was not logged")
+	// The node1 document above it moves: node2 is not announced again.
+	writeFile(t, path, "# a comment\n"+typo)
+	quiet(t, ch, 200*time.Millisecond)
+
+	// A fresh start over the same file: node2 is broken there too.
+	s2, _ := open(t, path)
+	broken(t, s2, nodeKey("node2"), "ipv4Adress")
+	ch2 := s2.Watch(ctx, "", 0)
+	evs := untilInSync(t, ch2)
+	if len(evs) != 3 || evs[0].Type != datastore.Added || evs[1].Type != datastore.Broken || evs[1].Key != nodeKey("node2") {
+		t.Fatalf("fresh listing = %v", evs)
 	}
 
-	// Fixed: the new value arrives.
+	// Fixed: the new value arrives as a modification.
 	writeFile(t, path, strings.Replace(twoNodes, "10.0.0.2/24", "10.0.0.3/24", 1))
 	ev = next(t, ch)
 	if ev.Type != datastore.Modified || ev.Value.(*api.Node).Spec.BGP.IPv4Address != "10.0.0.3/24" {
 		t.Fatalf("got %v %+v", ev.Type, ev.Value)
 	}
 
-	// Broken so that the key is lost (no name): the object disappears.
+	// A document that cannot be identified any more (its name is gone)
+	// may be any object the file defined: node2, which the file no longer
+	// defines readably, is broken, not deleted, until the file is fixed.
 	writeFile(t, path, strings.Replace(twoNodes, "  name: node2\n", "", 1))
+	ev = next(t, ch)
+	if ev.Type != datastore.Broken || ev.Key != nodeKey("node2") || !strings.Contains(ev.Err.Error(), "metadata.name") {
+		t.Fatalf("got %v %s %v", ev.Type, ev.Key, ev.Err)
+	}
+	if _, err := s.Update(ctx, &datastore.KV{Value: newNode("node2", "10.0.0.9/24")}); err == nil || !strings.Contains(err.Error(), "must be fixed") {
+		t.Errorf("Update of an object its file lost: %v", err)
+	}
+	// Removing the document deletes node2.
+	writeFile(t, path, twoNodes[:strings.Index(twoNodes, "---")])
 	ev = next(t, ch)
 	if ev.Type != datastore.Deleted || ev.Key != nodeKey("node2") {
 		t.Fatalf("got %v %s", ev.Type, ev.Key)
 	}
 }
 
-func TestSyntaxErrorDefersDeletes(t *testing.T) {
+// Writes to a broken object behave as with etcd: Create fails (the key
+// exists), Update replaces the broken document, Delete removes it.
+func TestWriteBrokenObject(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nodes.yaml")
+	typo := strings.Replace(twoNodes, "ipv4Address: 10.0.0.2/24", "ipv4Adress: 10.0.0.3/24", 1)
+	writeFile(t, path, typo)
+	s, _ := open(t, path)
+	ctx := context.Background()
+	de := broken(t, s, nodeKey("node2"), "ipv4Adress")
+	if _, err := s.Create(ctx, newNode("node2", "10.0.0.4/24")); !errors.Is(err, datastore.ErrExists) {
+		t.Fatalf("Create over a broken object: %v", err)
+	}
+	if _, err := s.Update(ctx, &datastore.KV{Value: newNode("node2", "10.0.0.4/24"), Revision: de.Revision + 5}); !errors.Is(err, datastore.ErrConflict) {
+		t.Fatalf("Update with a wrong revision: %v", err)
+	}
+	kv, err := s.Update(ctx, &datastore.KV{Value: newNode("node2", "10.0.0.4/24"), Revision: de.Revision})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, s, nodeKey("node2")).Value.(*api.Node).Spec.BGP.IPv4Address; got != "10.0.0.4/24" || kv.Revision <= de.Revision {
+		t.Fatalf("after fixing: %s at %d", got, kv.Revision)
+	}
+	if strings.Contains(readFile(t, path), "ipv4Adress") {
+		t.Errorf("the broken document was not replaced:\n%s", readFile(t, path))
+	}
+	writeFile(t, path, typo)
+	waitFor(t, "broken again", func() bool {
+		_, err := s.Get(ctx, nodeKey("node2"))
+		return errors.As(err, &de)
+	})
+	if err := s.Delete(ctx, nodeKey("node2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	absent(t, s, nodeKey("node2"))
+	if strings.Contains(readFile(t, path), "node2") {
+		t.Errorf("the broken document was not removed:\n%s", readFile(t, path))
+	}
+}
+
+// A half-saved file: the objects past the syntax error are present and
+// broken (never deleted), and the file is not rewritten.
+func TestSyntaxErrorBreaksWithoutDeleting(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nodes.yaml")
 	writeFile(t, path, twoNodes)
 	s, _ := open(t, path)
@@ -175,22 +242,24 @@ func TestSyntaxErrorDefersDeletes(t *testing.T) {
 	ch := s.Watch(ctx, "", 0)
 	untilInSync(t, ch)
 
-	// A half-saved file: node2's document is now unparseable. Nothing is
-	// deleted, and the store refuses to rewrite the file.
-	broken := strings.Replace(twoNodes, "  name: node2\n", "  name: [node2\n", 1)
-	writeFile(t, path, broken)
+	bad := strings.Replace(twoNodes, "  name: node2\n", "  name: [node2\n", 1)
+	writeFile(t, path, bad)
+	ev := next(t, ch)
+	if ev.Type != datastore.Broken || ev.Key != nodeKey("node2") || !strings.Contains(ev.Err.Error(), "cannot be read") {
+		t.Fatalf("got %v %s %v", ev.Type, ev.Key, ev.Err)
+	}
 	quiet(t, ch, 200*time.Millisecond)
-	mustGet(t, s, nodeKey("node2"))
+	mustGet(t, s, nodeKey("node1"))
 	_, err := s.Update(ctx, &datastore.KV{Value: newNode("node2", "10.0.0.9/24")})
 	if err == nil || !strings.Contains(err.Error(), "fixed") {
 		t.Errorf("Update into a broken file: %v", err)
 	}
-	if readFile(t, path) != broken {
+	if readFile(t, path) != bad {
 		t.Error("the broken file was rewritten")
 	}
 	// Once fixed, the deletion of node2 happens.
 	writeFile(t, path, twoNodes[:strings.Index(twoNodes, "---")])
-	ev := next(t, ch)
+	ev = next(t, ch)
 	if ev.Type != datastore.Deleted || ev.Key != nodeKey("node2") {
 		t.Fatalf("got %v %s", ev.Type, ev.Key)
 	}

@@ -238,15 +238,7 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 			s.defs[k] = defs[k]
 		}
 	}
-	s.publish(changes, true, func() {
-		for k := range affected {
-			if inv := invalidOf(defs[k]); len(inv) > 0 {
-				s.invalid[k] = inv
-			} else {
-				delete(s.invalid, k)
-			}
-		}
-	})
+	s.publish(changes, true, nil)
 
 	var kvs []*datastore.KV
 	s.mu.RLock()
@@ -366,7 +358,12 @@ func (s *Store) staleLocked(preps []prepared) bool {
 // change how. ioMu is held.
 func (s *Store) plan(preps []prepared) (map[string]*edit, error) {
 	edits := map[string]*edit{}
-	editFor := func(key, path string) (*edit, error) {
+	editFor := func(key string, ref itemRef) (*edit, error) {
+		path := ref.path
+		if ref.it != nil && ref.d == nil {
+			// A definition the file no longer holds readably.
+			return nil, &datastore.KeyError{Key: key, Err: fmt.Errorf("%s must be fixed before this object can be written: %w", path, ref.it.err)}
+		}
 		if e := edits[path]; e != nil {
 			return e, nil
 		}
@@ -398,26 +395,23 @@ func (s *Store) plan(preps []prepared) (map[string]*edit, error) {
 			}
 		}
 		switch {
-		case p.obj == nil: // delete every definition that holds an object
+		case p.obj == nil: // delete every definition, valid or broken
 			for _, ref := range s.defs[p.key] {
-				if ref.it.obj == nil {
-					continue
-				}
-				ed, err := editFor(p.key, ref.path)
+				ed, err := editFor(p.key, ref)
 				if err != nil {
 					return nil, err
 				}
 				ed.remove[ref.it], ed.touched[ref.d] = true, true
 			}
 		case e == nil: // new
-			ed, err := editFor(p.key, s.statePath)
+			ed, err := editFor(p.key, itemRef{path: s.statePath})
 			if err != nil {
 				return nil, err
 			}
 			ed.add = append(ed.add, p.obj)
-		default: // rewrite the winning definition
+		default: // rewrite the winning definition (a broken one is fixed)
 			ref, _ := s.winner(p.key)
-			ed, err := editFor(p.key, ref.path)
+			ed, err := editFor(p.key, ref)
 			if err != nil {
 				return nil, err
 			}
@@ -450,14 +444,16 @@ func (s *Store) rewrite(e *edit) (nfs *fileState, removed, added []*doc, err err
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		nfs, _ := s.parse(path, raw, true)
+		nfs := s.parse(path, raw, true)
 		if nfs.broken != nil {
 			return nil, nil, nil, nfs.broken
 		}
 		return nfs, e.fs.docs, nfs.docs, nil
 	}
 
-	nfs = &fileState{path: path, exists: true}
+	// Objects the file lost readably stay lost: the documents that could
+	// not be identified are untouched.
+	nfs = &fileState{path: path, exists: true, tail: e.fs.tail}
 	nfs.chunks = make([]chunk, 0, len(e.fs.chunks)+len(e.add))
 	nfs.docs = make([]*doc, 0, len(e.fs.docs)+len(e.add))
 	spans := make([][2]int, 0, len(e.fs.chunks)+len(e.add))
@@ -480,7 +476,7 @@ func (s *Store) rewrite(e *edit) (nfs *fileState, removed, added []*doc, err err
 		content = content || len(docs) > 0 || hasContent(text)
 	}
 	decode := func(text []byte) ([]*doc, error) {
-		docs, _, broken := s.decodeDocs(path, text, true)
+		docs, broken := s.decodeDocs(path, text, true)
 		if broken != nil {
 			return nil, broken
 		}
@@ -530,7 +526,7 @@ func (s *Store) rewrite(e *edit) (nfs *fileState, removed, added []*doc, err err
 		nfs.chunks[i].text = nfs.raw[spans[i][0]:spans[i][1]]
 	}
 	if debugCheckIncremental {
-		full, _ := s.parse(path, nfs.raw, true)
+		full := s.parse(path, nfs.raw, true)
 		if err := sameItems(nfs, full); err != nil {
 			return nil, nil, nil, fmt.Errorf("internal error: the incremental rewrite of %s differs from a full read: %w", path, err)
 		}

@@ -57,8 +57,9 @@ func (o ConfdOptions) args(bool) ([]string, error) {
 // rendered waits for confd's first render: the render finished (confd's
 // /readyz answers 200, or says the last render failed — confd keeps the
 // checked files and retries the reload while BIRD is not running yet — or
-// that it rendered with some sessions disabled) and the BIRD configuration
-// exists.
+// that it rendered with some sessions disabled, or that rendering is held
+// by a broken object, when the last good files stay) and the BIRD
+// configuration exists.
 func (o ConfdOptions) rendered(log logrus.FieldLogger) func(ctx context.Context, pid int) error {
 	return func(ctx context.Context, _ int) error {
 		url := ""
@@ -103,9 +104,11 @@ func (o ConfdOptions) renderState(ctx context.Context, url string) string {
 		resp.Body.Close()
 		text := strings.TrimSpace(string(body))
 		// Rendered, though not ready: the last render failed (BIRD is not
-		// running yet) or some sessions are disabled (a secret is
-		// missing); confd's metrics.HealthHandler words them so.
-		if resp.StatusCode != http.StatusOK && !strings.HasPrefix(text, "last render failed") && !strings.HasPrefix(text, "rendered with") {
+		// running yet), some sessions are disabled (a secret is missing),
+		// or rendering is held by a broken object (the last good files
+		// stay); confd's metrics.HealthHandler words them so.
+		if resp.StatusCode != http.StatusOK && !strings.HasPrefix(text, "last render failed") && !strings.HasPrefix(text, "rendered with") &&
+			!strings.HasPrefix(text, "rendering held") {
 			return "confd: " + oneLine(text)
 		}
 	}
