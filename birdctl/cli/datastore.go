@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
+	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/connect"
 	"github.com/roostnet/roost/internal/settings"
@@ -57,4 +59,27 @@ func (a *app) openDatastoreFor(cmd *cobra.Command, limit time.Duration) (ctx con
 		return nil, nil, nil, fmt.Errorf("open datastore (%s): %w", cfg, err)
 	}
 	return ctx, ds, func() { ds.Close(); cancel() }, nil
+}
+
+// current reads key for a write: a broken value (present, but it cannot
+// be decoded) counts as existing, with its revision and no value, so
+// that apply, replace and delete can fix it; a missing key gives an
+// error wrapping datastore.ErrNotFound.
+func current(ctx context.Context, ds datastore.Datastore, key string) (*datastore.KV, error) {
+	kv, err := ds.Get(ctx, key)
+	var broken *datastore.DecodeError
+	if errors.As(err, &broken) {
+		return &datastore.KV{Key: key, Revision: broken.Revision}, nil
+	}
+	return kv, err
+}
+
+// placeholder stands for the object at key when its value is broken, so
+// that messages can name it.
+func placeholder(kind, key string) api.Resource {
+	obj := api.New(kind)
+	if info, err := datastore.ParseKey(key); err == nil && obj != nil {
+		obj.Meta().Name, obj.Meta().Namespace = info.Name, info.Namespace
+	}
+	return obj
 }

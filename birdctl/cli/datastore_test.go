@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/etcdtest"
 )
@@ -25,6 +26,9 @@ type backend struct {
 	seedCalico func(t *testing.T)
 	// raw returns the stored bytes of an etcd key ("" for files).
 	raw func(t *testing.T, key string) string
+	// putInvalid stores an invalid IPPool the way another tool or a hand
+	// edit would: raw JSON in etcd, a document in a file of the store.
+	putInvalid func(t *testing.T, name, cidr string)
 }
 
 // forEachBackend runs f against a fresh file store and a fresh real etcd.
@@ -41,6 +45,12 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b *backend)) {
 				}
 			},
 			raw: func(*testing.T, string) string { return "" },
+			putInvalid: func(t *testing.T, name, cidr string) {
+				doc := fmt.Sprintf("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: %s}\nspec: {cidr: %q}\n", name, cidr)
+				if err := os.WriteFile(filepath.Join(dir, "zz-"+name+".yaml"), []byte(doc), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
 		}
 		f(t, b)
 	})
@@ -71,6 +81,13 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b *backend)) {
 					return ""
 				}
 				return string(resp.Kvs[0].Value)
+			},
+			putInvalid: func(t *testing.T, name, cidr string) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := c.Put(ctx, datastore.ResourceKey(api.KindIPPool, "", name), fmt.Sprintf(`{"spec":{"cidr":%q}}`, cidr)); err != nil {
+					t.Fatal(err)
+				}
 			},
 		}
 		f(t, b)
@@ -546,6 +563,31 @@ spec: {strictAffinity: true, maxBlocksPerHost: 4}
 			if raw := b.raw(t, "/calico/ipam/v2/config"); raw != `{"strict_affinity":true,"auto_allocate_blocks":true,"maxBlocksPerHost":4}` {
 				t.Errorf("stored IPAM config: %s", raw)
 			}
+
+// A broken object is shown as such, exists for create, and apply, replace
+// and delete fix it.
+func TestBrokenObject(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		rn := &runner{}
+		b.putInvalid(t, "bad", "10.300.0.0/16")
+		r := rn.run(t, b.args("get", "ippools")...)
+		if r.code != 0 || !strings.Contains(r.stderr, "present but broken") || !strings.Contains(r.stderr, `spec.cidr="10.300.0.0/16"`) {
+			t.Fatalf("get of a broken pool: %v", r)
+		}
+		pool := writeFile(t, "pool.yaml", "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: bad}\nspec: {cidr: 10.30.0.0/16}\n")
+		if msg := rn.mustFail(t, b.args("create", "-f", pool)...); !strings.Contains(msg, "already exists") {
+			t.Errorf("create over a broken pool: %s", msg)
+		}
+		rn.mustRun(t, b.args("apply", "-f", pool)...)
+		if out := rn.mustRun(t, b.args("get", "ippool", "bad", "-o", "yaml")...); !strings.Contains(out, "10.30.0.0/16") {
+			t.Errorf("after apply: %s", out)
+		}
+		b.putInvalid(t, "bad", "10.300.0.0/16")
+		rn.mustRun(t, b.args("replace", "-f", pool)...)
+		b.putInvalid(t, "bad", "10.300.0.0/16")
+		rn.mustRun(t, b.args("delete", "ippool", "bad")...)
+		if r := rn.run(t, b.args("get", "ippool", "bad")...); r.code == 0 {
+			t.Errorf("still there after delete: %v", r)
 		}
 	})
 }

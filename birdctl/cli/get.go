@@ -254,6 +254,10 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 	)
 	for _, n := range names {
 		kv, err := lookup(ctx, ds, kind, namespace, n)
+		var broken *datastore.DecodeError
+		if errors.As(err, &broken) { // present but broken: deleting fixes it
+			kv, err = &datastore.KV{Key: broken.Key, Revision: broken.Revision}, nil
+		}
 		if errors.Is(err, datastore.ErrNotFound) {
 			if !skipNotExists {
 				problems = append(problems, fmt.Sprintf("%s %q does not exist", kind, qualified(kind, namespace, n)))
@@ -267,7 +271,11 @@ func (a *app) deleteByName(cmd *cobra.Command, kindArg string, names []string, n
 			continue
 		}
 		seen[kv.Key] = true
-		items = append(items, item{obj: kv.Value, key: kv.Key, current: kv})
+		obj := kv.Value
+		if obj == nil { // present but broken
+			obj = placeholder(kind, kv.Key)
+		}
+		items = append(items, item{obj: obj, key: kv.Key, current: kv})
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("nothing was deleted:\n  %s", strings.Join(problems, "\n  "))

@@ -171,7 +171,7 @@ func (a *app) releaseNodes(ctx context.Context, ds datastore.Datastore, w io.Wri
 			if err != nil {
 				return released, fmt.Errorf("node %s: releasing its workload endpoints and IPAM failed after %s were released; the Node was not deleted, run the delete again to finish: %w", name, rel.summary(), err)
 			}
-			kv, err := ds.Get(ctx, it.key)
+			kv, err := current(ctx, ds, it.key)
 			if errors.Is(err, datastore.ErrNotFound) {
 				it.gone = true // deleted by someone else meanwhile
 				break
@@ -200,7 +200,7 @@ func (a *app) releaseNodes(ctx context.Context, ds datastore.Datastore, w io.Wri
 			it.gone = true
 			continue
 		}
-		kv, err := ds.Get(ctx, it.key)
+		kv, err := current(ctx, ds, it.key)
 		if errors.Is(err, datastore.ErrNotFound) {
 			it.gone = true
 			continue

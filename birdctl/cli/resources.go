@@ -271,7 +271,7 @@ func (a *app) mutate(cmd *cobra.Command, op mutation, objs []api.Resource, skipN
 	var problems []string
 	kept := items[:0]
 	for _, it := range items {
-		kv, err := ds.Get(ctx, it.key)
+		kv, err := current(ctx, ds, it.key)
 		switch {
 		case errors.Is(err, datastore.ErrNotFound):
 		case err != nil:
@@ -379,12 +379,14 @@ func (a *app) buildOp(op mutation, it item) (datastore.Op, error) {
 		if rev == 0 {
 			rev = it.current.Revision
 		}
-		old := it.current.Value.Meta()
-		if md.UID == "" {
-			md.UID = old.UID
-		}
-		if md.CreationTimestamp == nil {
-			md.CreationTimestamp = old.CreationTimestamp
+		if it.current.Value != nil { // nil: the stored value is broken
+			old := it.current.Value.Meta()
+			if md.UID == "" {
+				md.UID = old.UID
+			}
+			if md.CreationTimestamp == nil {
+				md.CreationTimestamp = old.CreationTimestamp
+			}
 		}
 		keepNodeStatusAnswer(it.obj, it.current.Value)
 		md.ResourceVersion = ""

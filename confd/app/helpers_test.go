@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -171,6 +172,7 @@ type env struct {
 	out    string
 	cancel context.CancelFunc
 	done   chan error
+	stop   func()
 }
 
 func newEnv(t *testing.T, mutate func(*config.Config)) *env {
@@ -213,17 +215,30 @@ func (e *env) start() {
 	e.app = a
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	e.done = make(chan error, 1)
-	go func() { e.done <- a.Run(ctx) }()
-	e.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-e.done:
-		case <-time.After(10 * time.Second):
-			e.t.Error("confd did not stop")
-		}
-		a.Close()
-	})
+	done := make(chan error, 1)
+	e.done = done
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				e.t.Error("confd did not stop")
+			}
+			a.Close()
+		})
+	}
+	e.t.Cleanup(e.stop)
+}
+
+// restart stops confd and starts a fresh one with the same settings and
+// output directory, as a restarted process does.
+func (e *env) restart() {
+	e.t.Helper()
+	e.stop()
+	e.start()
 }
 
 // events is how many datastore events of type typ (e.g. "added") the
