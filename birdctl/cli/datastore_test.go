@@ -563,6 +563,9 @@ spec: {strictAffinity: true, maxBlocksPerHost: 4}
 			if raw := b.raw(t, "/calico/ipam/v2/config"); raw != `{"strict_affinity":true,"auto_allocate_blocks":true,"maxBlocksPerHost":4}` {
 				t.Errorf("stored IPAM config: %s", raw)
 			}
+		}
+	})
+}
 
 // A broken object is shown as such, exists for create, and apply, replace
 // and delete fix it.

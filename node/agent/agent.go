@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sort"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/backoff"
+	"github.com/roostnet/roost/internal/clip"
 	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/heartbeat"
@@ -78,6 +80,11 @@ type Agent struct {
 	lastErr    string
 	listenAddr string
 	gc         *blockGC
+	// broken: objects the agent reads that are present but broken, by
+	// key. While there is any, the dataplane removes nothing and IPAM is
+	// not cleaned up (docs/roost-node.md, "Broken objects").
+	broken   map[string]brokenObj
+	ipamHeld string
 
 	tunnelKick   chan struct{}
 	redetectKick chan struct{}
@@ -105,6 +112,7 @@ func New(o Options) *Agent {
 	}
 	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
 		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
+		broken:     map[string]brokenObj{},
 		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1), gc: newBlockGC()}
 }
 
@@ -285,12 +293,19 @@ type Status struct {
 	Dataplane  *dataplane.Status   `json:"dataplane,omitempty"`
 	NAT        *natoutgoing.Status `json:"natOutgoing,omitempty"`
 	LastError  string              `json:"lastError,omitempty"`
+	// Broken lists the objects that are present but broken (key, field,
+	// value and error): while there is any, nothing is removed from the
+	// kernel and IPAM is not cleaned up, and the agent is not ready.
+	Broken []string `json:"broken,omitempty"`
+	// IPAMHeld says why tunnel addresses and blocks were last left as
+	// they are (an IP pool present but broken); "" when they are managed.
+	IPAMHeld string `json:"ipamHeld,omitempty"`
 }
 
 // Status reports the agent's state.
 func (a *Agent) Status() Status {
 	a.mu.Lock()
-	st := Status{Alive: a.registered, Node: a.name, InSync: map[string]bool{}, LastError: a.lastErr}
+	st := Status{Alive: a.registered, Node: a.name, InSync: map[string]bool{}, LastError: a.lastErr, IPAMHeld: a.ipamHeld}
 	if a.addrs.V4.IsValid() {
 		st.IPv4 = a.addrs.V4.String()
 	}
@@ -306,12 +321,16 @@ func (a *Agent) Status() Status {
 	if a.tunnels.VXLANV6.IsValid() {
 		st.VXLANV6 = a.tunnels.VXLANV6.String()
 	}
-	all := a.registered
+	all := a.registered && len(a.broken) == 0
 	for k, v := range a.synced {
 		st.InSync[k] = v
 		all = all && v
 	}
+	for _, b := range a.broken {
+		st.Broken = append(st.Broken, b.err.Error())
+	}
 	a.mu.Unlock()
+	sort.Strings(st.Broken)
 	if a.dp != nil {
 		ds := a.dp.Status()
 		st.Dataplane = &ds
@@ -527,10 +546,24 @@ func (a *Agent) watchLoop(ctx context.Context, w watch) {
 				if relist != nil {
 					relist[ev.Key] = true
 				}
+				a.setBroken(w.name, ev.Key, nil)
 				w.set(ev.Key, ev.Value)
 			case datastore.Deleted:
 				delete(known, ev.Key)
+				a.setBroken(w.name, ev.Key, nil)
 				w.del(ev.Key)
+			case datastore.Broken:
+				// Present, not deleted: the dataplane keeps the last good
+				// value (if it had one) and removes nothing meanwhile.
+				known[ev.Key] = true
+				if relist != nil {
+					relist[ev.Key] = true
+				}
+				var de *datastore.DecodeError
+				if !errors.As(ev.Err, &de) {
+					de = datastore.NewDecodeError(ev.Key, ev.Revision, ev.Err)
+				}
+				a.setBroken(w.name, ev.Key, de)
 			case datastore.Resync:
 				a.setSynced(w.name, false)
 				if ev.Relist {
@@ -542,6 +575,7 @@ func (a *Agent) watchLoop(ctx context.Context, w watch) {
 					for k := range known {
 						if !relist[k] {
 							delete(known, k)
+							a.setBroken(w.name, k, nil)
 							w.del(k)
 						}
 					}
@@ -551,7 +585,7 @@ func (a *Agent) watchLoop(ctx context.Context, w watch) {
 				bo.Reset()
 			case datastore.Error:
 				a.fail("datastore", ev.Err)
-				log.WithError(ev.Err).WithField("key", ev.Key).Warn("datastore: skipping an invalid value")
+				log.WithError(ev.Err).Warn("datastore unavailable; the watch keeps retrying and the dataplane stays as it is")
 			}
 		}
 		if ctx.Err() == nil {
@@ -559,6 +593,59 @@ func (a *Agent) watchLoop(ctx context.Context, w watch) {
 			log.WithField("retry_in", delay.String()).Warn("datastore watch ended; restarting")
 			_ = backoff.Sleep(ctx, delay) // a cancelled ctx ends the loop
 		}
+	}
+}
+
+// poolBroken tells whether an IP pool is present but broken.
+func (a *Agent) poolBroken() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, b := range a.broken {
+		if b.resource == resPools {
+			return true
+		}
+	}
+	return false
+}
+
+// brokenObj is an object of a watched resource that is present but broken.
+type brokenObj struct {
+	resource string
+	err      *datastore.DecodeError
+}
+
+// setBroken records (de set) or clears (de nil) key as broken, and holds
+// the dataplane's removals while anything is.
+func (a *Agent) setBroken(resource, key string, de *datastore.DecodeError) {
+	a.mu.Lock()
+	old, had := a.broken[key]
+	switch {
+	case de != nil:
+		a.broken[key] = brokenObj{resource, de}
+	case had:
+		delete(a.broken, key)
+	default:
+		a.mu.Unlock()
+		return
+	}
+	n := len(a.broken)
+	a.mu.Unlock()
+	if had {
+		a.metrics.broken.DeleteLabelValues(old.resource, key, old.err.Field, clip.Value(old.err.Value))
+	}
+	log := a.log.WithFields(logrus.Fields{"resource": resource, "key": key})
+	if de != nil {
+		a.metrics.broken.WithLabelValues(resource, key, de.Field, clip.Value(de.Value)).Set(1)
+		if !had || old.err.Error() != de.Error() {
+			log.WithFields(logrus.Fields{"field": de.Field, "value": de.Value}).WithError(de.Err).
+				Warn("datastore object is present but broken: the dataplane and IPAM state that may depend on it stay as they are until it is fixed or deleted")
+		}
+	} else {
+		log.Info("broken datastore object fixed or deleted")
+	}
+	a.dp.SetHold(n > 0)
+	if resource == resPools {
+		kick(a.tunnelKick) // IPAM holds (or resumes) on broken pools
 	}
 }
 
@@ -596,9 +683,26 @@ func (a *Agent) tunnelLoop(ctx context.Context) {
 }
 
 func (a *Agent) reconcileIPAM(ctx context.Context) error {
-	pools, err := ipam.ListPools(ctx, a.ds)
+	pools, broken, err := ipam.ListPoolsAll(ctx, a.ds)
 	if err != nil {
 		return err
+	}
+	held := ""
+	if len(broken) > 0 {
+		held = fmt.Sprintf("%d IP pool(s) present but broken (%v): tunnel addresses and blocks stay as they are until fixed or deleted", len(broken), broken[0])
+	}
+	a.mu.Lock()
+	changed := held != a.ipamHeld
+	a.ipamHeld = held
+	a.mu.Unlock()
+	if held != "" {
+		// Whether a broken pool needs a tunnel address or holds a block
+		// cannot be told: give back nothing until it is fixed or deleted
+		// (its event kicks this loop again).
+		if changed {
+			a.log.Warn("IPAM held: " + held)
+		}
+		return nil
 	}
 	t, err := a.ipam.ReconcileTunnels(ctx, pools)
 	a.mu.Lock()

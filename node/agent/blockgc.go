@@ -84,6 +84,12 @@ func (a *Agent) blockGCLoop(ctx context.Context, grace time.Duration) {
 	for {
 		due, next := a.gc.due(grace)
 		for _, cidr := range due {
+			if a.poolBroken() {
+				// Which pool the block is of cannot be told: nothing is
+				// given back while a pool is broken (docs/roost-node.md).
+				a.gc.postpone(cidr)
+				continue
+			}
 			released, err := a.ipam.ReleaseEmptyBlock(ctx, cidr)
 			if ctx.Err() != nil {
 				return

@@ -24,6 +24,7 @@ type Metrics struct {
 	inSync           prometheus.Gauge
 	tunnelReady      *prometheus.GaugeVec
 	natReady         prometheus.Gauge
+	broken           *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics.
@@ -49,8 +50,11 @@ func NewMetrics() *Metrics {
 			Help: "1 when the tunnel device is configured (device: tunl0, vxlan.calico, vxlan-v6.calico)."}, []string{"device"}),
 		natReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "roost_node_nat_outgoing_programmed",
 			Help: "1 when the kernel holds the NAT outgoing table the pools ask for (or none, when no pool has natOutgoing)."}),
+		broken: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_node_broken_objects",
+			Help: "1 per datastore object that is present but broken, by resource, key, field and value: while there is any, nothing is removed from the kernel and IPAM is not cleaned up."},
+			[]string{"resource", "key", "field", "value"}),
 	}
-	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady, m.natReady,
+	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady, m.natReady, m.broken,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -349,6 +349,11 @@ type Dataplane struct {
 	repairKinds  map[netip.Prefix]bool // routes deleted behind our back
 	repairVTEP   map[string]bool       // VTEP entries deleted behind our back
 	inputsReady  bool
+
+	// hold postpones every removal (SetHold): an input is broken, so
+	// what looks unwanted may only be unknown.
+	hold       bool
+	heldRoutes set[netip.Prefix] // routes kept that would have been removed
 }
 
 // New returns a dataplane programming through nl.
@@ -373,6 +378,32 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 		conflicts: map[netip.Prefix]int{}, progByLink: map[int]set[netip.Prefix]{},
 		kick: make(chan struct{}, 1), needResync: true, devicesDirty: true,
 		repairKinds: map[netip.Prefix]bool{}, repairVTEP: map[string]bool{}, inputsReady: !cfg.WaitForInputs,
+		heldRoutes: set[netip.Prefix]{},
+	}
+}
+
+// SetHold holds (true) or resumes (false) the removal of kernel state.
+// The agent holds it while an object the dataplane depends on is present
+// but broken (docs/roost-node.md, "Broken objects"): the object's last
+// good value stays in the inputs, and what cannot be known at all (a
+// broken pool after a restart) must not be taken for absent. While held,
+// routes, tunnel devices and addresses, and VTEP neighbour and FDB
+// entries are added and changed but never removed. Resuming runs a full
+// resync, which removes what is no longer wanted.
+func (d *Dataplane) SetHold(hold bool) {
+	d.mu.Lock()
+	was := d.hold
+	d.hold = hold
+	if !hold {
+		clear(d.heldRoutes)
+	}
+	d.mu.Unlock()
+	switch {
+	case hold && !was:
+		d.log.Warn("removals held: an input is broken; nothing is removed from the kernel until it is fixed or deleted")
+	case !hold && was:
+		d.log.Info("removals resumed: resyncing with the kernel")
+		d.RequestResync()
 	}
 }
 
@@ -762,6 +793,10 @@ type Status struct {
 	IPIPError    string
 	Conflicts    int // destinations held by routes of another protocol
 	Pending      int // routes waiting for their device to exist or be up
+	// Held: removals are held (SetHold); HeldRoutes are routes kept that
+	// would otherwise have been removed.
+	Held       bool
+	HeldRoutes int
 }
 
 // Status returns the current state.
@@ -769,7 +804,8 @@ func (d *Dataplane) Status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := Status{Routes: len(d.programmed), Parent: d.parent, HostMTU: d.hostMTU, ParentV6: d.parent6, MTU: d.mtus, IPIPReady: d.ipipUp,
-		VXLANReady: d.vx[0].up, VXLANV6Ready: d.vx[1].up, Conflicts: len(d.conflicts), Pending: len(d.pending)}
+		VXLANReady: d.vx[0].up, VXLANV6Ready: d.vx[1].up, Conflicts: len(d.conflicts), Pending: len(d.pending),
+		Held: d.hold, HeldRoutes: len(d.heldRoutes)}
 	if d.ipipErr != nil {
 		s.IPIPError = d.ipipErr.Error()
 	}

@@ -189,7 +189,7 @@ func (d *Dataplane) ensureIPIPLocked(want, wasUp bool) (bool, error) {
 	}
 	if !want {
 		d.ipipErr = nil
-		if err == nil {
+		if err == nil && !d.hold {
 			// The ipip module's fallback device cannot be deleted: just
 			// take our address off it.
 			if aerr := d.ensureAddrLocked(l, netip.Addr{}, 4, false, "link"); aerr != nil {
@@ -241,7 +241,7 @@ func (d *Dataplane) ensureVXLANLocked(v *vxlanFam, want, wasUp bool) (bool, erro
 	}
 	exists := err == nil
 	if !want {
-		if exists {
+		if exists && !d.hold {
 			if err := d.nl.LinkDel(l); err != nil && !isNotFound(err) {
 				return false, fmt.Errorf("deleting %s: %w", dev, err)
 			}

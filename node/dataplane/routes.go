@@ -159,6 +159,10 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 		if !has {
 			return false, nil
 		}
+		if d.hold {
+			d.heldRoutes.add(dst) // removed once the hold ends (a resync)
+			return false, nil
+		}
 		del := have // only this copy escapes (to the netlink call), not have
 		if err := d.nl.RouteDel(&del); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return false, fmt.Errorf("deleting route %s: %w", dst, err)
@@ -168,6 +172,7 @@ func (d *Dataplane) programLocked(dst netip.Prefix) (pending bool, err error) {
 		d.log.WithField("dst", dst).Debug("route removed")
 		return false, nil
 	}
+	delete(d.heldRoutes, dst)
 	if _, conflict := d.conflicts[dst]; conflict {
 		return false, nil // reported already; retried at the next resync
 	}

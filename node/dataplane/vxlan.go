@@ -38,6 +38,9 @@ func (d *Dataplane) syncVTEPFamLocked(v *vxlanFam, name string) error {
 		want = &vtep{tunnelIP: rn.vxlanAddr(fam), mac: rn.vxlanMAC(fam).String(), nodeIP: rn.addr(fam).Addr()}
 	}
 	old := v.vteps[name]
+	if want == nil && d.hold {
+		return nil // kept until the hold ends (a resync)
+	}
 	idx, haveDev := d.linkIdx[v.dev]
 	if old != nil && (want == nil || *old != *want) {
 		if haveDev {
@@ -129,7 +132,7 @@ func (d *Dataplane) loadNeighsLocked(v *vxlanFam, idx int) error {
 // removeStaleNeighsLocked deletes permanent entries no VTEP wants.
 func (d *Dataplane) removeStaleNeighsLocked(v *vxlanFam) {
 	idx, ok := d.linkIdx[v.dev]
-	if !ok {
+	if !ok || d.hold {
 		return
 	}
 	for ip, mac := range v.neighs {

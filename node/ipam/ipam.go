@@ -128,11 +128,20 @@ var conflictPolicy = backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millis
 
 func newBackoff() *backoff.Backoff { return backoff.New(conflictPolicy) }
 
-// ListPools returns every IPPool in the datastore.
+// ListPools returns every valid IPPool in the datastore (those present
+// but broken cannot be used).
 func ListPools(ctx context.Context, ds datastore.Datastore) ([]*api.IPPool, error) {
+	pools, _, err := ListPoolsAll(ctx, ds)
+	return pools, err
+}
+
+// ListPoolsAll returns every valid IPPool and the pools that are present
+// but broken: what a broken pool covers is unknown, so nothing that may
+// depend on it is to be given back.
+func ListPoolsAll(ctx context.Context, ds datastore.Datastore) ([]*api.IPPool, []*datastore.DecodeError, error) {
 	res, err := ds.List(ctx, datastore.KindPrefix(api.KindIPPool))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*api.IPPool
 	for _, kv := range res.KVs {
@@ -140,7 +149,7 @@ func ListPools(ctx context.Context, ds datastore.Datastore) ([]*api.IPPool, erro
 			out = append(out, p)
 		}
 	}
-	return out, nil
+	return out, res.Invalid, nil
 }
 
 // PoolUsable reports whether pool may give addresses of family for use to
@@ -1041,7 +1050,10 @@ func (c *Client) ReleaseEmptyBlocks(ctx context.Context, keep func(netip.Prefix)
 		}
 		ops := []datastore.Op{{Type: datastore.OpDelete, Key: kv.Key, Revision: kv.Revision}}
 		bk, err := c.getBlock(ctx, cidr)
+		var broken *datastore.DecodeError
 		switch {
+		case errors.As(err, &broken):
+			continue // present but broken: whether it is empty is unknown
 		case errors.Is(err, datastore.ErrNotFound):
 		case err != nil:
 			return out, err

@@ -405,6 +405,12 @@ func EnsureDefaultPools(ctx context.Context, ds datastore.Datastore, pc PoolConf
 			have6 = have6 || p.IsIPv6()
 		}
 	}
+	if len(res.Invalid) > 0 {
+		// A pool is present but broken: it may be the pool of either
+		// family.
+		log.WithError(res.Invalid[0]).Warn("startup: an IP pool is present but broken; not creating default pools")
+		return nil, nil
+	}
 	var want []*api.IPPool
 	if !have4 && !strings.EqualFold(pc.CIDR, "none") {
 		p, err := pc.DefaultPool()
