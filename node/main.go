@@ -337,6 +337,7 @@ func runSupervised(ctx context.Context, cfg *config.Run, opts agent.Options, log
 			Alive:  func() bool { return a.Status().Alive },
 			Ready:  func() bool { return a.Status().Ready },
 			Status: func() any { return a.Status() },
+			Why:    func() string { return a.Status().Reason() },
 		}
 		srv = &http.Server{Handler: supervisor.Handler(view, sup, opts.Metrics.Registry), ReadHeaderTimeout: 5 * time.Second}
 		go func() {

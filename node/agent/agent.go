@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -300,6 +301,10 @@ type Status struct {
 	// IPAMHeld says why tunnel addresses and blocks were last left as
 	// they are (an IP pool present but broken); "" when they are managed.
 	IPAMHeld string `json:"ipamHeld,omitempty"`
+
+	// inSync: registered, every watch in sync, the dataplane synced (ready
+	// but for broken objects).
+	inSync bool
 }
 
 // Status reports the agent's state.
@@ -321,7 +326,7 @@ func (a *Agent) Status() Status {
 	if a.tunnels.VXLANV6.IsValid() {
 		st.VXLANV6 = a.tunnels.VXLANV6.String()
 	}
-	all := a.registered && len(a.broken) == 0
+	all := a.registered
 	for k, v := range a.synced {
 		st.InSync[k] = v
 		all = all && v
@@ -342,8 +347,33 @@ func (a *Agent) Status() Status {
 		ns := a.nat.Status()
 		st.NAT = &ns
 	}
-	st.Ready = all
+	st.inSync = all
+	st.Ready = all && len(st.Broken) == 0
 	return st
+}
+
+// Reason says why the agent is not ready ("" when it is).
+func (s Status) Reason() string {
+	var missing []string
+	for k, ok := range s.InSync {
+		if !ok {
+			missing = append(missing, k)
+		}
+	}
+	sort.Strings(missing)
+	switch {
+	case s.Ready:
+		return ""
+	case !s.Alive:
+		return "the node is not registered yet"
+	case len(missing) > 0:
+		return "the agent is not in sync yet: " + strings.Join(missing, ", ")
+	case !s.inSync:
+		return "the dataplane has not completed its first sync"
+	case len(s.Broken) > 0:
+		return fmt.Sprintf("%d datastore object(s) present but broken, nothing is removed meanwhile: %s", len(s.Broken), s.Broken[0])
+	}
+	return "not ready"
 }
 
 func (a *Agent) syncGauge(ctx context.Context) {
@@ -367,7 +397,8 @@ func (a *Agent) updateGauges() {
 		return 0
 	}
 	st := a.Status()
-	a.metrics.inSync.Set(b(st.Ready))
+	// In sync is ready but for broken objects (they have their own metric).
+	a.metrics.inSync.Set(b(st.inSync))
 	if st.Dataplane != nil {
 		a.metrics.tunnelReady.WithLabelValues(names.IPIPDevice).Set(b(st.Dataplane.IPIPReady))
 		a.metrics.tunnelReady.WithLabelValues(names.VXLANDevice).Set(b(st.Dataplane.VXLANReady))

@@ -18,6 +18,8 @@ type AgentView struct {
 	Alive  func() bool
 	Ready  func() bool
 	Status func() any // the agent's JSON status
+	// Why says why the agent is not ready (optional).
+	Why func() string
 }
 
 // report is the JSON body of /healthz and /readyz under the supervisor.
@@ -42,7 +44,13 @@ func Handler(a AgentView, s *Supervisor, g prometheus.Gatherer) http.Handler {
 		if !r.Alive {
 			reasons = append(reasons, "the node is not registered yet")
 		} else if !a.Ready() {
-			reasons = append(reasons, "the agent is not in sync yet")
+			why := "the agent is not in sync yet"
+			if a.Why != nil {
+				if w := a.Why(); w != "" {
+					why = w
+				}
+			}
+			reasons = append(reasons, why)
 		}
 		if !st.Ready {
 			reasons = append(reasons, st.Reason)
