@@ -82,6 +82,7 @@ func WithWatchBackoff(min, max time.Duration) Option {
 // Store implements datastore.Datastore on etcd v3.
 type Store struct {
 	cli       *clientv3.Client
+	auth      *tokenAuth // nil without ETCD_USERNAME
 	endpoints []string
 	opts      options
 	log       *logrus.Entry
@@ -148,8 +149,6 @@ func New(ctx context.Context, cfg datastore.Config, opts ...Option) (*Store, err
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
 		TLS:                  tlsCfg,
-		Username:             cfg.EtcdUsername,
-		Password:             cfg.EtcdPassword,
 		Logger:               zap.NewNop(), // we log what matters ourselves
 		DialOptions: []grpc.DialOption{
 			// gRPC's default reconnect backoff grows to 2 minutes; a node
@@ -163,19 +162,36 @@ func New(ctx context.Context, cfg datastore.Config, opts ...Option) (*Store, err
 	if cfg.EtcdUsername != "" && cfg.EtcdPassword == "" {
 		return nil, fmt.Errorf("etcd %s: %s is set but %s is empty", epDesc, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword)
 	}
+	var auth *tokenAuth
+	if cfg.EtcdUsername != "" {
+		// Our own token handling (auth.go), not clientv3's.
+		auth = &tokenAuth{user: cfg.EtcdUsername, password: cfg.EtcdPassword, log: log}
+		ccfg.DialOptions = append(ccfg.DialOptions, grpc.WithPerRPCCredentials(auth), grpc.WithChainUnaryInterceptor(auth.unary))
+	}
 	cli, err := clientv3.New(ccfg)
 	if err != nil {
-		if errors.Is(err, rpctypes.ErrAuthFailed) {
-			return nil, fmt.Errorf("etcd %s: authentication as user %q failed: wrong %s or %s (%v)",
-				epDesc, cfg.EtcdUsername, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword, err)
-		}
 		return nil, fmt.Errorf("etcd %s: connecting: %w", epDesc, err)
 	}
 
-	// Probe: one cheap read proves address, TLS and credentials.
 	pctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
+	defer cancel()
+	if auth != nil {
+		auth.conn = cli.ActiveConnection
+		if err := auth.authenticate(pctx, 0); err != nil {
+			cli.Close()
+			if errors.Is(err, rpctypes.ErrAuthFailed) {
+				return nil, fmt.Errorf("etcd %s: authentication as user %q failed: wrong %s or %s (%v)",
+					epDesc, cfg.EtcdUsername, datastore.EnvEtcdUsername, datastore.EnvEtcdPassword, err)
+			}
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return nil, fmt.Errorf("etcd %s: no answer within %s: %s", epDesc, o.dialTimeout, diagnose(eps, tlsCfg, o.dialTimeout))
+			}
+			return nil, fmt.Errorf("etcd %s: authenticating as %q: %w", epDesc, cfg.EtcdUsername, err)
+		}
+	}
+
+	// Probe: one cheap read proves address, TLS and credentials.
 	_, err = cli.Get(pctx, datastore.ResourcePrefix, clientv3.WithCountOnly())
-	cancel()
 	if err != nil {
 		cli.Close()
 		switch {
@@ -190,7 +206,7 @@ func New(ctx context.Context, cfg datastore.Config, opts ...Option) (*Store, err
 	}
 
 	sctx, scancel := context.WithCancel(context.Background())
-	s := &Store{cli: cli, endpoints: eps, opts: o, log: log, ctx: sctx, cancel: scancel}
+	s := &Store{cli: cli, auth: auth, endpoints: eps, opts: o, log: log, ctx: sctx, cancel: scancel}
 	log.WithFields(logrus.Fields{"tls": tlsCfg != nil, "user": cfg.EtcdUsername}).Info("connected to etcd")
 	return s, nil
 }

@@ -244,6 +244,13 @@ func (w *watcher) watchOnce(ctx context.Context) error {
 				if errors.Is(err, rpctypes.ErrCompacted) {
 					return &errCompacted{}
 				}
+				// etcd cancels a watch whose token it no longer knows
+				// ("permission denied" from etcd 3.4): get a new one.
+				if w.s.auth != nil && (tokenRejected(err) || errors.Is(rpctypes.Error(err), rpctypes.ErrPermissionDenied)) {
+					if aerr := w.s.auth.stale(ctx); aerr != nil {
+						return fmt.Errorf("%w (re-authenticating: %v)", err, aerr)
+					}
+				}
 				return err
 			}
 			if resp.Canceled {
