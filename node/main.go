@@ -30,6 +30,7 @@ import (
 
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/connect"
+	"github.com/roostnet/roost/internal/health"
 	"github.com/roostnet/roost/internal/settings"
 	"github.com/roostnet/roost/internal/version"
 	"github.com/roostnet/roost/node/agent"
@@ -149,6 +150,7 @@ func runCmd() *cobra.Command {
 				Listen: cfg.Listen, IPForward: cfg.IPForward, BlockReleaseGrace: cfg.BlockReleaseGrace,
 				DS: ds, NL: dataplane.Kernel(h), Sub: dataplane.NetlinkSubscriber{}, Detector: &startup.Detector{NL: h},
 				Log: log, BirdSocket: cfg.Supervise.BirdSocket,
+				SyncLiveness: syncLiveness(cfg.Datastore, cfg.SyncTimeout, log),
 			}
 			log.WithFields(logrus.Fields{"version": version.Version, "datastore": cfg.Datastore.String()}).Info("roost-node starting")
 			if cfg.Supervise.WithBird || cfg.Supervise.WithConfd {
@@ -452,4 +454,18 @@ func runCheck(ctx context.Context, check string, cfg *config.Health) error {
 		return supervisor.HTTPCheck(ctx, url)
 	}
 	return fmt.Errorf("unknown check %q", check)
+}
+
+// syncLiveness fails /healthz once the agent has been out of sync for
+// --datastore-sync-timeout with a datastore that answers a fresh
+// connection (health.SyncLiveness).
+func syncLiveness(cfg datastore.Config, timeout time.Duration, log *logrus.Logger) *health.SyncLiveness {
+	l := &health.SyncLiveness{Timeout: timeout}
+	if cfg.Type == datastore.TypeEtcd {
+		quiet := logrus.New()
+		quiet.SetOutput(log.Out)
+		quiet.SetLevel(logrus.ErrorLevel)
+		l.Probe = func(ctx context.Context) error { return connect.Probe(ctx, cfg, connect.WithLogger(quiet)) }
+	}
+	return l
 }

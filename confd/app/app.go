@@ -31,6 +31,7 @@ import (
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/connect"
 	"github.com/roostnet/roost/etc"
+	"github.com/roostnet/roost/internal/health"
 	"github.com/roostnet/roost/templates"
 )
 
@@ -309,7 +310,7 @@ func (a *App) Run(ctx context.Context) error {
 		servers = append(servers, s)
 	}
 	if a.cfg.HealthAddr != "" {
-		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.readyProblem, a.modelWarnings))
+		s, err := serve(a.cfg.HealthAddr, metrics.HealthHandler(a.status, a.readyProblem, a.syncLiveness(), a.modelWarnings))
 		if err != nil {
 			return fmt.Errorf("health: %w", err)
 		}
@@ -336,6 +337,20 @@ func (a *App) Run(ctx context.Context) error {
 		defer stop()
 	}
 	return a.runner.Run(ctx)
+}
+
+// syncLiveness fails /healthz once confd has been out of sync for
+// --datastore-sync-timeout with a datastore that answers a fresh
+// connection (health.SyncLiveness).
+func (a *App) syncLiveness() *health.SyncLiveness {
+	l := &health.SyncLiveness{Timeout: a.cfg.SyncTimeout}
+	if a.cfg.Datastore.Type == datastore.TypeEtcd {
+		quiet := logrus.New()
+		quiet.SetOutput(a.log.Out)
+		quiet.SetLevel(logrus.ErrorLevel)
+		l.Probe = func(ctx context.Context) error { return connect.Probe(ctx, a.cfg.Datastore, connect.WithLogger(quiet)) }
+	}
+	return l
 }
 
 // status adds a broken template edit to the runner's status.

@@ -64,7 +64,7 @@ func TestBFDProfileFollowsEtcd(t *testing.T) {
 func readyz(t *testing.T, e *env) string {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	metrics.HealthHandler(e.app.status, e.app.readyProblem, e.app.modelWarnings).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	metrics.HealthHandler(e.app.status, e.app.readyProblem, nil, e.app.modelWarnings).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	b, _ := io.ReadAll(rec.Body)
 	if rec.Code != 200 {
 		t.Fatalf("/readyz: %d %s", rec.Code, b)

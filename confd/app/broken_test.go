@@ -63,7 +63,7 @@ func TestBrokenDefaultConfigAcrossRestart(t *testing.T) {
 			t.Fatalf("%s: broken object reported as %+v", what, de)
 		}
 		rec := httptest.NewRecorder()
-		metrics.HealthHandler(e.app.status).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		metrics.HealthHandler(e.app.status, nil, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		body := rec.Body.String()
 		if rec.Code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "rendering held") ||
 			!strings.Contains(body, key) || !strings.Contains(body, "spec.communities[1].value") || !strings.Contains(body, "65123:notanumber") {

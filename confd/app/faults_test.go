@@ -216,7 +216,7 @@ func TestSecretProblemsDisableOnlyTheirSessions(t *testing.T) {
 	// Readiness and the metric name peer and secret, never the value.
 	waitFor(t, "BIRD reconfigured", func() bool { return e.app.status().LastError == nil })
 	rec := httptest.NewRecorder()
-	metrics.HealthHandler(e.app.status, e.app.readyProblem).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	metrics.HealthHandler(e.app.status, e.app.readyProblem, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	ready := rec.Body.String()
 	for _, want := range []string{"rendered with 2 BGP sessions disabled", "Global_10_200_0_22 (BGPPeer bad:", "bad/pw", "Global_10_200_0_23 (BGPPeer missing:", "nope/pw"} {
 		if rec.Code != 503 || !strings.Contains(ready, want) {
@@ -348,7 +348,7 @@ func TestRenderedFileModes(t *testing.T) {
 // ready asks confd's /readyz as a probe would.
 func (e *env) ready() (bool, string) {
 	rec := httptest.NewRecorder()
-	metrics.HealthHandler(e.app.status, e.app.readyProblem).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	metrics.HealthHandler(e.app.status, e.app.readyProblem, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
 	return rec.Code == 200, rec.Body.String()
 }
 

@@ -46,6 +46,9 @@ type Config struct {
 	// budget and a BIRD reconfigure cap; an explicit MinRenderInterval or
 	// RenderQuiet selects the fixed rule instead of the budget.
 	RenderCPUShare, MaxReloadRate  float64
+	// SyncTimeout: /healthz fails after this long out of sync with a
+	// datastore that answers (0: never).
+	SyncTimeout time.Duration
 	MinRenderInterval, RenderQuiet time.Duration
 }
 
@@ -87,6 +90,7 @@ func (c *Config) settings() []*settings.Setting {
 		num("max-reload-rate", "ROOST_CONFD_MAX_RELOAD_RATE", "20", "reconfigure BIRD at most this many times per second", settings.Float(&c.MaxReloadRate)),
 		dur("min-render-interval", "ROOST_CONFD_MIN_RENDER_INTERVAL", "", "fixed spacing instead of the CPU budget: during churn, start the next render this long after the previous one (default 100ms when --render-quiet is set)", &c.MinRenderInterval),
 		dur("render-quiet", "ROOST_CONFD_RENDER_QUIET", "", "fixed spacing instead of the CPU budget: during churn, render once no change arrived for this long (default 20ms when --min-render-interval is set)", &c.RenderQuiet),
+		settings.SyncTimeout(&c.SyncTimeout),
 	)
 }
 

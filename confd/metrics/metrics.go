@@ -159,17 +159,25 @@ func (m *Metrics) Handler() http.Handler {
 // some BGP sessions are disabled (the supervisor counts that as rendered).
 const ReadyDisabledPrefix = "rendered with"
 
-// HealthHandler serves /healthz (the process and its watches run) and
-// /readyz (in sync, the last render succeeded and problem, if given,
-// returns nil), each as one line of text: "ok" or the reason (the
-// supervisor reads "last render failed" and ReadyDisabledPrefix).
+// HealthHandler serves /healthz (the process and its watches run, and
+// it is not stuck out of sync: sync, which may be nil) and /readyz (in
+// sync, no broken object holding renders, the last render succeeded and
+// problem, if given, returns nil), each as text: "ok" or the reason (the
+// supervisor reads "last render failed", "rendering held" and
+// ReadyDisabledPrefix).
 // A ready /readyz adds, after "ok", one "warning: ..." line per string of
 // warnings (the model's degraded settings, such as a missing BFDProfile):
 // they do not make confd unready.
-func HealthHandler(status func() runner.Status, problem func() error, warnings ...func() []string) http.Handler {
+func HealthHandler(status func() runner.Status, problem func() error, sync *health.SyncLiveness, warnings ...func() []string) http.Handler {
 	live := func() (bool, any) {
-		if status().WatchesRunning == 0 {
+		s := status()
+		if s.WatchesRunning == 0 {
 			return false, "datastore watches are not running"
+		}
+		if ok, why := sync.Check(s.OutOfSyncSince); !ok {
+			return false, why
+		} else if why != "" {
+			return true, "ok\n" + why
 		}
 		return true, "ok"
 	}

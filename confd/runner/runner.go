@@ -92,6 +92,9 @@ type Status struct {
 	// Both are published after the runner decided what to do with them.
 	Events        int
 	PendingRender bool
+	// OutOfSyncSince is when the view last went out of sync (or the run
+	// started); zero while in sync.
+	OutOfSyncSince time.Time
 	// Broken lists the objects that are present but broken, sorted by
 	// key. While there are any, nothing renders: the files (and BIRD)
 	// keep the last good configuration.
@@ -215,7 +218,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}(i)
 	}
-	r.setStatus(func(s *Status) { s.WatchesRunning = len(watches) })
+	r.setStatus(func(s *Status) { s.WatchesRunning, s.OutOfSyncSince = len(watches), time.Now() })
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -378,6 +381,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.setStatus(func(s *Status) {
 				s.InSync = inSync
 				s.EverInSync = s.EverInSync || inSync
+				s.OutOfSyncSince = time.Time{}
+				if !inSync {
+					s.OutOfSyncSince = time.Now()
+				}
 			})
 			if r.cfg.Observer != nil {
 				r.cfg.Observer.SyncState(inSync)

@@ -48,3 +48,14 @@ func Open(ctx context.Context, cfg datastore.Config, opts ...Option) (datastore.
 	}
 	return nil, fmt.Errorf("datastore: unsupported type %q", cfg.Type)
 }
+
+// Probe opens cfg's backend afresh — a new connection, authenticated anew
+// — checks that it answers (Open does) and closes it: whether the
+// datastore answers apart from a program's long-lived connection.
+func Probe(ctx context.Context, cfg datastore.Config, opts ...Option) error {
+	ds, err := Open(ctx, cfg, opts...)
+	if err != nil {
+		return err
+	}
+	return ds.Close()
+}

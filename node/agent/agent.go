@@ -27,6 +27,7 @@ import (
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/backoff"
 	"github.com/roostnet/roost/internal/clip"
+	"github.com/roostnet/roost/internal/health"
 	"github.com/roostnet/roost/internal/nsutil"
 	"github.com/roostnet/roost/node/dataplane"
 	"github.com/roostnet/roost/node/heartbeat"
@@ -59,6 +60,9 @@ type Options struct {
 	// BirdSocket is BIRD's control socket: the agent answers this node's
 	// CalicoNodeStatus requests from it. "": it does not.
 	BirdSocket string
+	// SyncLiveness fails /healthz when the agent stays out of sync with
+	// a datastore that answers (nil: never).
+	SyncLiveness *health.SyncLiveness
 }
 
 // Agent is one running node agent.
@@ -86,6 +90,9 @@ type Agent struct {
 	// not cleaned up (docs/roost-node.md, "Broken objects").
 	broken   map[string]brokenObj
 	ipamHeld string
+	// outOfSync: when a watch last went out of sync (zero while all are
+	// in sync).
+	outOfSync time.Time
 
 	tunnelKick   chan struct{}
 	redetectKick chan struct{}
@@ -111,7 +118,7 @@ func New(o Options) *Agent {
 	if o.AutodetectInterval <= 0 {
 		o.AutodetectInterval = 30 * time.Second
 	}
-	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics,
+	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics, outOfSync: time.Now(),
 		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
 		broken:     map[string]brokenObj{},
 		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1), gc: newBlockGC()}
@@ -294,6 +301,8 @@ type Status struct {
 	Dataplane  *dataplane.Status   `json:"dataplane,omitempty"`
 	NAT        *natoutgoing.Status `json:"natOutgoing,omitempty"`
 	LastError  string              `json:"lastError,omitempty"`
+	// LiveReason says why the agent is not alive, or what liveness saw.
+	LiveReason string `json:"liveReason,omitempty"`
 	// Broken lists the objects that are present but broken (key, field,
 	// value and error): while there is any, nothing is removed from the
 	// kernel and IPAM is not cleaned up, and the agent is not ready.
@@ -326,6 +335,7 @@ func (a *Agent) Status() Status {
 	if a.tunnels.VXLANV6.IsValid() {
 		st.VXLANV6 = a.tunnels.VXLANV6.String()
 	}
+	outOfSync := a.outOfSync
 	all := a.registered
 	for k, v := range a.synced {
 		st.InSync[k] = v
@@ -349,6 +359,9 @@ func (a *Agent) Status() Status {
 	}
 	st.inSync = all
 	st.Ready = all && len(st.Broken) == 0
+	if st.Alive {
+		st.Alive, st.LiveReason = a.opts.SyncLiveness.Check(outOfSync)
+	}
 	return st
 }
 
@@ -544,6 +557,12 @@ func (a *Agent) setSynced(name string, v bool) {
 	all := true
 	for _, s := range a.synced {
 		all = all && s
+	}
+	switch {
+	case all:
+		a.outOfSync = time.Time{}
+	case a.outOfSync.IsZero():
+		a.outOfSync = time.Now()
 	}
 	first := all && !a.inputsSent
 	if first {

@@ -38,6 +38,7 @@ type Run struct {
 	AutodetectInterval time.Duration
 	IPForward          bool
 	BlockReleaseGrace  time.Duration
+	SyncTimeout        time.Duration
 	Supervise          Supervise
 }
 
@@ -108,6 +109,7 @@ func (r *Run) Settings() []*Setting {
 		&Setting{Flag: "listen", Env: "ROOST_NODE_LISTEN", Default: DefaultNodeListen, Help: `serve /healthz, /readyz and /metrics here; "" turns it off`, Parse: settings.String(&r.Listen)},
 		&Setting{Flag: "ip-forward", Env: "ROOST_IP_FORWARD", Default: "true", Bool: true, Help: "set net.ipv4.ip_forward=1 at start (and net.ipv6.conf.all.forwarding=1 when the node has an IPv6 address)", Parse: settings.Bool(&r.IPForward)},
 		&Setting{Flag: "block-release-grace-period", Env: "ROOST_BLOCK_RELEASE_GRACE_PERIOD", Default: "15m", Help: "give back a block of this node that stayed empty this long, when the node has another block of its family (0: never)", Parse: settings.DurationOrZero(&r.BlockReleaseGrace)},
+		settings.SyncTimeout(&r.SyncTimeout),
 	)
 }
 
