@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,6 +28,7 @@ type fileState struct {
 	json       bool  // written as JSON
 	broken     error // read or syntax error: not fully understood, not rewritable
 	unreadable bool
+	stat       fileStat // the version read (zero: none)
 	docs       []*doc
 	chunks     []chunk // YAML split into documents; nil: rewrite the file whole
 	tail       []*item // objects the file held that its readable part lost: broken
@@ -94,7 +94,7 @@ func (s *Store) winner(key string) (itemRef, bool) { return winnerOf(s.defs[key]
 // readFile reads path. It returns old, unchanged, when the bytes are the
 // same. ioMu is held.
 func (s *Store) readFile(path string, old *fileState, quiet bool) (*fileState, bool) {
-	raw, err := os.ReadFile(path)
+	raw, st, err := readWithStat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if old != nil && !old.exists {
 			return old, false
@@ -114,9 +114,17 @@ func (s *Store) readFile(path string, old *fileState, quiet bool) (*fileState, b
 		return nfs, true
 	}
 	if old != nil && old.exists && !old.unreadable && bytes.Equal(old.raw, raw) {
+		if old.stat != st {
+			// Rewritten with the same bytes: remember the new version.
+			c := *old
+			c.stat = st
+			return &c, false
+		}
 		return old, false
 	}
-	return s.parse(path, raw, quiet), true
+	nfs := s.parse(path, raw, quiet)
+	nfs.stat = st
+	return nfs, true
 }
 
 func isJSONName(path string) bool { return strings.EqualFold(filepath.Ext(path), ".json") }

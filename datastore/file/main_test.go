@@ -6,6 +6,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(writerEnv) != "" {
+		os.Exit(runWriter())
+	}
 	debugCheckIncremental = true
 	os.Exit(m.Run())
 }

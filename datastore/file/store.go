@@ -84,6 +84,10 @@ type Store struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 	fsw  *fsnotify.Watcher
+
+	// The cross-process write lock (lock.go), used with ioMu held.
+	lockFile   *os.File
+	lockWarned bool
 }
 
 var _ datastore.Datastore = (*Store)(nil)
@@ -347,6 +351,12 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	err := s.fsw.Close()
 	s.wg.Wait()
+	s.ioMu.Lock()
+	if s.lockFile != nil {
+		s.lockFile.Close()
+		s.lockFile = nil
+	}
+	s.ioMu.Unlock()
 	return err
 }
 

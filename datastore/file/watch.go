@@ -281,6 +281,7 @@ func (s *Store) reloadLocked() {
 		}
 	}
 	if len(changed) == 0 {
+		s.files = files // the same content, maybe rewritten: new versions
 		return
 	}
 	s.files, s.order = files, paths

@@ -144,10 +144,17 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 	if len(preps) == 0 {
 		return s.Revision(), nil, nil
 	}
-	// A file changed on disk but not read yet (the event is on its way)
-	// must be read first: the conditions are checked against it, and its
-	// new content must not be overwritten.
-	if s.staleLocked(preps) {
+	// Other processes write too: hold the lock until the files are
+	// replaced (lock.go).
+	unlock, err := s.lockFiles(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer unlock()
+	// A file changed on disk but not read yet (by another process, or
+	// the event is on its way) must be read first: the conditions are
+	// checked against it, and its new content must not be overwritten.
+	if s.changedOnDisk() || s.staleLocked(preps) {
 		s.reloadLocked()
 	}
 	edits, err := s.plan(preps)
@@ -220,7 +227,9 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 	}
 
 	for i, p := range paths {
-		if err := writeAtomic(p, newFiles[p].raw); err != nil {
+		st, err := writeAtomic(p, newFiles[p].raw)
+		newFiles[p].stat = st
+		if err != nil {
 			if i > 0 {
 				s.reloadLocked() // some files were replaced: catch up with the disk
 			}
@@ -775,7 +784,7 @@ func renderJSON(e *edit) ([]byte, error) {
 // directory (hidden, so the store's own watch ignores it), synced, then
 // renamed over the original. A symlink is followed and its target
 // replaced. The original's permissions are kept (0644 for a new file).
-func writeAtomic(path string, data []byte) error {
+func writeAtomic(path string, data []byte) (fileStat, error) {
 	target := path
 	if t, err := filepath.EvalSymlinks(path); err == nil {
 		target = t
@@ -787,13 +796,13 @@ func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(target)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
 	if err != nil {
-		return err
+		return fileStat{}, err
 	}
 	tmp := f.Name()
-	fail := func(err error) error {
+	fail := func(err error) (fileStat, error) {
 		f.Close()
 		os.Remove(tmp)
-		return err
+		return fileStat{}, err
 	}
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
@@ -804,17 +813,21 @@ func writeAtomic(path string, data []byte) error {
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
-		return err
+		return fileStat{}, err
 	}
 	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
-		return err
+		return fileStat{}, err
 	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
+	return statOf(fi), nil
 }
