@@ -45,10 +45,10 @@ type Config struct {
 	// Render spacing during sustained churn (see runner.Config): a CPU
 	// budget and a BIRD reconfigure cap; an explicit MinRenderInterval or
 	// RenderQuiet selects the fixed rule instead of the budget.
-	RenderCPUShare, MaxReloadRate  float64
+	RenderCPUShare, MaxReloadRate float64
 	// SyncTimeout: /healthz fails after this long out of sync with a
 	// datastore that answers (0: never).
-	SyncTimeout time.Duration
+	SyncTimeout                    time.Duration
 	MinRenderInterval, RenderQuiet time.Duration
 }
 
