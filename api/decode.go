@@ -301,7 +301,9 @@ func DecodeJSON(kind string, data []byte, opts DecodeOptions) (Resource, error) 
 	if obj == nil {
 		return nil, fmt.Errorf("unknown kind %q", kind)
 	}
-	if opts.AllowUnknownFields && decodeJSONFast(obj, data) {
+	// The fast path takes an object of this kind; anything else (null, a
+	// list, another kind) goes the checked way, which says what it is.
+	if opts.AllowUnknownFields && isObject(data) && decodeJSONFast(obj, data) && ownKind(obj, kind) {
 		return finish(obj, opts)
 	}
 	return decodeJSONChecked(kind, data, opts)
@@ -324,6 +326,17 @@ func decodeJSONChecked(kind string, data []byte, opts DecodeOptions) (Resource, 
 		return nil, err
 	}
 	return obj, nil
+}
+
+func isObject(data []byte) bool {
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && t[0] == '{'
+}
+
+// ownKind tells whether obj, as decoded, names no kind or its own.
+func ownKind(obj Resource, kind string) bool {
+	tm, ok := obj.(interface{ typeMeta() *TypeMeta })
+	return !ok || tm.typeMeta().Kind == "" || tm.typeMeta().Kind == kind
 }
 
 // expectObject reports a value that is not an object of kind (null, a

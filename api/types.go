@@ -79,6 +79,9 @@ type Resource interface {
 
 func (t *TypeMeta) set(kind string) { t.Kind, t.APIVersion = kind, APIVersionOf(kind) }
 
+// typeMeta gives access to a resource's kind/apiVersion as decoded.
+func (t *TypeMeta) typeMeta() *TypeMeta { return t }
+
 // New returns an empty resource of the given kind (matched exactly), or nil
 // for an unknown kind.
 func New(kind string) Resource {
