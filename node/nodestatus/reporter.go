@@ -147,11 +147,18 @@ func (r *Reporter) follow(ctx context.Context) (wasSynced bool) {
 					}
 				}
 				relist, synced, wasSynced = nil, true, true
-			case datastore.Error:
+			case datastore.Broken:
+				// Present but invalid: kept (not dropped in a relist), not
+				// answered until it is fixed.
+				if relist != nil {
+					relist[ev.Key] = true
+				}
 				if req := r.reqs[ev.Key]; req != nil && !req.broken {
 					req.broken = true
 					r.opts.Log.WithError(ev.Err).WithField("key", ev.Key).Warn("CalicoNodeStatus request became invalid; not answering it until it is fixed")
 				}
+			case datastore.Error:
+				r.opts.Log.WithError(ev.Err).Warn("datastore unavailable; the CalicoNodeStatus watch keeps retrying")
 			}
 		case <-timer.C:
 		case <-ctx.Done():
