@@ -12,7 +12,7 @@ import (
 
 // A key given twice in a document (YAML parsers let the last win
 // silently) makes the document invalid, reported with both lines; the
-// object keeps its last good value.
+// object is present and broken.
 func TestDuplicateKeyRejected(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nodes.yaml")
 	writeFile(t, path, twoNodes)
@@ -24,13 +24,11 @@ func TestDuplicateKeyRejected(t *testing.T) {
 
 	writeFile(t, path, strings.Replace(twoNodes, "    ipv4Address: 10.0.0.2/24\n", "    ipv4Address: 10.0.0.2/24\n    ipv4Address: 10.0.0.9/24\n", 1))
 	ev := next(t, ch)
-	if ev.Type != datastore.Error || ev.Key != nodeKey("node2") || ev.Err == nil ||
+	if ev.Type != datastore.Broken || ev.Key != nodeKey("node2") || ev.Err == nil ||
 		!strings.Contains(ev.Err.Error(), "spec.bgp.ipv4Address: duplicate key, on lines 15 and 16") {
 		t.Fatalf("got %v %s %v", ev.Type, ev.Key, ev.Err)
 	}
-	if got := mustGet(t, s, nodeKey("node2")).Value.(*api.Node).Spec.BGP.IPv4Address; got != "10.0.0.2/24" {
-		t.Errorf("node2 = %s, want the last good value", got)
-	}
+	broken(t, s, nodeKey("node2"), "duplicate key")
 	if len(warnings(hook, "duplicate key")) == 0 {
 		t.Error("the duplicate key was not logged")
 	}
