@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -220,7 +221,7 @@ func TestEtcdKilledDuringChurn(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got = readDir(t, out)
-		if sameDir(got, want) {
+		if maps.Equal(got, want) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -262,16 +263,4 @@ func readDir(t *testing.T, dir string) map[string]string {
 		out[en.Name()] = string(b)
 	}
 	return out
-}
-
-func sameDir(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
