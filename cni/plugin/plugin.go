@@ -183,7 +183,7 @@ func Add(args *skel.CmdArgs) error {
 		}
 	}
 	res.DNS = c.Conf.DNS
-	log.WithFields(logrus.Fields{"ips": wres.IPs, "host_iface": wres.Iface, "endpoint": r.EndpointName()}).Info("container attached")
+	log.WithFields(logrus.Fields{"ips": wres.IPs, "host_iface": wres.Iface, "endpoint": wres.Endpoint}).Info("container attached")
 	return types.PrintResult(res, c.Conf.CNIVersion)
 }
 
