@@ -20,6 +20,7 @@ import (
 	cniipam "github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/cni/config"
@@ -31,6 +32,31 @@ import (
 	"github.com/roostnet/roost/node/workload"
 )
 
+// EnvHostNetNS names the network namespace the plugin treats as the
+// host's (default: its own). For tests and nested labs, where the
+// plugin process must stay where the datastore is reachable.
+const EnvHostNetNS = "ROOST_CNI_HOST_NETNS"
+
+// hostNetlink is the netlink handle of the host namespace and that
+// namespace (zero: the current one).
+func hostNetlink() (*netlink.Handle, netns.NsHandle, error) {
+	path := os.Getenv(EnvHostNetNS)
+	if path == "" {
+		h, err := netlink.NewHandle()
+		return h, netns.None(), err
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, netns.None(), fmt.Errorf("%s=%s: %w", EnvHostNetNS, path, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, netns.None(), err
+	}
+	return h, ns, nil
+}
+
 // MTUFile is where roost-node writes the workload MTU (node/mtu);
 // "mtu": 0 reads it. A variable for tests.
 var MTUFile = config.DefaultMTUFile
@@ -39,6 +65,7 @@ type call struct {
 	*ipamplugin.Call
 	args *skel.CmdArgs
 	nl   *netlink.Handle
+	ns   netns.NsHandle
 	host *workload.Host
 }
 
@@ -51,17 +78,20 @@ func begin(args *skel.CmdArgs) (*call, error) {
 		c.Close()
 		return nil, config.Invalid("ipam.type", `""`, "an IPAM plugin is required (roost-ipam)")
 	}
-	nl, err := netlink.NewHandle()
+	nl, ns, err := hostNetlink()
 	if err != nil {
 		c.Close()
 		return nil, types.NewError(types.ErrInternal, "netlink: "+err.Error(), "")
 	}
-	host := &workload.Host{NodeName: c.Node, DS: c.DS, IPAM: ipam.New(c.DS, c.Node, ipam.WithLogger(c.Log)), NL: nl, Log: c.Log.WithFields(c.Fields())}
-	return &call{Call: c, args: args, nl: nl, host: host}, nil
+	host := &workload.Host{NodeName: c.Node, DS: c.DS, IPAM: ipam.New(c.DS, c.Node, ipam.WithLogger(c.Log)), NL: nl, NS: ns, Log: c.Log.WithFields(c.Fields())}
+	return &call{Call: c, args: args, nl: nl, ns: ns, host: host}, nil
 }
 
 func (c *call) close() {
 	c.nl.Close()
+	if c.ns.IsOpen() {
+		c.ns.Close()
+	}
 	c.Close()
 }
 
@@ -324,11 +354,14 @@ func GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return conf.DatastoreError("listing WorkloadEndpoints", err)
 	}
-	nl, err := netlink.NewHandle()
+	nl, ns, err := hostNetlink()
 	if err != nil {
 		return types.NewError(types.ErrInternal, "netlink: "+err.Error(), "")
 	}
 	defer nl.Close()
+	if ns.IsOpen() {
+		defer ns.Close()
+	}
 	for _, kv := range lr.KVs {
 		w, ok := kv.Value.(*api.WorkloadEndpoint)
 		if !ok || w.Spec.Node != node || w.Spec.ContainerID == "" ||
