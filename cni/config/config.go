@@ -85,11 +85,32 @@ type IPAMConf struct {
 	IPv6Pools  []string   `json:"ipv6_pools"`
 }
 
+// fieldValue is the JSON text of the field at the dotted path in the
+// configuration (for errors).
+func fieldValue(stdin []byte, path string) string {
+	var v any
+	if json.Unmarshal(stdin, &v) != nil {
+		return "?"
+	}
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "?"
+		}
+		v = m[k]
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "?"
+	}
+	return string(b)
+}
+
 // BoolString is Calico's "true"/"false" string (a JSON boolean is taken
 // too); empty when absent.
 type BoolString string
 
-// UnmarshalJSON accepts "true", "false", true and false.
+// UnmarshalJSON takes a string or a boolean (Parse checks the value).
 func (b *BoolString) UnmarshalJSON(data []byte) error {
 	var v any
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -99,12 +120,9 @@ func (b *BoolString) UnmarshalJSON(data []byte) error {
 	case bool:
 		*b = BoolString(strconv.FormatBool(x))
 	case string:
-		if _, err := strconv.ParseBool(x); err != nil {
-			return fmt.Errorf("%q is not \"true\" or \"false\"", x)
-		}
-		*b = BoolString(strings.ToLower(x))
+		*b = BoolString(strings.ToLower(strings.TrimSpace(x)))
 	default:
-		return fmt.Errorf("%s is not \"true\" or \"false\"", data)
+		*b = BoolString(data)
 	}
 	return nil
 }
@@ -132,9 +150,9 @@ func Parse(stdin []byte) (*NetConf, error) {
 	if err := dec.Decode(c); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("malformed network configuration: field %s: %s is not a %s", te.Field, te.Value, te.Type), err.Error())
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("malformed network configuration: field %s: %s is not a %s", te.Field, fieldValue(stdin, te.Field), te.Type), err.Error())
 		}
-		return nil, types.NewError(types.ErrDecodingFailure, "malformed network configuration: "+err.Error(), string(stdin[:min(len(stdin), 200)]))
+		return nil, types.NewError(types.ErrDecodingFailure, "malformed network configuration: "+err.Error(), "")
 	}
 	switch c.DatastoreType {
 	case "", datastore.TypeEtcd, "etcd", datastore.TypeFile:
@@ -148,6 +166,11 @@ func Parse(stdin []byte) (*NetConf, error) {
 	}
 	if c.DatastoreTimeoutSeconds < 0 {
 		return nil, Invalid("datastore_timeout_seconds", c.DatastoreTimeoutSeconds, "must not be negative")
+	}
+	for field, v := range map[string]BoolString{"ipam.assign_ipv4": c.IPAM.AssignIPv4, "ipam.assign_ipv6": c.IPAM.AssignIPv6} {
+		if _, err := strconv.ParseBool(string(v)); v != "" && err != nil {
+			return nil, Invalid(field, string(v), `use "true" or "false"`)
+		}
 	}
 	for field, list := range map[string][]string{"ipam.ipv4_pools": c.IPAM.IPv4Pools, "ipam.ipv6_pools": c.IPAM.IPv6Pools} {
 		for _, p := range list {

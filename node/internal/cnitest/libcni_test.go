@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
@@ -378,5 +379,239 @@ func TestAddCheckDel(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// Dual-stack: assign_ipv6 gives an IPv6 address too, with a /128 host
+// route; CHECK and DEL cover both.
+func TestDualStack(t *testing.T) {
+	e := setup(t, "etcd", "10.244.0.0/16", "fd00:244::/64")
+	l := e.conflist("1.0.0", map[string]any{"ipam": map[string]any{"type": "roost-ipam", "assign_ipv4": "true", "assign_ipv6": "true"}})
+	c := nstest.New(t, "ds")
+	rt := rtFor(c, "dual000000000001", k8sArgs("default", "dual", "dual000000000001")...)
+	res, err := e.add(l, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ips := addrs(res)
+	if len(ips) != 2 || !ips[0].Is4() || !ips[1].Is6() || !netip.MustParsePrefix("fd00:244::/64").Contains(ips[1]) {
+		t.Fatalf("ips %v", ips)
+	}
+	if len(res.Routes) != 2 {
+		t.Fatalf("routes %v", res.Routes)
+	}
+	iface := names.WorkloadInterface("default", "dual")
+	e.attached(c, iface, ips)
+	w, err := e.wep("default", "n1-k8s-dual-eth0")
+	if err != nil || len(w.Spec.IPNetworks) != 2 || w.Spec.IPNetworks[1] != ips[1].String()+"/128" {
+		t.Fatalf("endpoint %+v %v", w, err)
+	}
+	if err := e.check(l, rt); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.del(l, rt); err != nil {
+		t.Fatal(err)
+	}
+	e.gone("default", "n1-k8s-dual-eth0", iface, "dual000000000001")
+}
+
+// Addresses and pools asked for through CNI_ARGS (IP=, Calico's
+// annotation keys), args.cni and the configuration.
+func TestAddressRequests(t *testing.T) {
+	e := setup(t, "file", "10.244.0.0/16", "10.50.0.0/24")
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		args  [][2]string
+		want  string // a prefix the address must be in, or the address
+	}{
+		{"IP=", nil, [][2]string{{"IP", "10.244.7.7"}}, "10.244.7.7/32"},
+		{"ipAddrs", nil, [][2]string{{"cni.projectcalico.org/ipAddrs", `["10.50.0.9"]`}}, "10.50.0.9/32"},
+		{"ipv4pools by name in CNI_ARGS", nil, [][2]string{{"cni.projectcalico.org/ipv4pools", `["pool2"]`}}, "10.50.0.0/24"},
+		{"ipv4_pools by CIDR", map[string]any{"ipam": map[string]any{"type": "roost-ipam", "ipv4_pools": []string{"10.50.0.0/24"}}}, nil, "10.50.0.0/24"},
+		{"args.cni pools", map[string]any{"args": map[string]any{"cni": map[string]any{"cni.projectcalico.org/ipv4pools": []string{"pool2"}}}}, nil, "10.50.0.0/24"},
+		{"args.cni ips", map[string]any{"args": map[string]any{"cni": map[string]any{"ips": []string{"10.244.3.3"}}}}, nil, "10.244.3.3/32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := nstest.New(t, "req")
+			id := "req" + strings.NewReplacer(" ", "", "=", "", ".", "").Replace(tc.name)
+			rt := rtFor(c, id, tc.args...)
+			l := e.conflist("1.0.0", tc.extra)
+			res, err := e.add(l, rt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ips := addrs(res)
+			if len(ips) != 1 || !netip.MustParsePrefix(tc.want).Contains(ips[0]) {
+				t.Fatalf("got %v, want one in %s", ips, tc.want)
+			}
+			if err := e.del(l, rt); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Bad input: each error is a CNI error naming the field and value, and a
+// failed ADD leaves no veth, route, allocation or endpoint.
+func TestAddErrors(t *testing.T) {
+	e := setup(t, "etcd", "10.244.0.0/16", "10.60.0.0/30")
+	type tc struct {
+		name     string
+		extra    map[string]any
+		args     [][2]string
+		netns    string // "" a fresh namespace
+		prepare  func(*nstest.NS)
+		code     uint
+		contains []string
+	}
+	for _, c := range []tc{
+		{name: "unknown pool", extra: map[string]any{"ipam": map[string]any{"type": "roost-ipam", "ipv4_pools": []string{"nosuch"}}},
+			code: types.ErrInvalidNetworkConfig, contains: []string{"ipam.ipv4_pools", "nosuch", "pool1 (10.244.0.0/16)"}},
+		{name: "unknown pool in CNI_ARGS", args: [][2]string{{"cni.projectcalico.org/ipv4pools", `["10.9.9.0/24"]`}},
+			code: types.ErrInvalidNetworkConfig, contains: []string{"cni.projectcalico.org/ipv4pools", "10.9.9.0/24"}},
+		{name: "malformed mtu", extra: map[string]any{"mtu": "big"}, code: types.ErrDecodingFailure, contains: []string{"mtu", `"big"`}},
+		{name: "mtu out of range", extra: map[string]any{"mtu": 20}, code: types.ErrInvalidNetworkConfig, contains: []string{"mtu", "20"}},
+		{name: "bad assign_ipv4", extra: map[string]any{"ipam": map[string]any{"type": "roost-ipam", "assign_ipv4": "maybe"}}, code: types.ErrInvalidNetworkConfig, contains: []string{"ipam.assign_ipv4", "maybe"}},
+		{name: "bad datastore_type", extra: map[string]any{"datastore_type": "consul"}, code: types.ErrInvalidNetworkConfig, contains: []string{"datastore_type", "consul"}},
+		{name: "bad IP in CNI_ARGS", args: [][2]string{{"IP", "10.1"}}, code: types.ErrInvalidEnvironmentVariables, contains: []string{"IP", "10.1"}},
+		{name: "address outside every pool", args: [][2]string{{"IP", "192.0.2.1"}}, code: 100, contains: []string{"192.0.2.1"}},
+		{name: "missing netns", netns: "/var/run/netns/roost-h12a-does-not-exist", code: types.ErrInvalidNetNS, contains: []string{"roost-h12a-does-not-exist"}},
+		{name: "datastore unreachable", extra: map[string]any{"datastore_type": "etcdv3", "etcd_endpoints": "http://127.0.0.1:9", "datastore_timeout_seconds": 1},
+			code: types.ErrTryAgainLater, contains: []string{"http://127.0.0.1:9", "1s"}},
+		{name: "eth0 taken inside", prepare: func(n *nstest.NS) { n.Dummy(t, "eth0") }, code: types.ErrInternal, contains: []string{"eth0"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := nstest.New(t, "bad")
+			if c.prepare != nil {
+				c.prepare(n)
+			}
+			rt := rtFor(n, "bad0000000000001", c.args...)
+			if c.netns != "" {
+				rt.NetNS = c.netns
+			}
+			before := e.links()
+			_, err := e.add(e.conflist("1.0.0", c.extra), rt)
+			cniError(t, err, c.code, c.contains...)
+			e.gone("default", "n1-cni-bad0000000000001-eth0", names.ContainerInterface("bad0000000000001"), "bad0000000000001")
+			if after := e.links(); after != before {
+				t.Fatalf("host links %d before, %d after", before, after)
+			}
+		})
+	}
+
+	// An exhausted pool: the /30 gives four addresses, the fifth fails and
+	// leaves nothing.
+	l := e.conflist("1.0.0", map[string]any{"ipam": map[string]any{"type": "roost-ipam", "ipv4_pools": []string{"pool2"}}})
+	for i := range 4 {
+		n := nstest.New(t, fmt.Sprintf("full%d", i))
+		if _, err := e.add(l, rtFor(n, fmt.Sprintf("%dfull00000000000", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := nstest.New(t, "full4")
+	_, err := e.add(l, rtFor(n, "4full00000000000"))
+	cniError(t, err, 100, "no address")
+	e.gone("default", "n1-cni-4full00000000000-eth0", names.ContainerInterface("4full00000000000"), "4full00000000000")
+}
+
+func (e *env) links() int {
+	ls, err := e.host.NL.LinkList()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(ls)
+}
+
+// DEL succeeds whatever is already gone: the namespace, the veth, the
+// allocation, the endpoint; and a DEL that never had an ADD.
+func TestDelIdempotent(t *testing.T) {
+	e := setup(t, "file", "10.244.0.0/16")
+	l := e.conflist("0.4.0", nil)
+	n := nstest.New(t, "gone")
+	rt := rtFor(n, "gone000000000001")
+	if _, err := e.add(l, rt); err != nil {
+		t.Fatal(err)
+	}
+	rt.NetNS = "/var/run/netns/roost-h12a-vanished"
+	for range 3 {
+		if err := e.del(l, rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.gone("default", "n1-cni-gone000000000001-eth0", names.ContainerInterface("gone000000000001"), "gone000000000001")
+	if err := e.del(l, rtFor(n, "never00000000001")); err != nil {
+		t.Fatal(err)
+	}
+	// CHECK is not part of 0.3.1.
+	if err := e.check(e.conflist("0.3.1", nil), rt); err == nil {
+		t.Fatal("CHECK accepted for 0.3.1")
+	}
+}
+
+// 16 ADDs at once on one host: distinct addresses, every allocation and
+// endpoint recorded, all released by the DELs.
+func TestConcurrentAdds(t *testing.T) {
+	e := setup(t, "etcd", "10.244.0.0/16")
+	l := e.conflist("1.0.0", nil)
+	const n = 16
+	nss := make([]*nstest.NS, n)
+	for i := range nss {
+		nss[i] = nstest.New(t, fmt.Sprintf("c%d", i))
+	}
+	os.Setenv(plugin.EnvHostNetNS, e.host.Path)
+	defer os.Unsetenv(plugin.EnvHostNetNS)
+	results := make([][]netip.Addr, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := e.cni.AddNetworkList(context.Background(), l, rtFor(nss[i], fmt.Sprintf("conc%012d", i), k8sArgs("load", fmt.Sprintf("p%d", i), "x")...))
+			if err == nil {
+				var r *current.Result
+				if r, err = current.NewResultFromResult(res); err == nil {
+					results[i] = addrs(r)
+				}
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	seen := map[netip.Addr]int{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("ADD %d: %v", i, errs[i])
+		}
+		if len(results[i]) != 1 {
+			t.Fatalf("ADD %d: %v", i, results[i])
+		}
+		if j, dup := seen[results[i][0]]; dup {
+			t.Fatalf("ADDs %d and %d both got %s", j, i, results[i][0])
+		}
+		seen[results[i][0]] = i
+		cl := ipam.New(e.ds, "n1", ipam.WithLogger(quiet()))
+		held, err := cl.AddrsByHandle(context.Background(), names.PodHandle(fmt.Sprintf("conc%012d", i)))
+		if err != nil || len(held) != 1 || held[0] != results[i][0] {
+			t.Fatalf("handle of ADD %d holds %v (%v), result %v", i, held, err, results[i])
+		}
+		if _, err := e.wep("load", fmt.Sprintf("n1-k8s-p%d-eth0", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.cni.DelNetworkList(context.Background(), l, rtFor(nss[i], fmt.Sprintf("conc%012d", i), k8sArgs("load", fmt.Sprintf("p%d", i), "x")...))
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("DEL %d: %v", i, errs[i])
+		}
+		e.gone("load", fmt.Sprintf("n1-k8s-p%d-eth0", i), names.WorkloadInterface("load", fmt.Sprintf("p%d", i)), fmt.Sprintf("conc%012d", i))
 	}
 }
