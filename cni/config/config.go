@@ -33,7 +33,6 @@ const (
 // Defaults as in Calico's CNI plugin.
 const (
 	DefaultNodenameFile     = "/var/lib/calico/nodename"
-	DefaultMTUFile          = "/var/lib/calico/mtu"
 	DefaultDatastoreTimeout = 10 * time.Second
 )
 

@@ -57,9 +57,9 @@ func hostNetlink() (*netlink.Handle, netns.NsHandle, error) {
 	return h, ns, nil
 }
 
-// MTUFile is where roost-node writes the workload MTU (node/mtu);
-// "mtu": 0 reads it. A variable for tests.
-var MTUFile = config.DefaultMTUFile
+// EnvMTUFile overrides where "mtu": 0 reads the workload MTU (default
+// /var/lib/calico/mtu): roost-node's own variable for that file.
+const EnvMTUFile = "ROOST_MTU_FILE"
 
 type call struct {
 	*ipamplugin.Call
@@ -115,10 +115,14 @@ func (c *call) mtu() int {
 	if c.Conf.MTU > 0 {
 		return c.Conf.MTU
 	}
-	v, err := mtu.ReadFile(MTUFile)
+	file := os.Getenv(EnvMTUFile)
+	if file == "" {
+		file = mtu.DefaultFile
+	}
+	v, err := mtu.ReadFile(file)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			c.Log.WithError(err).WithField("file", MTUFile).Warn("unreadable MTU file: the container gets MTU 1500")
+			c.Log.WithError(err).WithField("file", file).Warn("unreadable MTU file: the container gets MTU 1500")
 		}
 		return 0
 	}
@@ -155,9 +159,14 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	r := c.request()
-	// Another container holding this pod's endpoint (a sandbox being
-	// replaced) is refused rather than overwritten.
-	if err := c.owned(r, true); err != nil {
+	// Another container holding this pod's endpoint: the pod's sandbox
+	// is being replaced (its DEL may come later or never). As Calico, the
+	// new one takes the endpoint and the host veth over; the old one's
+	// DEL then releases only its addresses.
+	switch err := c.owned(r); {
+	case errors.Is(err, errOtherContainer):
+		log.Warn("the pod's WorkloadEndpoint belongs to another container id: taking it over")
+	case err != nil:
 		return err
 	}
 	c.host.MTU = c.mtu()
@@ -222,10 +231,9 @@ const ErrNoAddressFromIPAM = 101
 
 // owned checks that the endpoint of the call's name is this container's
 // (a Kubernetes pod's endpoint name does not include the container id:
-// a replaced sandbox's late DEL must not remove the new one's). With
-// refuse an endpoint of another container is an error; without, the
-// answer is only whether this call may touch the endpoint and veth.
-func (c *call) owned(r workload.Request, refuse bool) error {
+// a replaced sandbox's late DEL must not remove the new one's); it
+// returns errOtherContainer when it is not.
+func (c *call) owned(r workload.Request) error {
 	if r.Orchestrator != names.OrchestratorK8s {
 		return nil
 	}
@@ -244,9 +252,6 @@ func (c *call) owned(r workload.Request, refuse bool) error {
 	if !ok || w.Spec.ContainerID == "" || w.Spec.ContainerID == r.ContainerID {
 		return nil
 	}
-	if refuse {
-		return types.NewError(types.ErrInternal, fmt.Sprintf("pod %s/%s is attached as container %s: delete it first", r.Namespace, r.Pod, w.Spec.ContainerID), "WorkloadEndpoint "+name)
-	}
 	return errOtherContainer
 }
 
@@ -263,7 +268,7 @@ func Del(args *skel.CmdArgs) error {
 	log := c.Log.WithFields(c.Fields())
 	r := c.request()
 	r.External = true
-	switch err := c.owned(r, false); {
+	switch err := c.owned(r); {
 	case errors.Is(err, errOtherContainer):
 		log.Info("DEL of a replaced container: its pod's endpoint belongs to the new one; only its addresses are released")
 	case err != nil:

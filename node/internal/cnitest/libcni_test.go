@@ -231,16 +231,21 @@ func (e *env) wep(namespace, name string) (*api.WorkloadEndpoint, error) {
 // attached checks the dataplane of one container.
 func (e *env) attached(c *nstest.NS, hostIface string, ips []netip.Addr) {
 	e.t.Helper()
+	e.attachedMTU(c, hostIface, ips, 1450)
+}
+
+func (e *env) attachedMTU(c *nstest.NS, hostIface string, ips []netip.Addr, mtu int) {
+	e.t.Helper()
 	hl, err := e.host.NL.LinkByName(hostIface)
 	if err != nil {
 		e.t.Fatalf("host end %s: %v", hostIface, err)
 	}
-	if hl.Attrs().HardwareAddr.String() != names.HostVethMAC || hl.Attrs().MTU != 1450 {
+	if hl.Attrs().HardwareAddr.String() != names.HostVethMAC || hl.Attrs().MTU != mtu {
 		e.t.Fatalf("host end %s: MAC %s MTU %d", hostIface, hl.Attrs().HardwareAddr, hl.Attrs().MTU)
 	}
 	in, err := c.NL.LinkByName("eth0")
-	if err != nil || in.Attrs().MTU != 1450 {
-		e.t.Fatalf("eth0 inside: %v", err)
+	if err != nil || in.Attrs().MTU != mtu {
+		e.t.Fatalf("eth0 inside: %v (MTU %d, want %d)", err, in.Attrs().MTU, mtu)
 	}
 	routes, err := e.host.NL.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: hl.Attrs().Index}, netlink.RT_FILTER_OIF)
 	if err != nil {
@@ -615,3 +620,60 @@ func TestConcurrentAdds(t *testing.T) {
 		e.gone("load", fmt.Sprintf("n1-k8s-p%d-eth0", i), names.WorkloadInterface("load", fmt.Sprintf("p%d", i)), fmt.Sprintf("conc%012d", i))
 	}
 }
+
+// "mtu": 0 takes the MTU roost-node wrote for the pools' encapsulation
+// (here 1450, VXLAN on a 1500-byte link); without the file, 1500.
+func TestMTUFromNode(t *testing.T) {
+	e := setup(t, "file", "10.244.0.0/16")
+	l := e.conflist("1.0.0", map[string]any{"mtu": nil})
+	file := filepath.Join(t.TempDir(), "mtu")
+	t.Setenv(plugin.EnvMTUFile, file)
+	for _, want := range []int{1500, 1450} {
+		if want != 1500 {
+			if err := os.WriteFile(file, []byte(fmt.Sprintf("%d\n", want)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := nstest.New(t, fmt.Sprintf("mtu%d", want))
+		id := fmt.Sprintf("%dmtu000000000", want)
+		res, err := e.add(l, rtFor(c, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.attachedMTU(c, names.ContainerInterface(id), addrs(res), want)
+	}
+}
+
+// A Kubernetes pod whose sandbox is replaced before the old one's DEL:
+// the new container takes the pod's endpoint and host veth over (as
+// Calico does); the old container's late DEL releases its own addresses
+// and leaves the new attachment alone.
+func TestReplacedSandbox(t *testing.T) {
+	e := setup(t, "etcd", "10.244.0.0/16")
+	l := e.conflist("1.0.0", nil)
+	c1 := nstest.New(t, "sb1")
+	c2 := nstest.New(t, "sb2")
+	rt1 := rtFor(c1, "old0000000000001", k8sArgs("prod", "api", "old0000000000001")...)
+	rt2 := rtFor(c2, "new0000000000002", k8sArgs("prod", "api", "new0000000000002")...)
+	if _, err := e.add(l, rt1); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.add(l, rt2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.del(l, rt1); err != nil {
+		t.Fatal(err)
+	}
+	e.attached(c2, names.WorkloadInterface("prod", "api"), addrs(res))
+	if w, err := e.wep("prod", "n1-k8s-api-eth0"); err != nil || w.Spec.ContainerID != "new0000000000002" {
+		t.Fatalf("endpoint %+v %v", w, err)
+	}
+	if held, err := ipam.New(e.view(), "n1", ipam.WithLogger(quiet())).AddrsByHandle(context.Background(), names.PodHandle("old0000000000001")); err != nil || len(held) != 0 {
+		t.Fatalf("old container's addresses: %v %v", held, err)
+	}
+	if err := e.check(l, rt2); err != nil {
+		t.Fatal(err)
+	}
+}
+
