@@ -676,4 +676,3 @@ func TestReplacedSandbox(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
