@@ -362,7 +362,7 @@ func (c *NetConf) AddressRequest(a *Args) (*Request, error) {
 		IPv4Pools: c.IPAM.IPv4Pools, IPv6Pools: c.IPAM.IPv6Pools,
 		IPv4PoolsField: "ipam.ipv4_pools", IPv6PoolsField: "ipam.ipv6_pools",
 	}
-	ips := slices(c.RuntimeConfig.IPs)
+	ips := append([]string(nil), c.RuntimeConfig.IPs...)
 	for key, raw := range c.Args.CNI {
 		var list []string
 		switch key {
@@ -413,8 +413,6 @@ func (c *NetConf) AddressRequest(a *Args) (*Request, error) {
 	}
 	return r, nil
 }
-
-func slices(s []string) []string { return append([]string(nil), s...) }
 
 // Identify works out who the attachment is for.
 func Identify(containerID, ifName, cniArgs string) (*Identity, *Args, error) {
