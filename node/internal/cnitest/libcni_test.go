@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -674,5 +675,22 @@ func TestReplacedSandbox(t *testing.T) {
 	}
 	if err := e.check(l, rt2); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// VERSION: both names speak the four configuration versions.
+func TestVersion(t *testing.T) {
+	c := libcni.NewCNIConfig([]string{binDir}, nil)
+	for _, name := range []string{"roost", "roost-ipam"} {
+		info, err := c.GetVersionInfo(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := info.SupportedVersions()
+		for _, v := range []string{"0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+			if !slices.Contains(got, v) {
+				t.Errorf("%s: %v lacks %s", name, got, v)
+			}
+		}
 	}
 }
