@@ -606,3 +606,61 @@ func TestMigrateNames(t *testing.T) {
 		}
 	}
 }
+
+// The CNI plugin's path: addresses an IPAM plugin already allocated
+// (Assigned), another orchestrator, interface and handle. A failure takes
+// back the veth and writes no endpoint, and leaves the allocation to the
+// IPAM plugin; a success records Calico's name for the orchestrator and
+// Check accepts it, then reports a missing host route.
+func TestAttachAssigned(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	ip := netip.MustParseAddr("10.244.3.3")
+	if _, err := e.h.IPAM.Assign(ctx, ipam.AssignArgs{Handle: names.PodHandle("cid0123456789"), IPs: []netip.Addr{ip}}); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	req := Request{Name: "cid0123456789", NetNS: w.Path, Orchestrator: names.OrchestratorCNI, ContainerID: "cid0123456789",
+		IfName: "net1", HostIface: names.ContainerInterface("cid0123456789"), Handle: names.PodHandle("cid0123456789"), Assigned: []netip.Addr{ip}}
+	before := ipamState(t, e.ds)
+	e.h.DS = failingWEPs{e.ds}
+	if _, err := e.h.Attach(ctx, req); err == nil {
+		t.Fatal("attach with a failing datastore succeeded")
+	}
+	e.h.DS = e.ds
+	if _, err := e.host.NL.LinkByName(req.HostIface); err == nil {
+		t.Fatal("veth left")
+	}
+	if after := ipamState(t, e.ds); !reflect.DeepEqual(after, before) {
+		t.Fatalf("IPAM changed: %v -> %v", before, after)
+	}
+	res, err := e.h.Attach(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Endpoint != "n1-cni-cid0123456789-net1" || res.Iface != "calicid01234567" || len(res.IPs) != 1 || res.IPs[0] != ip {
+		t.Fatalf("result %+v", res)
+	}
+	if _, err := w.NL.LinkByName("net1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Check(ctx, req, []netip.Addr{ip}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Check(ctx, req, []netip.Addr{netip.MustParseAddr("10.244.3.4")}); err == nil {
+		t.Fatal("Check accepted another address")
+	}
+	if err := e.host.NL.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}, Protocol: names.RouteProtocol, Table: unix.RT_TABLE_MAIN, Scope: netlink.SCOPE_LINK}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Check(ctx, req, nil); err == nil || !strings.Contains(err.Error(), "host route") {
+		t.Fatalf("Check without the host route: %v", err)
+	}
+	req.External = true
+	if _, err := e.h.Detach(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := e.h.IPAM.AddrsByHandle(ctx, req.Handle); len(held) != 1 {
+		t.Fatalf("Detach with External released %v", held)
+	}
+}
