@@ -336,6 +336,13 @@ func TestAddCheckDel(t *testing.T) {
 					t.Fatalf("WorkloadEndpoint %+v", w.Spec)
 				}
 
+				// ADD again (a runtime retrying): the same address, one
+				// allocation.
+				again, err := e.add(l, podRT)
+				if err != nil || !slices.Equal(addrs(again), ips) {
+					t.Fatalf("repeated ADD: %v %v, want %v", addrs(again), err, ips)
+				}
+
 				res2, err := e.add(l, plainRT)
 				if err != nil {
 					t.Fatal(err)
