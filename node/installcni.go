@@ -46,14 +46,22 @@ func installCNICmd() *cobra.Command {
 				state = "written"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", res.Conf, state)
+			written := map[string]bool{}
+			for _, w := range res.Written {
+				written[w] = true
+			}
 			for _, b := range res.Binaries {
 				state := "unchanged"
-				for _, w := range res.Written {
-					if w == b {
-						state = "written"
-					}
+				if written[b] {
+					state = "written"
 				}
+				delete(written, b)
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", b, state)
+			}
+			for _, w := range res.Written { // copied TLS files
+				if written[w] {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: written\n", w)
+				}
 			}
 			return nil
 		},
@@ -82,13 +90,14 @@ func installCNI(cfg *config.Run, log logrus.FieldLogger) (cniinstall.Result, err
 		Plugin: plugin, BinDir: cfg.CNI.BinDir, ConfDir: cfg.CNI.ConfDir,
 		NodeName: name, Datastore: cfg.Datastore, MTUFile: cfg.Dataplane.MTUFile,
 		LogLevel: cfg.CNI.LogLevel, LogFile: cfg.CNI.LogFile,
-		IPv6: ip6 != "" && ip6 != "none",
+		IPv6:   ip6 != "" && ip6 != "none",
+		TLSDir: cfg.CNI.TLSDir, HostTLSDir: cfg.CNI.HostTLSDir,
 	})
 	if err != nil {
 		return res, err
 	}
 	log.WithFields(logrus.Fields{
-		"conf": res.Conf, "confWritten": res.ConfWritten, "binaries": res.Binaries, "binariesWritten": len(res.Written),
+		"conf": res.Conf, "confWritten": res.ConfWritten, "binaries": res.Binaries, "filesWritten": len(res.Written),
 	}).Info("CNI plugin installed")
 	return res, nil
 }

@@ -71,11 +71,27 @@ type Options struct {
 	LogFile  string // default DefaultLogFile
 	// IPv6 makes the plugin assign IPv6 addresses too.
 	IPv6 bool
+	// TLSDir, when set, is where the etcd TLS files are copied (etcd-ca,
+	// etcd-cert 0644; etcd-key 0600), for a plugin that cannot read them
+	// where roost-node does (a DaemonSet mounts them from a Secret);
+	// HostTLSDir is that directory as the plugin sees it on the host
+	// (default TLSDir). Without TLSDir the conflist names the files
+	// where they are.
+	TLSDir, HostTLSDir string
 }
+
+// Names of the etcd TLS files in Options.TLSDir (Calico's install-cni
+// uses the same).
+const (
+	TLSCAName   = "etcd-ca"
+	TLSCertName = "etcd-cert"
+	TLSKeyName  = "etcd-key"
+)
 
 // Result says what Install changed.
 type Result struct {
-	// Binaries are the installed plugin paths; Written those rewritten.
+	// Binaries are the installed plugin paths; Written the binaries and
+	// copied TLS files this run wrote.
 	Binaries []string
 	Written  []string
 	Conf     string // the conflist's path
@@ -166,13 +182,20 @@ func Conflist(o Options) ([]byte, error) {
 		}
 	case datastore.TypeEtcd:
 		p.EtcdEndpoints = ds.EtcdEndpoints
-		for _, f := range []struct {
-			dst *string
-			src string
-		}{
-			{&p.EtcdCACert, ds.EtcdCACert}, {&p.EtcdCert, ds.EtcdCert}, {&p.EtcdKey, ds.EtcdKey},
-		} {
-			if *f.dst, err = abs(f.src); err != nil {
+		for _, f := range tlsFiles(&ds, &p) {
+			if f.src == "" {
+				continue
+			}
+			if o.TLSDir != "" {
+				host := o.HostTLSDir
+				if host == "" {
+					host = o.TLSDir
+				}
+				*f.dst, err = abs(filepath.Join(host, f.name))
+			} else {
+				*f.dst, err = abs(f.src)
+			}
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -182,6 +205,22 @@ func Conflist(o Options) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
+}
+
+type tlsFile struct {
+	name string
+	src  string
+	dst  *string
+	perm os.FileMode
+}
+
+// tlsFiles pairs the datastore's TLS files with their conflist keys.
+func tlsFiles(ds *datastore.Config, p *pluginConf) []tlsFile {
+	return []tlsFile{
+		{TLSCAName, ds.EtcdCACert, &p.EtcdCACert, 0o644},
+		{TLSCertName, ds.EtcdCert, &p.EtcdCert, 0o644},
+		{TLSKeyName, ds.EtcdKey, &p.EtcdKey, 0o600},
+	}
 }
 
 // Install copies the plugin binary as `roost` and `roost-ipam` into the
@@ -220,6 +259,31 @@ func Install(o Options) (Result, error) {
 		}
 		if wrote {
 			res.Written = append(res.Written, path)
+		}
+	}
+	ds := o.Datastore
+	_ = ds.Normalize() // checked by Conflist
+	if o.TLSDir != "" && ds.Type == datastore.TypeEtcd {
+		var p pluginConf
+		for _, f := range tlsFiles(&ds, &p) {
+			if f.src == "" {
+				continue
+			}
+			data, err := os.ReadFile(f.src)
+			if err != nil {
+				return res, fmt.Errorf("cni: copying etcd TLS files: %w", err)
+			}
+			if err := os.MkdirAll(o.TLSDir, 0o755); err != nil {
+				return res, fmt.Errorf("cni: %w", err)
+			}
+			path := filepath.Join(o.TLSDir, f.name)
+			wrote, err := writeIfChanged(path, data, f.perm)
+			if err != nil {
+				return res, fmt.Errorf("cni: copying %s: %w", f.src, err)
+			}
+			if wrote {
+				res.Written = append(res.Written, path)
+			}
 		}
 	}
 	res.Conf = filepath.Join(o.ConfDir, ConfName)

@@ -275,3 +275,64 @@ func TestInstallErrors(t *testing.T) {
 		t.Fatal("installed into a file")
 	}
 }
+
+// TestTLSCopy: with a TLS directory the files are copied there (the key
+// 0600) and the conflist names them as the host sees them; unchanged
+// files are not rewritten.
+func TestTLSCopy(t *testing.T) {
+	o := fixture(t)
+	src := t.TempDir()
+	for name, content := range map[string]string{"ca.pem": "CA", "node.pem": "CERT", "node-key.pem": "KEY"} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Datastore.EtcdCACert, o.Datastore.EtcdCert, o.Datastore.EtcdKey = filepath.Join(src, "ca.pem"), filepath.Join(src, "node.pem"), filepath.Join(src, "node-key.pem")
+	o.TLSDir = filepath.Join(o.ConfDir, "roost-tls")
+	o.HostTLSDir = "/etc/cni/net.d/roost-tls"
+	res, err := Install(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Written) != 5 {
+		t.Fatalf("written %v, want 2 binaries and 3 TLS files", res.Written)
+	}
+	for name, want := range map[string]struct {
+		data string
+		mode os.FileMode
+	}{TLSCAName: {"CA", 0o644}, TLSCertName: {"CERT", 0o644}, TLSKeyName: {"KEY", 0o600}} {
+		p := filepath.Join(o.TLSDir, name)
+		b, err := os.ReadFile(p)
+		st, serr := os.Stat(p)
+		if err != nil || serr != nil || string(b) != want.data || st.Mode().Perm() != want.mode {
+			t.Errorf("%s: %q %v (%v %v), want %q %v", name, b, st.Mode(), err, serr, want.data, want.mode)
+		}
+	}
+	b, err := os.ReadFile(res.Conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"etcd_ca_cert_file": "/etc/cni/net.d/roost-tls/etcd-ca"`, `"etcd_cert_file": "/etc/cni/net.d/roost-tls/etcd-cert"`, `"etcd_key_file": "/etc/cni/net.d/roost-tls/etcd-key"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("conflist lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), "KEY") {
+		t.Errorf("the key's content is in the conflist:\n%s", b)
+	}
+	if res, err = Install(o); err != nil || res.Changed() {
+		t.Fatalf("second install: %+v %v", res, err)
+	}
+	// A rotated certificate is copied again.
+	if err := os.WriteFile(o.Datastore.EtcdCert, []byte("CERT2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Install(o); err != nil || len(res.Written) != 1 || res.ConfWritten {
+		t.Fatalf("rotation: %+v %v", res, err)
+	}
+	// A missing TLS file fails the installation.
+	o.Datastore.EtcdCACert = filepath.Join(src, "missing.pem")
+	if _, err := Install(o); err == nil || !strings.Contains(err.Error(), "missing.pem") {
+		t.Fatalf("missing CA: %v", err)
+	}
+}
