@@ -88,6 +88,11 @@ type Request struct {
 	Attrs        map[string]string // more IPAM attributes
 	Labels       map[string]string // more WorkloadEndpoint labels
 	Pools        []*api.IPPool     // candidate pools (nil: all)
+	// Assigned are addresses an IPAM plugin already allocated: Attach
+	// uses them as they are (and gives back none on failure), Detach
+	// leaves the release to that plugin.
+	Assigned []netip.Addr
+	External bool // Detach: addresses are released by someone else
 
 	wepName string // Calico's name of its WorkloadEndpoint (normalize)
 }
@@ -178,7 +183,13 @@ func (h *Host) protocol() netlink.RouteProtocol {
 }
 
 func (h *Host) nodeLabels(ctx context.Context) map[string]string {
-	kv, err := h.DS.Get(ctx, datastore.ResourceKey(api.KindNode, "", h.NodeName))
+	return NodeLabels(ctx, h.DS, h.NodeName)
+}
+
+// NodeLabels are the labels of node's Node (for the pools' nodeSelector;
+// none when it cannot be read).
+func NodeLabels(ctx context.Context, ds datastore.Datastore, node string) map[string]string {
+	kv, err := ds.Get(ctx, datastore.ResourceKey(api.KindNode, "", node))
 	if err != nil {
 		return nil
 	}
@@ -317,23 +328,27 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 	if err := h.checkInside(iface, r.IfName, inNL); err != nil {
 		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
 	}
-	// What IPAM held before, to give back only what this call takes.
-	held, err := h.IPAM.AddrsByHandle(ctx, r.Handle)
-	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
-	}
-	blocksBefore, err := h.affineBlocks(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
-	}
-	ips, err := h.addresses(ctx, &r)
-	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
-	}
-	var fresh []netip.Addr
-	for _, ip := range ips {
-		if !slices.Contains(held, ip) {
-			fresh = append(fresh, ip)
+	var ips, fresh []netip.Addr
+	var blocksBefore []netip.Prefix
+	if len(r.Assigned) > 0 {
+		ips = slices.Clone(r.Assigned)
+		slices.SortStableFunc(ips, func(a, b netip.Addr) int { return boolInt(a.Is6()) - boolInt(b.Is6()) })
+	} else {
+		// What IPAM held before, to give back only what this call takes.
+		held, err := h.IPAM.AddrsByHandle(ctx, r.Handle)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+		}
+		if blocksBefore, err = h.affineBlocks(ctx); err != nil {
+			return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+		}
+		if ips, err = h.addresses(ctx, &r); err != nil {
+			return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+		}
+		for _, ip := range ips {
+			if !slices.Contains(held, ip) {
+				fresh = append(fresh, ip)
+			}
 		}
 	}
 	// From here on, a failure takes back what this call did.
@@ -758,9 +773,13 @@ func (h *Host) Detach(ctx context.Context, r Request) ([]netip.Addr, error) {
 			return nil, fmt.Errorf("workload %s/%s: looking up %s: %w", r.Namespace, r.Name, iface, err)
 		}
 	}
-	released, err := h.IPAM.ReleaseByHandle(ctx, r.Handle)
-	if err != nil {
-		return released, fmt.Errorf("workload %s/%s: releasing addresses: %w", r.Namespace, r.Name, err)
+	var released []netip.Addr
+	if !r.External {
+		var err error
+		released, err = h.IPAM.ReleaseByHandle(ctx, r.Handle)
+		if err != nil {
+			return released, fmt.Errorf("workload %s/%s: releasing addresses: %w", r.Namespace, r.Name, err)
+		}
 	}
 	if err := h.DS.Delete(ctx, r.key(), 0); err != nil && !errors.Is(err, datastore.ErrNotFound) {
 		return released, fmt.Errorf("workload %s/%s: deleting the WorkloadEndpoint %s: %w", r.Namespace, r.Name, r.wepName, err)
@@ -860,4 +879,97 @@ func MigrateNames(ctx context.Context, ds datastore.Datastore, node string) (int
 		}
 	}
 	return n, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Check verifies an attached workload against its WorkloadEndpoint: the
+// endpoint exists on this node (with the addresses in want, when given),
+// the host end and the interface inside are the two ends of one veth,
+// the inside carries every address, and the host routes each of them to
+// the host end. The error names the first thing that differs.
+func (h *Host) Check(ctx context.Context, r Request, want []netip.Addr) error {
+	if err := r.normalize(h.NodeName); err != nil {
+		return err
+	}
+	kv, err := h.DS.Get(ctx, r.key())
+	if err != nil {
+		return fmt.Errorf("WorkloadEndpoint %s/%s: %w", r.Namespace, r.wepName, err)
+	}
+	w, ok := kv.Value.(*api.WorkloadEndpoint)
+	if !ok {
+		return fmt.Errorf("WorkloadEndpoint %s/%s: not a WorkloadEndpoint", r.Namespace, r.wepName)
+	}
+	if w.Spec.Node != h.NodeName || w.Spec.InterfaceName != r.HostIface {
+		return fmt.Errorf("WorkloadEndpoint %s/%s: node %q interface %q, want %q and %q", r.Namespace, r.wepName, w.Spec.Node, w.Spec.InterfaceName, h.NodeName, r.HostIface)
+	}
+	var ips []netip.Addr
+	for _, n := range w.Spec.IPNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("WorkloadEndpoint %s/%s: ipNetworks %q: %w", r.Namespace, r.wepName, n, err)
+		}
+		ips = append(ips, p.Addr())
+	}
+	if want != nil {
+		for _, ip := range want {
+			if !slices.Contains(ips, ip) {
+				return fmt.Errorf("WorkloadEndpoint %s/%s lists %v, not %s", r.Namespace, r.wepName, w.Spec.IPNetworks, ip)
+			}
+		}
+		if len(want) != len(ips) {
+			return fmt.Errorf("WorkloadEndpoint %s/%s lists %v, want %v", r.Namespace, r.wepName, w.Spec.IPNetworks, want)
+		}
+	}
+	host, err := h.NL.LinkByName(r.HostIface)
+	if err != nil {
+		return fmt.Errorf("host interface %s: %w", r.HostIface, err)
+	}
+	target, err := netns.GetFromPath(r.NetNS)
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", r.NetNS, err)
+	}
+	defer target.Close()
+	inNL, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", r.NetNS, err)
+	}
+	defer inNL.Close()
+	inside, err := inNL.LinkByName(r.IfName)
+	if err != nil {
+		return fmt.Errorf("interface %s in %s: %w", r.IfName, r.NetNS, err)
+	}
+	if !ours(host, inside) {
+		return fmt.Errorf("%s in %s is not the peer of %s", r.IfName, r.NetNS, r.HostIface)
+	}
+	if w.Spec.MAC != "" && !strings.EqualFold(w.Spec.MAC, inside.Attrs().HardwareAddr.String()) {
+		return fmt.Errorf("%s has MAC %s, the WorkloadEndpoint says %s", r.IfName, inside.Attrs().HardwareAddr, w.Spec.MAC)
+	}
+	addrs, err := nldump.List(func() ([]netlink.Addr, error) { return inNL.AddrList(inside, netlink.FAMILY_ALL) })
+	if err != nil {
+		return err
+	}
+	routes, err := nldump.List(func() ([]netlink.Route, error) {
+		return h.NL.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: host.Attrs().Index}, netlink.RT_FILTER_OIF)
+	})
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { p, ok := netipPrefix(a.IPNet); return ok && p.Addr() == ip }) {
+			return fmt.Errorf("%s in %s lacks the address %s", r.IfName, r.NetNS, ip)
+		}
+		if !slices.ContainsFunc(routes, func(rt netlink.Route) bool {
+			p, ok := netipPrefix(rt.Dst)
+			return ok && p == netip.PrefixFrom(ip, ip.BitLen())
+		}) {
+			return fmt.Errorf("no host route to %s via %s", ip, r.HostIface)
+		}
+	}
+	return nil
 }
