@@ -85,10 +85,14 @@ func (c *call) mtu() int {
 	if c.Conf.MTU > 0 {
 		return c.Conf.MTU
 	}
-	v, err := mtu.ReadFile(MTUFile)
+	file := MTUFile
+	if c.Conf.MTUFile != "" {
+		file = c.Conf.MTUFile
+	}
+	v, err := mtu.ReadFile(file)
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
-			c.Log.WithError(err).WithField("file", MTUFile).Warn("unreadable MTU file: the container gets MTU 1500")
+			c.Log.WithError(err).WithField("file", file).Warn("unreadable MTU file: the container gets MTU 1500")
 		}
 		return 0
 	}
