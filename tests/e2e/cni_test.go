@@ -16,7 +16,7 @@ import (
 )
 
 // cniPackage is the CNI plugin's main package (bin/roost-cni).
-const cniPackage = "github.com/roostnet/roost/cni/cmd/roost-cni"
+const cniPackage = "github.com/roostnet/roost/cni"
 
 var tagCNI = tag("cni")
 

@@ -24,6 +24,9 @@ import (
 type Podman struct {
 	Host   *Host
 	Dir    string
+	// RunRoot is podman's run state: outside Dir because podman wants
+	// its path shorter than 50 characters.
+	RunRoot string
 	BinDir string // CNI plugins (roost, roost-ipam)
 	NetDir string // CNI configuration (10-roost.conflist)
 	Conf   string // containers.conf
@@ -92,6 +95,8 @@ func (l *Lab) NewPodman(ctx context.Context, h *Host) (*Podman, error) {
 	}
 	p := &Podman{Host: h, Dir: filepath.Join(h.Dir, "podman"), lab: l}
 	p.BinDir, p.NetDir, p.Conf = filepath.Join(p.Dir, "cni-bin"), filepath.Join(p.Dir, "net.d"), filepath.Join(p.Dir, "containers.conf")
+	p.RunRoot = filepath.Join(os.TempDir(), "rpm-"+h.NS)
+	_ = os.RemoveAll(p.RunRoot) // a killed run's
 	for _, d := range []string{p.BinDir, p.NetDir, filepath.Join(p.Dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -125,6 +130,7 @@ events_logger = "file"
 		_, _ = p.Podman(ctx, "rm", "--all", "--force", "--time", "0")
 		_, _ = p.Podman(ctx, "system", "reset", "--force")
 		_ = os.RemoveAll(p.Dir)
+		_ = os.RemoveAll(p.RunRoot)
 	})
 	tarball, err := l.busyboxTarball()
 	if err != nil {
@@ -200,7 +206,7 @@ func (l *Lab) busyboxTarball() (string, error) {
 // /sys and hide the cgroup mounts runc needs.
 func (p *Podman) Podman(ctx context.Context, args ...string) (string, error) {
 	full := append([]string{"--net=/var/run/netns/" + p.Host.NS, "podman",
-		"--root", filepath.Join(p.Dir, "root"), "--runroot", filepath.Join(p.Dir, "runroot"), "--tmpdir", filepath.Join(p.Dir, "tmp")}, args...)
+		"--root", filepath.Join(p.Dir, "root"), "--runroot", p.RunRoot, "--tmpdir", filepath.Join(p.Dir, "tmp")}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", full...)
 	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.Conf)
 	var stdout, stderr bytes.Buffer
