@@ -78,7 +78,20 @@ func TestCNIPodman(t *testing.T) {
 	// VXLAN: the same containers, and a new one.
 	c.apply(poolYAML(true, "Always"))
 	c.waitBlockRoutes(c.Hosts, c.vxlanTo)
+	c.waitMTUFiles(c.Hosts, 1450)
 	c3 := c.run(p2, "c3")
+	// The plugin took the MTU from the host's MTU file (mtu_file in the
+	// conflist): 1500 before the switch, 1450 for VXLAN after it.
+	for _, x := range []struct {
+		p    *lab.Podman
+		ct   *lab.Container
+		want string
+	}{{p1, c1, "1500"}, {p2, c3, "1450"}} {
+		out, err := x.p.Podman(c.ctx, "exec", x.ct.Name, "/bin/cat", "/sys/class/net/eth0/mtu")
+		if err != nil || strings.TrimSpace(out) != x.want {
+			t.Fatalf("%s: eth0 MTU %q (%v), want %s", x.ct.Name, strings.TrimSpace(out), err, x.want)
+		}
+	}
 	c.containerPings(pair{p1, c1, c2}, pair{p2, c2, c1}, pair{p1, c1, c3}, pair{p2, c3, c1})
 	record(t, "VXLAN: containers ping over vxlan.calico")
 
