@@ -34,6 +34,7 @@ import (
 // cniResult holds the scenario's figures.
 type cniResult struct {
 	n                   int
+	version, delNone    []time.Duration // VERSION (process start); DEL of a container never added
 	fillAdd, fullAdd    []time.Duration // ADDs while filling to n; ADDs on the full host
 	fullDel, drainDel   []time.Duration // DELs on the full host; DELs while draining
 	concAdd, concDel    []time.Duration // each call's latency in the concurrent phase
@@ -156,6 +157,24 @@ spec: {cidr: 10.210.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never, na
 			return err
 		})
 		return d, ip, err
+	}
+
+	// What every call pays before doing its work: starting the plugin
+	// (VERSION), and that plus its configuration, the datastore
+	// connection and the lookups that find nothing (DEL of a container
+	// that was never added, no network namespace).
+	logf("cni: 50 VERSION calls and 50 DELs of unknown containers")
+	for i := range 50 {
+		start := time.Now()
+		if _, err := cni.GetVersionInfo(ctx, "roost"); err != nil {
+			return fmt.Errorf("VERSION: %w", err)
+		}
+		r.version = append(r.version, time.Since(start))
+		d, _, err := call(false, &libcni.RuntimeConf{ContainerID: fmt.Sprintf("unknown%06d", i), IfName: "eth0"})
+		if err != nil {
+			return fmt.Errorf("DEL of an unknown container: %w", err)
+		}
+		r.delNone = append(r.delNone, d)
 	}
 
 	logf("cni: %d ADDs, one at a time", r.n)
@@ -293,6 +312,8 @@ func (r *cniResult) markdown() string {
 		}
 		p("| %s | %d | %s | %s | %s | %s |\n", name, len(ds), ms(pct(ds, 50)), ms(pct(ds, 99)), ms(pct(ds, 100)), t)
 	}
+	row("VERSION (starting the plugin)", r.version, 0)
+	row("DEL of a container never added (fixed cost of a call)", r.delNone, 0)
 	row(fmt.Sprintf("ADD, host filling 0 → %d containers", r.n), r.fillAdd, 50*time.Millisecond)
 	row(fmt.Sprintf("ADD on a host with %d containers", r.n), r.fullAdd, 50*time.Millisecond)
 	row(fmt.Sprintf("DEL on a host with %d containers", r.n), r.fullDel, 30*time.Millisecond)
