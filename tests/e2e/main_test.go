@@ -173,6 +173,7 @@ func removeStaleLabs() {
 				continue
 			}
 			if pid, _ := strconv.Atoi(m[1]); pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+				lab.UnmountUnder(filepath.Join(os.TempDir(), e.Name())) // podman's storage (TestCNIPodman)
 				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -22,15 +23,15 @@ import (
 // CNI files) lives under Dir; nothing global is touched but the named
 // network namespaces podman creates for containers (removed with them).
 type Podman struct {
-	Host   *Host
-	Dir    string
+	Host *Host
+	Dir  string
 	// RunRoot is podman's run state: outside Dir because podman wants
 	// its path shorter than 50 characters.
 	RunRoot string
-	BinDir string // CNI plugins (roost, roost-ipam)
-	NetDir string // CNI configuration (10-roost.conflist)
-	Conf   string // containers.conf
-	lab    *Lab
+	BinDir  string // CNI plugins (roost, roost-ipam)
+	NetDir  string // CNI configuration (10-roost.conflist)
+	Conf    string // containers.conf
+	lab     *Lab
 }
 
 // Container is a container podman started on a lab host.
@@ -220,7 +221,9 @@ func (p *Podman) Podman(ctx context.Context, args ...string) (string, error) {
 // Run starts a container on the roost network (it sleeps until removed)
 // and returns it with the address the plugin gave it.
 func (p *Podman) Run(ctx context.Context, name string) (*Container, error) {
-	id, err := p.Podman(ctx, "run", "--detach", "--name", name, "--network", "roost", PodmanImage, "/bin/sleep", "100000")
+	// The sleep ends on its own: a container of a run killed before its
+	// cleanup does not live on for long.
+	id, err := p.Podman(ctx, "run", "--detach", "--name", name, "--network", "roost", PodmanImage, "/bin/sleep", "900")
 	if err != nil {
 		return nil, err
 	}
@@ -266,4 +269,63 @@ func (p *Podman) Ping(ctx context.Context, c *Container, ip netip.Addr, timeout 
 func (p *Podman) Rm(ctx context.Context, c *Container) error {
 	_, err := p.Podman(ctx, "rm", "--force", "--time", "0", c.Name)
 	return err
+}
+
+// UnmountUnder lazily unmounts every mount point under dir (deepest
+// first): the overlay and shm mounts podman leaves when a run is killed
+// before its cleanup, so that the directory can be removed.
+func UnmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			points = append(points, f[1])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(points[i], syscall.MNT_DETACH)
+	}
+}
+
+// removePodmanLeftovers removes what the podman runtimes of a lab killed
+// before its cleanup left: the containers' processes and conmon (their
+// pid files are in the run state), the named network namespaces podman
+// made for them, and the run state itself (outside the lab's directory,
+// see Podman.RunRoot).
+func removePodmanLeftovers(name string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "rpm-"+name+"-*"))
+	for _, d := range dirs {
+		pidfiles, _ := filepath.Glob(filepath.Join(d, "overlay-containers", "*", "userdata", "*.pid"))
+		more, _ := filepath.Glob(filepath.Join(d, "overlay-containers", "*", "userdata", "pidfile"))
+		for _, f := range append(more, pidfiles...) { // the container first: its namespace is found through it
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			var pid int
+			if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &pid); err != nil || pid <= 1 {
+				continue
+			}
+			// The container's network namespace, by inode, among
+			// podman's named ones.
+			var st syscall.Stat_t
+			if filepath.Base(f) == "pidfile" && syscall.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &st) == nil {
+				named, _ := filepath.Glob("/var/run/netns/netns-*")
+				for _, n := range named {
+					var nst syscall.Stat_t
+					if syscall.Stat(n, &nst) == nil && nst.Ino == st.Ino && nst.Dev == st.Dev {
+						_ = syscall.Unmount(n, syscall.MNT_DETACH)
+						_ = os.Remove(n)
+					}
+				}
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		UnmountUnder(d)
+		_ = os.RemoveAll(d)
+	}
 }
