@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/types"
-	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 
 	"github.com/roostnet/roost/tests/lab"
@@ -98,16 +96,10 @@ spec: {cidr: 10.210.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never, na
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cniBin, netDir := filepath.Join(h.Dir, "cni-bin"), filepath.Join(h.Dir, "net.d")
-	env := append(l.NodeEnv(h), "ROOST_CNI_PLUGIN="+l.Bin("roost-cni"), "ROOST_CNI_LOG_FILE="+filepath.Join(h.Dir, "cni.log"), "ROOST_CNI_LOG_LEVEL=warning")
-	if out, err := l.Exec(ctx, h.NS, env, l.Bin("roost-node"), "install-cni", "--bin-dir", cniBin, "--conf-dir", netDir); err != nil {
-		return fmt.Errorf("install-cni: %w: %s", err, out)
-	}
-	list, err := libcni.ConfListFromFile(filepath.Join(netDir, "10-roost.conflist"))
+	cni, err := l.NewCNI(ctx, h, "ROOST_CNI_LOG_LEVEL=warning")
 	if err != nil {
 		return err
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{cniBin}, filepath.Join(h.Dir, "cni-cache"), nil)
 
 	// Containers: network namespaces named <lab>-c<i>, removed at the end.
 	total := 2*r.n + 1
@@ -140,23 +132,13 @@ spec: {cidr: 10.210.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never, na
 	// The plugin runs where the runtime runs: in the host's namespace
 	// (libcni forks it from this OS thread).
 	call := func(add bool, rt *libcni.RuntimeConf) (time.Duration, string, error) {
-		var d time.Duration
-		var ip string
-		err := lab.InNS(h.NS, func() error {
-			start := time.Now()
-			if add {
-				res, err := cni.AddNetworkList(ctx, list, rt)
-				d = time.Since(start)
-				if err == nil {
-					ip, err = resultIP(res)
-				}
-				return err
-			}
-			err := cni.DelNetworkList(ctx, list, rt)
-			d = time.Since(start)
-			return err
-		})
-		return d, ip, err
+		start := time.Now()
+		if add {
+			ip, err := cni.Add(ctx, rt)
+			return time.Since(start), ip, err
+		}
+		err := cni.Del(ctx, rt)
+		return time.Since(start), "", err
 	}
 
 	// What every call pays before doing its work: starting the plugin
@@ -166,7 +148,7 @@ spec: {cidr: 10.210.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never, na
 	logf("cni: 50 VERSION calls and 50 DELs of unknown containers")
 	for i := range 50 {
 		start := time.Now()
-		if _, err := cni.GetVersionInfo(ctx, "roost"); err != nil {
+		if _, err := cni.Config.GetVersionInfo(ctx, "roost"); err != nil {
 			return fmt.Errorf("VERSION: %w", err)
 		}
 		r.version = append(r.version, time.Since(start))
@@ -272,18 +254,6 @@ spec: {cidr: 10.210.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never, na
 		return fmt.Errorf("%d cali* devices left on the host after every DEL", r.leftVeths)
 	}
 	return nil
-}
-
-// resultIP is the first address of an ADD result.
-func resultIP(res types.Result) (string, error) {
-	cur, err := types100.NewResultFromResult(res)
-	if err != nil {
-		return "", err
-	}
-	if len(cur.IPs) == 0 {
-		return "", fmt.Errorf("ADD result without an address")
-	}
-	return cur.IPs[0].Address.IP.String(), nil
 }
 
 func (r *cniResult) markdown() string {

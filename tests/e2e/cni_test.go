@@ -6,10 +6,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
 
 	"github.com/roostnet/roost/tests/lab"
@@ -256,4 +259,69 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+var tagCNIBench = tag("cnib")
+
+// BenchmarkCNIAddDel: one ADD and one DEL of a container through libcni
+// (as a runtime calls the plugin, without the runtime) on a lab host
+// running roost-node, confd and BIRD against the lab's etcd; reports
+// each call's mean as add-ms/op and del-ms/op. `make bench` measures
+// percentiles on a host with 100 containers (docs/performance.md).
+//
+//	go test ./tests/e2e -run '^$' -bench CNI -benchtime 50x
+func BenchmarkCNIAddDel(b *testing.B) {
+	requireLab(b)
+	ctx := b.Context()
+	name := fmt.Sprintf("e%s%d", tagCNIBench, os.Getpid())
+	dir := filepath.Join(runRoot, name)
+	defer os.RemoveAll(dir)
+	l, err := lab.New(ctx, lab.Options{Name: name, Hosts: 1, BinDir: binDir, Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	h := l.Hosts[0]
+	if err := l.Apply(ctx, poolYAML(true, "Never")); err != nil {
+		b.Fatal(err)
+	}
+	if err := l.StartHosts(ctx, l.Hosts); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(convergeTimeout); ; {
+		if _, err := os.Stat(h.MTUFile()); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("roost-node wrote no MTU file")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cni, err := l.NewCNI(ctx, h, "ROOST_CNI_LOG_LEVEL=warning")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns := name + "-c1" // removed with the lab (Teardown's prefix) if left
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		b.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	var add, del time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		rt := &libcni.RuntimeConf{ContainerID: fmt.Sprintf("benchcontainer%08d", i), NetNS: "/var/run/netns/" + ns, IfName: "eth0"}
+		t0 := time.Now()
+		if _, err := cni.Add(ctx, rt); err != nil {
+			b.Fatalf("ADD: %v\n%s", err, tailFile(filepath.Join(h.Dir, "cni.log"), 20))
+		}
+		t1 := time.Now()
+		if err := cni.Del(ctx, rt); err != nil {
+			b.Fatalf("DEL: %v", err)
+		}
+		add += t1.Sub(t0)
+		del += time.Since(t1)
+	}
+	b.ReportMetric(float64(add.Microseconds())/1000/float64(i), "add-ms/op")
+	b.ReportMetric(float64(del.Microseconds())/1000/float64(i), "del-ms/op")
 }

@@ -74,7 +74,7 @@ func record(t *testing.T, format string, args ...any) {
 
 // requireLab skips (or, with CI=true, fails) t when the lab cannot run
 // here, and builds the binaries on first use.
-func requireLab(t *testing.T) {
+func requireLab(t testing.TB) {
 	t.Helper()
 	setupMu.Lock()
 	if !setupRan {

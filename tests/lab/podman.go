@@ -147,13 +147,7 @@ events_logger = "file"
 // directories and returns its output (one line per file: written or
 // unchanged).
 func (p *Podman) InstallCNI(ctx context.Context) (string, error) {
-	l, h := p.lab, p.Host
-	env := append(l.NodeEnv(h), "ROOST_CNI_PLUGIN="+l.Bin("roost-cni"), "ROOST_CNI_LOG_FILE="+filepath.Join(h.Dir, "cni.log"),
-		"ROOST_CNI_LOG_LEVEL=debug")
-	if h.Prefix6.IsValid() {
-		env = append(env, "IP6="+h.Prefix6.String())
-	}
-	return l.Exec(ctx, h.NS, env, l.Bin("roost-node"), "install-cni", "--bin-dir", p.BinDir, "--conf-dir", p.NetDir)
+	return p.lab.InstallCNI(ctx, p.Host, p.BinDir, p.NetDir, "ROOST_CNI_LOG_LEVEL=debug")
 }
 
 // busyboxTarball writes (once per lab) a root file system holding only
