@@ -5,7 +5,8 @@
 // check/reload figures, a real BIRD 2 in its own network namespace, and
 // measures change latency, CPU per change, burst coalescing, cold start,
 // the node agent's dataplane benchmarks and, on a lab of network
-// namespaces (tests/lab), iperf3 throughput per pool mode. It prints a Markdown report
+// namespaces (tests/lab), iperf3 throughput per pool mode, and the CNI
+// plugin's ADD and DEL through libcni on a lab host. It prints a Markdown report
 // and, with -out, writes it into docs/performance.md between the
 // `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
 //
@@ -15,7 +16,8 @@
 //
 // Needs root (network namespaces), etcd, bird, iperf3 and bin/ (make build);
 // the CalicoNodeStatus scenario runs bin/roost-node, bin/confd and
-// bin/birdctl in a two-host lab (tests/lab).
+// bin/birdctl in a two-host lab (tests/lab), the CNI scenario
+// bin/roost-cni on a one-host lab.
 package main
 
 import (
