@@ -33,7 +33,6 @@ const (
 // Defaults as in Calico's CNI plugin.
 const (
 	DefaultNodenameFile     = "/var/lib/calico/nodename"
-	DefaultMTUFile          = "/var/lib/calico/mtu"
 	DefaultDatastoreTimeout = 10 * time.Second
 )
 
@@ -88,11 +87,32 @@ type IPAMConf struct {
 	IPv6Pools  []string   `json:"ipv6_pools"`
 }
 
+// fieldValue is the JSON text of the field at the dotted path in the
+// configuration (for errors).
+func fieldValue(stdin []byte, path string) string {
+	var v any
+	if json.Unmarshal(stdin, &v) != nil {
+		return "?"
+	}
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "?"
+		}
+		v = m[k]
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "?"
+	}
+	return string(b)
+}
+
 // BoolString is Calico's "true"/"false" string (a JSON boolean is taken
 // too); empty when absent.
 type BoolString string
 
-// UnmarshalJSON accepts "true", "false", true and false.
+// UnmarshalJSON takes a string or a boolean (Parse checks the value).
 func (b *BoolString) UnmarshalJSON(data []byte) error {
 	var v any
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -102,12 +122,9 @@ func (b *BoolString) UnmarshalJSON(data []byte) error {
 	case bool:
 		*b = BoolString(strconv.FormatBool(x))
 	case string:
-		if _, err := strconv.ParseBool(x); err != nil {
-			return fmt.Errorf("%q is not \"true\" or \"false\"", x)
-		}
-		*b = BoolString(strings.ToLower(x))
+		*b = BoolString(strings.ToLower(strings.TrimSpace(x)))
 	default:
-		return fmt.Errorf("%s is not \"true\" or \"false\"", data)
+		*b = BoolString(data)
 	}
 	return nil
 }
@@ -135,9 +152,9 @@ func Parse(stdin []byte) (*NetConf, error) {
 	if err := dec.Decode(c); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("malformed network configuration: field %s: %s is not a %s", te.Field, te.Value, te.Type), err.Error())
+			return nil, types.NewError(types.ErrDecodingFailure, fmt.Sprintf("malformed network configuration: field %s: %s is not a %s", te.Field, fieldValue(stdin, te.Field), te.Type), err.Error())
 		}
-		return nil, types.NewError(types.ErrDecodingFailure, "malformed network configuration: "+err.Error(), string(stdin[:min(len(stdin), 200)]))
+		return nil, types.NewError(types.ErrDecodingFailure, "malformed network configuration: "+err.Error(), "")
 	}
 	switch c.DatastoreType {
 	case "", datastore.TypeEtcd, "etcd", datastore.TypeFile:
@@ -151,6 +168,11 @@ func Parse(stdin []byte) (*NetConf, error) {
 	}
 	if c.DatastoreTimeoutSeconds < 0 {
 		return nil, Invalid("datastore_timeout_seconds", c.DatastoreTimeoutSeconds, "must not be negative")
+	}
+	for field, v := range map[string]BoolString{"ipam.assign_ipv4": c.IPAM.AssignIPv4, "ipam.assign_ipv6": c.IPAM.AssignIPv6} {
+		if _, err := strconv.ParseBool(string(v)); v != "" && err != nil {
+			return nil, Invalid(field, string(v), `use "true" or "false"`)
+		}
 	}
 	for field, list := range map[string][]string{"ipam.ipv4_pools": c.IPAM.IPv4Pools, "ipam.ipv6_pools": c.IPAM.IPv6Pools} {
 		for _, p := range list {
@@ -343,7 +365,7 @@ func (c *NetConf) AddressRequest(a *Args) (*Request, error) {
 		IPv4Pools: c.IPAM.IPv4Pools, IPv6Pools: c.IPAM.IPv6Pools,
 		IPv4PoolsField: "ipam.ipv4_pools", IPv6PoolsField: "ipam.ipv6_pools",
 	}
-	ips := slices(c.RuntimeConfig.IPs)
+	ips := append([]string(nil), c.RuntimeConfig.IPs...)
 	for key, raw := range c.Args.CNI {
 		var list []string
 		switch key {
@@ -394,8 +416,6 @@ func (c *NetConf) AddressRequest(a *Args) (*Request, error) {
 	}
 	return r, nil
 }
-
-func slices(s []string) []string { return append([]string(nil), s...) }
 
 // Identify works out who the attachment is for.
 func Identify(containerID, ifName, cniArgs string) (*Identity, *Args, error) {

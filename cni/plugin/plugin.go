@@ -20,6 +20,7 @@ import (
 	cniipam "github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/cni/config"
@@ -31,14 +32,40 @@ import (
 	"github.com/roostnet/roost/node/workload"
 )
 
-// MTUFile is where roost-node writes the workload MTU (node/mtu);
-// "mtu": 0 reads it. A variable for tests.
-var MTUFile = config.DefaultMTUFile
+// EnvHostNetNS names the network namespace the plugin treats as the
+// host's (default: its own). For tests and nested labs, where the
+// plugin process must stay where the datastore is reachable.
+const EnvHostNetNS = "ROOST_CNI_HOST_NETNS"
+
+// hostNetlink is the netlink handle of the host namespace and that
+// namespace (zero: the current one).
+func hostNetlink() (*netlink.Handle, netns.NsHandle, error) {
+	path := os.Getenv(EnvHostNetNS)
+	if path == "" {
+		h, err := netlink.NewHandle()
+		return h, netns.None(), err
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, netns.None(), fmt.Errorf("%s=%s: %w", EnvHostNetNS, path, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, netns.None(), err
+	}
+	return h, ns, nil
+}
+
+// EnvMTUFile overrides where "mtu": 0 reads the workload MTU (default
+// /var/lib/calico/mtu): roost-node's own variable for that file.
+const EnvMTUFile = "ROOST_MTU_FILE"
 
 type call struct {
 	*ipamplugin.Call
 	args *skel.CmdArgs
 	nl   *netlink.Handle
+	ns   netns.NsHandle
 	host *workload.Host
 }
 
@@ -51,17 +78,20 @@ func begin(args *skel.CmdArgs) (*call, error) {
 		c.Close()
 		return nil, config.Invalid("ipam.type", `""`, "an IPAM plugin is required (roost-ipam)")
 	}
-	nl, err := netlink.NewHandle()
+	nl, ns, err := hostNetlink()
 	if err != nil {
 		c.Close()
 		return nil, types.NewError(types.ErrInternal, "netlink: "+err.Error(), "")
 	}
-	host := &workload.Host{NodeName: c.Node, DS: c.DS, IPAM: ipam.New(c.DS, c.Node, ipam.WithLogger(c.Log)), NL: nl, Log: c.Log.WithFields(c.Fields())}
-	return &call{Call: c, args: args, nl: nl, host: host}, nil
+	host := &workload.Host{NodeName: c.Node, DS: c.DS, IPAM: ipam.New(c.DS, c.Node, ipam.WithLogger(c.Log)), NL: nl, NS: ns, Log: c.Log.WithFields(c.Fields())}
+	return &call{Call: c, args: args, nl: nl, ns: ns, host: host}, nil
 }
 
 func (c *call) close() {
 	c.nl.Close()
+	if c.ns.IsOpen() {
+		c.ns.Close()
+	}
 	c.Close()
 }
 
@@ -85,9 +115,14 @@ func (c *call) mtu() int {
 	if c.Conf.MTU > 0 {
 		return c.Conf.MTU
 	}
-	file := MTUFile
-	if c.Conf.MTUFile != "" {
-		file = c.Conf.MTUFile
+	// "mtu_file" (install-cni writes it when ROOST_MTU_FILE is not the
+	// default), else $ROOST_MTU_FILE, else the default.
+	file := c.Conf.MTUFile
+	if file == "" {
+		file = os.Getenv(EnvMTUFile)
+	}
+	if file == "" {
+		file = mtu.DefaultFile
 	}
 	v, err := mtu.ReadFile(file)
 	if err != nil {
@@ -129,9 +164,14 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	r := c.request()
-	// Another container holding this pod's endpoint (a sandbox being
-	// replaced) is refused rather than overwritten.
-	if err := c.owned(r, true); err != nil {
+	// Another container holding this pod's endpoint: the pod's sandbox
+	// is being replaced (its DEL may come later or never). As Calico, the
+	// new one takes the endpoint and the host veth over; the old one's
+	// DEL then releases only its addresses.
+	switch err := c.owned(r); {
+	case errors.Is(err, errOtherContainer):
+		log.Warn("the pod's WorkloadEndpoint belongs to another container id: taking it over")
+	case err != nil:
 		return err
 	}
 	c.host.MTU = c.mtu()
@@ -187,7 +227,7 @@ func Add(args *skel.CmdArgs) error {
 		}
 	}
 	res.DNS = c.Conf.DNS
-	log.WithFields(logrus.Fields{"ips": wres.IPs, "host_iface": wres.Iface, "endpoint": r.EndpointName()}).Info("container attached")
+	log.WithFields(logrus.Fields{"ips": wres.IPs, "host_iface": wres.Iface, "endpoint": wres.Endpoint}).Info("container attached")
 	return types.PrintResult(res, c.Conf.CNIVersion)
 }
 
@@ -196,10 +236,9 @@ const ErrNoAddressFromIPAM = 101
 
 // owned checks that the endpoint of the call's name is this container's
 // (a Kubernetes pod's endpoint name does not include the container id:
-// a replaced sandbox's late DEL must not remove the new one's). With
-// refuse an endpoint of another container is an error; without, the
-// answer is only whether this call may touch the endpoint and veth.
-func (c *call) owned(r workload.Request, refuse bool) error {
+// a replaced sandbox's late DEL must not remove the new one's); it
+// returns errOtherContainer when it is not.
+func (c *call) owned(r workload.Request) error {
 	if r.Orchestrator != names.OrchestratorK8s {
 		return nil
 	}
@@ -218,9 +257,6 @@ func (c *call) owned(r workload.Request, refuse bool) error {
 	if !ok || w.Spec.ContainerID == "" || w.Spec.ContainerID == r.ContainerID {
 		return nil
 	}
-	if refuse {
-		return types.NewError(types.ErrInternal, fmt.Sprintf("pod %s/%s is attached as container %s: delete it first", r.Namespace, r.Pod, w.Spec.ContainerID), "WorkloadEndpoint "+name)
-	}
 	return errOtherContainer
 }
 
@@ -237,7 +273,7 @@ func Del(args *skel.CmdArgs) error {
 	log := c.Log.WithFields(c.Fields())
 	r := c.request()
 	r.External = true
-	switch err := c.owned(r, false); {
+	switch err := c.owned(r); {
 	case errors.Is(err, errOtherContainer):
 		log.Info("DEL of a replaced container: its pod's endpoint belongs to the new one; only its addresses are released")
 	case err != nil:
@@ -328,11 +364,14 @@ func GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return conf.DatastoreError("listing WorkloadEndpoints", err)
 	}
-	nl, err := netlink.NewHandle()
+	nl, ns, err := hostNetlink()
 	if err != nil {
 		return types.NewError(types.ErrInternal, "netlink: "+err.Error(), "")
 	}
 	defer nl.Close()
+	if ns.IsOpen() {
+		defer ns.Close()
+	}
 	for _, kv := range lr.KVs {
 		w, ok := kv.Value.(*api.WorkloadEndpoint)
 		if !ok || w.Spec.Node != node || w.Spec.ContainerID == "" ||

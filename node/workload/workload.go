@@ -97,16 +97,14 @@ type Request struct {
 	wepName string // Calico's name of its WorkloadEndpoint (normalize)
 }
 
-// EndpointName is Calico's name of the workload's WorkloadEndpoint
-// (after Attach, Detach or Check normalized the request).
-func (r *Request) EndpointName() string { return r.wepName }
-
 // Result describes an attached workload.
 type Result struct {
 	IP    netip.Addr   // the first of IPs
 	IPs   []netip.Addr // IPv4 first
 	Iface string
 	MAC   string // of the workload's eth0
+	// Endpoint is the name of its WorkloadEndpoint (Calico's).
+	Endpoint string
 }
 
 func (r *Request) normalize(node string) error {
@@ -384,7 +382,7 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 		return fail("WorkloadEndpoint: ", err)
 	}
 	log.WithFields(logrus.Fields{"ips": ips, "iface": iface}).Info("workload attached")
-	return &Result{IP: ips[0], IPs: ips, Iface: iface, MAC: mac.String()}, nil
+	return &Result{IP: ips[0], IPs: ips, Iface: iface, MAC: mac.String(), Endpoint: r.wepName}, nil
 }
 
 // ours reports whether host and inside are the two ends of one veth.
