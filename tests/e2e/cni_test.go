@@ -37,9 +37,10 @@ func requirePodman(t *testing.T) {
 	t.Skipf("skipping: the CNI end-to-end test cannot run: %v", err)
 }
 
-// TestCNIPodman: a real container runtime on two lab hosts. Each host's
+// TestCNIPodman: a real container runtime on two lab hosts. host1's
 // plugin is installed by `roost-node install-cni` (a second run changes
-// nothing); podman, with its CNI backend and runc, runs busybox
+// nothing), host2's by `roost-node run --install-cni` at start (the same
+// files: install-cni then finds nothing to write); podman, with its CNI backend and runc, runs busybox
 // containers inside the hosts' network namespaces on the "roost" network.
 // Containers on different hosts ping each other over plain BGP, then,
 // after the pool switches to vxlanMode Always, over VXLAN (a container
@@ -51,13 +52,41 @@ func TestCNIPodman(t *testing.T) {
 	c := newLab(t, tagCNI, lab.Options{Hosts: 2})
 	h1, h2 := c.Hosts[0], c.Hosts[1]
 	c.apply(poolYAML(true, "Never"))
+	// host2's plugin is installed by `roost-node run --install-cni` at
+	// start, host1's by `roost-node install-cni` (NewPodman).
 	start := time.Now()
-	c.start(c.Hosts)
+	_, bin2, net2 := lab.PodmanDirs(h2)
+	for _, x := range []struct {
+		h    *lab.Host
+		opts []lab.StartOption
+	}{{h1, nil}, {h2, []lab.StartOption{lab.WithEnv(c.CNIEnv(h2, bin2, net2)...)}}} {
+		if _, err := c.StartNode(c.ctx, x.h, x.opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range c.Hosts {
+		if err := c.WaitNode(c.ctx, h, convergeTimeout); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.StartConfdAndBird(c.ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.waitSessions(mesh(c.Hosts))
 	c.waitMTUFiles(c.Hosts, 1500)
 
 	p1, p2 := c.podman(h1), c.podman(h2)
-	// install-cni again: nothing to write.
+	// install-cni wrote host1's files; on host2 it found what run
+	// --install-cni had written, byte for byte. A second run writes
+	// nothing.
+	for _, x := range []struct {
+		p    *lab.Podman
+		want string
+	}{{p1, ": written"}, {p2, ": unchanged"}} {
+		if strings.Count(x.p.Installed, x.want) != 3 {
+			t.Fatalf("install-cni on %s: want 3 files%s:\n%s", x.p.Host.Name, x.want, x.p.Installed)
+		}
+	}
 	out, err := p1.InstallCNI(c.ctx)
 	if err != nil {
 		t.Fatal(err)

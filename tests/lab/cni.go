@@ -26,7 +26,7 @@ type CNI struct {
 // dir/net.d (extra environment: env) and returns the output (one line per
 // file, written or unchanged).
 func (l *Lab) InstallCNI(ctx context.Context, h *Host, binDir, netDir string, env ...string) (string, error) {
-	e := append(l.NodeEnv(h), "ROOST_CNI_PLUGIN="+l.Bin("roost-cni"), "ROOST_CNI_LOG_FILE="+filepath.Join(h.Dir, "cni.log"))
+	e := append(l.NodeEnv(h), "ROOST_CNI_PLUGIN="+l.Bin("roost-cni"), "ROOST_CNI_LOG_FILE="+filepath.Join(h.Dir, "cni.log"), "ROOST_CNI_LOG_LEVEL=debug")
 	if h.Prefix6.IsValid() {
 		e = append(e, "IP6="+h.Prefix6.String())
 	}

@@ -31,7 +31,26 @@ type Podman struct {
 	BinDir  string // CNI plugins (roost, roost-ipam)
 	NetDir  string // CNI configuration (10-roost.conflist)
 	Conf    string // containers.conf
-	lab     *Lab
+	// Installed is what `roost-node install-cni` said when NewPodman ran
+	// it: one line per file, "written" or "unchanged".
+	Installed string
+	lab       *Lab
+}
+
+// PodmanDirs are where NewPodman keeps h's podman files, the CNI plugin
+// and its configuration (so that a test can have `roost-node run
+// --install-cni` install into them beforehand).
+func PodmanDirs(h *Host) (dir, binDir, netDir string) {
+	dir = filepath.Join(h.Dir, "podman")
+	return dir, filepath.Join(dir, "cni-bin"), filepath.Join(dir, "net.d")
+}
+
+// CNIEnv is the environment that makes a host's `roost-node run` install
+// the CNI plugin into binDir and netDir at start (--install-cni), with
+// the settings InstallCNI uses.
+func (l *Lab) CNIEnv(h *Host, binDir, netDir string) []string {
+	return []string{"ROOST_INSTALL_CNI=true", "CNI_BIN_DIR=" + binDir, "CNI_NET_DIR=" + netDir,
+		"ROOST_CNI_PLUGIN=" + l.Bin("roost-cni"), "ROOST_CNI_LOG_FILE=" + filepath.Join(h.Dir, "cni.log"), "ROOST_CNI_LOG_LEVEL=debug"}
 }
 
 // Container is a container podman started on a lab host.
@@ -94,8 +113,9 @@ func (l *Lab) NewPodman(ctx context.Context, h *Host) (*Podman, error) {
 	if err := CheckPodman(); err != nil {
 		return nil, err
 	}
-	p := &Podman{Host: h, Dir: filepath.Join(h.Dir, "podman"), lab: l}
-	p.BinDir, p.NetDir, p.Conf = filepath.Join(p.Dir, "cni-bin"), filepath.Join(p.Dir, "net.d"), filepath.Join(p.Dir, "containers.conf")
+	p := &Podman{Host: h, lab: l}
+	p.Dir, p.BinDir, p.NetDir = PodmanDirs(h)
+	p.Conf = filepath.Join(p.Dir, "containers.conf")
 	p.RunRoot = filepath.Join(os.TempDir(), "rpm-"+h.NS)
 	_ = os.RemoveAll(p.RunRoot) // a killed run's
 	for _, d := range []string{p.BinDir, p.NetDir, filepath.Join(p.Dir, "tmp")} {
@@ -103,7 +123,8 @@ func (l *Lab) NewPodman(ctx context.Context, h *Host) (*Podman, error) {
 			return nil, err
 		}
 	}
-	if _, err := p.InstallCNI(ctx); err != nil {
+	var err error
+	if p.Installed, err = p.InstallCNI(ctx); err != nil {
 		return nil, err
 	}
 	conf := fmt.Sprintf(`[containers]
@@ -147,7 +168,7 @@ events_logger = "file"
 // directories and returns its output (one line per file: written or
 // unchanged).
 func (p *Podman) InstallCNI(ctx context.Context) (string, error) {
-	return p.lab.InstallCNI(ctx, p.Host, p.BinDir, p.NetDir, "ROOST_CNI_LOG_LEVEL=debug")
+	return p.lab.InstallCNI(ctx, p.Host, p.BinDir, p.NetDir)
 }
 
 // busyboxTarball writes (once per lab) a root file system holding only
