@@ -211,8 +211,8 @@ func (c *NetConf) Timeout() time.Duration {
 }
 
 // Node is the node name: "nodename", else the content of
-// "nodename_file" (default /var/lib/calico/nodename, written by
-// roost-node), else the host name.
+// "nodename_file" (default /var/lib/calico/nodename, where calico-node
+// writes it), else the host name.
 func (c *NetConf) Node() (string, error) {
 	if c.NodeName != "" {
 		n, err := startup.NodeName(c.NodeName)

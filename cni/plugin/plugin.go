@@ -273,18 +273,26 @@ func Del(args *skel.CmdArgs) error {
 	log := c.Log.WithFields(c.Fields())
 	r := c.request()
 	r.External = true
+	// The release runs while the veth goes (the kernel takes tens of
+	// milliseconds to delete one): they do not depend on each other.
+	ipamDone := make(chan error, 1)
+	go func() { ipamDone <- cniipam.ExecDel(c.Conf.IPAM.Type, args.StdinData) }()
+	var detachErr error
 	switch err := c.owned(r); {
 	case errors.Is(err, errOtherContainer):
 		log.Info("DEL of a replaced container: its pod's endpoint belongs to the new one; only its addresses are released")
 	case err != nil:
-		return err
+		detachErr = err
 	default:
 		if _, err := c.host.Detach(c.Ctx, r); err != nil {
-			return asCNIError(err, types.ErrInternal, "DEL")
+			detachErr = asCNIError(err, types.ErrInternal, "DEL")
 		}
 	}
-	if err := cniipam.ExecDel(c.Conf.IPAM.Type, args.StdinData); err != nil {
+	if err := <-ipamDone; err != nil {
 		return asCNIError(err, types.ErrInternal, "IPAM plugin "+c.Conf.IPAM.Type)
+	}
+	if detachErr != nil {
+		return detachErr
 	}
 	log.Info("container detached")
 	return nil

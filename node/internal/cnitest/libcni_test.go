@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -419,6 +420,26 @@ func TestDualStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.gone("default", "n1-k8s-dual-eth0", iface, "dual000000000001")
+
+	// IPv6 only.
+	l6 := e.conflist("1.1.0", map[string]any{"ipam": map[string]any{"type": "roost-ipam", "assign_ipv4": "false", "assign_ipv6": "true"}})
+	c6 := nstest.New(t, "v6")
+	rt6 := rtFor(c6, "six0000000000001")
+	res, err = e.add(l6, rt6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ips := addrs(res); len(ips) != 1 || !ips[0].Is6() {
+		t.Fatalf("IPv6 only: %v", ips)
+	}
+	e.attached(c6, names.ContainerInterface("six0000000000001"), addrs(res))
+	if err := e.check(l6, rt6); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.del(l6, rt6); err != nil {
+		t.Fatal(err)
+	}
+	e.gone("default", "n1-cni-six0000000000001-eth0", names.ContainerInterface("six0000000000001"), "six0000000000001")
 }
 
 // Addresses and pools asked for through CNI_ARGS (IP=, Calico's
@@ -548,6 +569,14 @@ func TestDelIdempotent(t *testing.T) {
 	e.gone("default", "n1-cni-gone000000000001-eth0", names.ContainerInterface("gone000000000001"), "gone000000000001")
 	if err := e.del(l, rtFor(n, "never00000000001")); err != nil {
 		t.Fatal(err)
+	}
+	// An unreachable datastore fails the DEL (the runtime retries) within
+	// the timeout.
+	bad := e.conflist("0.4.0", map[string]any{"datastore_type": "etcdv3", "etcd_endpoints": "http://127.0.0.1:9", "datastore_timeout_seconds": 1})
+	start := time.Now()
+	cniError(t, e.del(bad, rt), types.ErrTryAgainLater, "http://127.0.0.1:9")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("DEL took %s with a 1 s timeout", d)
 	}
 	// CHECK is not part of 0.3.1.
 	if err := e.check(e.conflist("0.3.1", nil), rt); err == nil {
