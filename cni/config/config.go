@@ -58,7 +58,10 @@ type NetConf struct {
 	DatastoreFile           string `json:"datastore_file"`
 	DatastoreTimeoutSeconds int    `json:"datastore_timeout_seconds"`
 
-	MTU         int    `json:"mtu"`
+	MTU int `json:"mtu"`
+	// MTUFile is where "mtu": 0 reads the node's workload MTU (roost-node's
+	// ROOST_MTU_FILE); default DefaultMTUFile. Written by install-cni.
+	MTUFile     string `json:"mtu_file"`
 	LogLevel    string `json:"log_level"`
 	LogFilePath string `json:"log_file_path"`
 

@@ -115,7 +115,12 @@ func (c *call) mtu() int {
 	if c.Conf.MTU > 0 {
 		return c.Conf.MTU
 	}
-	file := os.Getenv(EnvMTUFile)
+	// "mtu_file" (install-cni writes it when ROOST_MTU_FILE is not the
+	// default), else $ROOST_MTU_FILE, else the default.
+	file := c.Conf.MTUFile
+	if file == "" {
+		file = os.Getenv(EnvMTUFile)
+	}
 	if file == "" {
 		file = mtu.DefaultFile
 	}
