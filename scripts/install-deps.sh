@@ -19,7 +19,11 @@ command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
 # backend) on runc, from an image holding a static busybox.
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
-[ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+# A dynamically linked busybox (Debian's busybox package) cannot run in
+# the test image, which holds nothing else: only busybox-static will do.
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+  need+=(busybox-static)
+fi
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 
 if [ ${#need[@]} -eq 0 ]; then
