@@ -97,17 +97,26 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	defer c.Close()
+	res, err := c.AddResult()
+	if err != nil {
+		return err
+	}
+	return types.PrintResult(res, c.Conf.CNIVersion)
+}
+
+// AddResult is ADD's work: the handle's addresses as a result.
+func (c *Call) AddResult() (*current.Result, error) {
 	addrs, err := c.Assign()
 	if err != nil {
 		c.Log.WithFields(c.Fields()).WithError(err).Error("roost-ipam ADD failed")
-		return err
+		return nil, err
 	}
 	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
 	for _, ip := range addrs {
 		res.IPs = append(res.IPs, &current.IPConfig{Address: net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}})
 	}
 	c.Log.WithFields(c.Fields()).WithField("ips", addrs).Info("roost-ipam: assigned")
-	return types.PrintResult(res, c.Conf.CNIVersion)
+	return res, nil
 }
 
 // Assign takes the addresses of the call's handle.
@@ -205,6 +214,11 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	defer c.Close()
+	return c.Release()
+}
+
+// Release is DEL's work: the handle's addresses go back to IPAM.
+func (c *Call) Release() error {
 	cl := ipam.New(c.DS, c.Node, ipam.WithLogger(c.Log))
 	released, err := cl.ReleaseByHandle(c.Ctx, c.ID.Handle)
 	if err != nil {

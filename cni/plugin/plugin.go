@@ -175,13 +175,13 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	c.host.MTU = c.mtu()
-	ipamRes, err := cniipam.ExecAdd(c.Conf.IPAM.Type, args.StdinData)
+	ipamRes, err := c.ipamAdd()
 	if err != nil {
 		log.WithError(err).Error("IPAM ADD failed")
 		return asCNIError(err, types.ErrInternal, "IPAM plugin "+c.Conf.IPAM.Type)
 	}
 	undoIPAM := func(cause error) error {
-		if err := cniipam.ExecDel(c.Conf.IPAM.Type, args.StdinData); err != nil {
+		if err := c.ipamDel(); err != nil {
 			log.WithError(err).Error("releasing the addresses of a failed ADD")
 		}
 		return cause
@@ -231,6 +231,27 @@ func Add(args *skel.CmdArgs) error {
 	return types.PrintResult(res, c.Conf.CNIVersion)
 }
 
+// ownIPAM: the configured IPAM plugin is this binary's roost-ipam, so the
+// network plugin does its work in-process, on the call's datastore
+// connection, instead of starting the binary again (a process start and a
+// datastore connection less per ADD and DEL; the CNI specification leaves
+// to a plugin how it gets its addresses). Any other IPAM type is exec'd.
+func (c *call) ownIPAM() bool { return c.Conf.IPAM.Type == config.IPAMType }
+
+func (c *call) ipamAdd() (types.Result, error) {
+	if c.ownIPAM() {
+		return c.AddResult()
+	}
+	return cniipam.ExecAdd(c.Conf.IPAM.Type, c.args.StdinData)
+}
+
+func (c *call) ipamDel() error {
+	if c.ownIPAM() {
+		return c.Release()
+	}
+	return cniipam.ExecDel(c.Conf.IPAM.Type, c.args.StdinData)
+}
+
 // ErrNoAddressFromIPAM: the IPAM plugin succeeded without an address.
 const ErrNoAddressFromIPAM = 101
 
@@ -276,7 +297,7 @@ func Del(args *skel.CmdArgs) error {
 	// The release runs while the veth goes (the kernel takes tens of
 	// milliseconds to delete one): they do not depend on each other.
 	ipamDone := make(chan error, 1)
-	go func() { ipamDone <- cniipam.ExecDel(c.Conf.IPAM.Type, args.StdinData) }()
+	go func() { ipamDone <- c.ipamDel() }()
 	var detachErr error
 	switch err := c.owned(r); {
 	case errors.Is(err, errOtherContainer):

@@ -69,7 +69,12 @@ func build(dir string) error {
 	if err != nil {
 		return fmt.Errorf("go build ./cni: %v\n%s", err, out)
 	}
-	return os.Symlink("roost", filepath.Join(dir, "roost-ipam"))
+	if err := os.Symlink("roost", filepath.Join(dir, "roost-ipam")); err != nil {
+		return err
+	}
+	// The same IPAM plugin under a name the network plugin does not know
+	// as its own: it is exec'd, as any third-party IPAM plugin would be.
+	return os.Symlink("roost", filepath.Join(dir, "other-ipam"))
 }
 
 // env is one host: its namespace, the datastore and a libcni runtime.
@@ -588,6 +593,37 @@ func TestDelIdempotent(t *testing.T) {
 	// CHECK is not part of 0.3.1.
 	if err := e.check(e.conflist("0.3.1", nil), rt); err == nil {
 		t.Fatal("CHECK accepted for 0.3.1")
+	}
+}
+
+// The network plugin does roost-ipam's work in-process; another IPAM
+// type is exec'd as the specification says. Both give the same result.
+func TestIPAMInProcessAndExecd(t *testing.T) {
+	e := setup(t, "etcd", "10.244.0.0/16")
+	for _, typ := range []string{"roost-ipam", "other-ipam"} {
+		t.Run(typ, func(t *testing.T) {
+			l := e.conflist("1.0.0", map[string]any{"ipam": map[string]any{"type": typ}})
+			n := nstest.New(t, "ipam")
+			id := typ[:4] + strings.Repeat("0", 12)
+			rt := rtFor(n, id)
+			res, err := e.add(l, rt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ips := addrs(res)
+			if len(ips) != 1 {
+				t.Fatalf("ips %v", ips)
+			}
+			e.attached(n, names.ContainerInterface(id), ips)
+			cl := ipam.New(e.view(), "n1", ipam.WithLogger(quiet()))
+			if held, err := cl.AddrsByHandle(context.Background(), names.PodHandle(id)); err != nil || !slices.Equal(held, ips) {
+				t.Fatalf("handle holds %v (%v), want %v", held, err, ips)
+			}
+			if err := e.del(l, rt); err != nil {
+				t.Fatal(err)
+			}
+			e.gone("default", "n1-cni-"+id+"-eth0", names.ContainerInterface(id), id)
+		})
 	}
 }
 
