@@ -844,8 +844,8 @@ func (cx *computeCtx) blocks(fam int) []Block {
 	}
 	var tmp []pb
 	for cidr, a := range cx.c.affinities[cx.me.name] {
-		if !a.Confirmed() {
-			continue
+		if !a.Routed() {
+			continue // pending: not ours yet
 		}
 		p, err := api.ParseCIDR(cidr)
 		if err != nil || famOf(p.Addr()) != fam {
