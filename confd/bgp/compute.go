@@ -187,6 +187,17 @@ func (c *Cache) nodeAS(n *nodeInfo) uint32 {
 	return c.globalAS()
 }
 
+// peerIsNode reports whether the peerIP BGPPeer pi designates node n (whose
+// address it names): a node is identified by address and AS, so a peer
+// with another AS at a node's address is some other speaker there (no
+// inherited listen port, no reverse session, no node-to-node passivity).
+// A peer without asNumber takes the AS of the node it names, so it is
+// that node.
+func (c *Cache) peerIsNode(pi *peerInfo, n *nodeInfo) bool {
+	as := uint32(pi.peer.Spec.ASNumber)
+	return as == 0 || as == c.nodeAS(n)
+}
+
 // listenPort is a node's BGP port: node.<name> listenPort, else the global
 // one, else 179.
 func (c *Cache) listenPort(node string) int {
@@ -382,7 +393,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 			}
 			var peerNode *nodeInfo
 			for _, n := range c.byIP[pi.ip] {
-				if n != me {
+				if n != me && c.peerIsNode(pi, n) {
 					peerNode = n
 					break
 				}
@@ -442,7 +453,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 		}
 	}
 	for _, pi := range c.peersByIP[myAddr] {
-		if pi.reverse {
+		if pi.reverse && c.peerIsNode(pi, me) {
 			reverseFrom(pi, uint32(pi.peer.Spec.ASNumber))
 		}
 	}
