@@ -428,6 +428,7 @@ func (v *validator) ipPool(o *IPPool) {
 		}
 	}
 	v.selector("spec.nodeSelector", s.NodeSelector)
+	v.selector("spec.namespaceSelector", s.NamespaceSelector)
 	for i, u := range s.AllowedUses {
 		v.enum(fmt.Sprintf("spec.allowedUses[%d]", i), u, UseWorkload, UseTunnel, UseLoadBalancer)
 	}

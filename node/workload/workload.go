@@ -126,7 +126,7 @@ func (h *Host) nodeLabels(ctx context.Context) map[string]string {
 // else new ones (one per wanted family).
 func (h *Host) addresses(ctx context.Context, r *Request) ([]netip.Addr, error) {
 	args := ipam.AssignArgs{
-		Handle: names.WorkloadHandle(r.Namespace, r.Name), NodeLabels: h.nodeLabels(ctx), IPv4: r.IPv4, IPv6: r.IPv6,
+		Handle: names.WorkloadHandle(r.Namespace, r.Name), NodeLabels: h.nodeLabels(ctx), Namespace: r.Namespace, IPv4: r.IPv4, IPv6: r.IPv6,
 		Attrs: map[string]string{ipam.AttrNode: h.NodeName, ipam.AttrNamespace: r.Namespace, ipam.AttrPod: r.Name, ipam.AttrTimestamp: ipam.Timestamp()},
 	}
 	for _, s := range r.IPs {
