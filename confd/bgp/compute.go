@@ -312,7 +312,24 @@ func (cx *computeCtx) family(fam int) *Family {
 	cx.pools(fam, f)
 	cx.services(fam, f)
 	f.Communities = cx.communities(fam)
+	f.NormalRoutePriority = normalRoutePriority(cx.global, fam)
+	f.MaxPriority = MaxPriority
+	f.ElevatedLocalPref = MaxPriority - f.NormalRoutePriority
 	return f
+}
+
+// normalRoutePriority is the default BGPConfiguration's
+// ipv4NormalRoutePriority / ipv6NormalRoutePriority, else 1024 (as
+// Calico: node.<name> configurations do not override it).
+func normalRoutePriority(global *api.BGPConfiguration, fam int) int {
+	v := global.Spec.IPv4NormalRoutePriority
+	if fam == famV6 {
+		v = global.Spec.IPv6NormalRoutePriority
+	}
+	if v != nil && *v >= 1 && *v < MaxPriority {
+		return *v
+	}
+	return DefaultNormalRoutePriority
 }
 
 // skippedFamily warns about explicit peers of a family this node lacks.
