@@ -314,7 +314,7 @@ func (cx *computeCtx) family(fam int) *Family {
 	f.Communities = cx.communities(fam)
 	f.NormalRoutePriority = normalRoutePriority(cx.global, fam)
 	f.MaxPriority = MaxPriority
-	f.ElevatedLocalPref = MaxPriority - f.NormalRoutePriority
+	f.NormalLocalPref = MaxPriority - f.NormalRoutePriority
 	return f
 }
 

@@ -133,10 +133,11 @@ type Family struct {
 	// priority (BGPConfiguration ipv4NormalRoutePriority /
 	// ipv6NormalRoutePriority, default 1024). Route priority travels in
 	// BGP as bgp_local_pref = MaxPriority - priority (Calico's meaning), so
-	// ElevatedLocalPref (MaxPriority - NormalRoutePriority) is the local
-	// preference above which a route has a higher than normal priority.
+	// NormalLocalPref (MaxPriority - NormalRoutePriority) is the local
+	// preference of a normal route; above it a route has a higher than
+	// normal priority.
 	NormalRoutePriority int
-	ElevatedLocalPref   int
+	NormalLocalPref     int
 	// MaxPriority is 2147483647 (2^31-1): priorities are 1..2^31-2.
 	MaxPriority int
 }
