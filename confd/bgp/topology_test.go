@@ -220,6 +220,13 @@ func TestTopologyRules(t *testing.T) {
 			want: nil,
 		},
 		{
+			name: "a node is address and AS: a peerIP without asNumber names the node at that address",
+			node: "b",
+			objs: []api.Resource{meshOff, mkConfig("node.a", api.BGPConfigurationSpec{ListenPort: 1791}), mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", "", withAS(65002)),
+				mkPeer("p", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2"})},
+			want: []string{"v4 Node_10_0_0_1_port_1791 10.0.0.1:1791 as=64512 local=65002 reverse"},
+		},
+		{
 			name: "a node is address and AS: a peerIP with another AS does not inherit the node's port nor wait",
 			node: "a",
 			objs: []api.Resource{meshOff, mkConfig("node.b", api.BGPConfigurationSpec{ListenPort: 1791}), mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", ""),
