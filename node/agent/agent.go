@@ -37,6 +37,7 @@ import (
 	"github.com/roostnet/roost/node/natoutgoing"
 	"github.com/roostnet/roost/node/nodestatus"
 	"github.com/roostnet/roost/node/startup"
+	"github.com/roostnet/roost/node/workload"
 )
 
 // Options wires the agent to its environment.
@@ -178,6 +179,15 @@ func (a *Agent) Start(ctx context.Context) error {
 			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
 		}
 		a.forwardIPv6(addrs)
+	}
+
+	// WorkloadEndpoints written before Roost used Calico's names get
+	// them (calicoctl and Felix refuse the old ones). A failure is not
+	// fatal: Attach and Detach migrate the ones they touch.
+	if n, err := workload.MigrateNames(ctx, a.ds, name); err != nil {
+		a.log.WithError(err).Warn("renaming WorkloadEndpoints to Calico's names")
+	} else if n > 0 {
+		a.log.WithField("count", n).Info("renamed WorkloadEndpoints to Calico's names")
 	}
 
 	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
