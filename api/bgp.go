@@ -25,7 +25,17 @@ type BGPConfigurationSpec struct {
 	IgnoredInterfaces        []string              `json:"ignoredInterfaces,omitempty"`
 	LocalWorkloadPeeringIPV4 string                `json:"localWorkloadPeeringIPV4,omitempty"`
 	LocalWorkloadPeeringIPV6 string                `json:"localWorkloadPeeringIPV6,omitempty"`
+	// IPv4NormalRoutePriority / IPv6NormalRoutePriority: the kernel metric
+	// of routes of normal priority (default 1024); BGPFilter priorities
+	// are relative to it (docs/bgp.md, Route priority).
+	IPv4NormalRoutePriority *int `json:"ipv4NormalRoutePriority,omitempty"`
+	IPv6NormalRoutePriority *int `json:"ipv6NormalRoutePriority,omitempty"`
 }
+
+// Route priorities (BGPFilter priority and setPriority, normal route
+// priorities) lie in 1..MaxRoutePriority, as Calico's: they travel in BGP
+// as bgp_local_pref = 2^31-1 - priority.
+const MaxRoutePriority = 2147483646
 
 // Bind modes.
 const (

@@ -102,6 +102,8 @@ func New(kind string) Resource {
 		return &CalicoNodeStatus{}
 	case KindBFDProfile:
 		return &BFDProfile{}
+	case KindProfile:
+		return &Profile{}
 	case KindBlockAffinity:
 		return &BlockAffinity{}
 	case KindIPAMBlock:
@@ -120,7 +122,7 @@ func New(kind string) Resource {
 // then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindCalicoNodeStatus, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
+	KindWorkloadEndpoint, KindCalicoNodeStatus, KindProfile, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

@@ -41,6 +41,7 @@ var plurals = map[string]string{
 	api.KindBGPFilter:        "bgpfilters",
 	api.KindWorkloadEndpoint: "workloadendpoints",
 	api.KindCalicoNodeStatus: "caliconodestatuses",
+	api.KindProfile:          "profiles",
 }
 
 // roostPlurals are the plurals of Roost's kinds, under RoostResourcePrefix.

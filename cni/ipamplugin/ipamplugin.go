@@ -137,7 +137,7 @@ func (c *Call) Assign() ([]netip.Addr, error) {
 	}
 	cl := ipam.New(c.DS, c.Node, ipam.WithLogger(c.Log))
 	a, err := cl.Assign(c.Ctx, ipam.AssignArgs{
-		Handle: c.ID.Handle, Attrs: attrs, NodeLabels: workload.NodeLabels(c.Ctx, c.DS, c.Node),
+		Handle: c.ID.Handle, Attrs: attrs, NodeLabels: workload.NodeLabels(c.Ctx, c.DS, c.Node), Namespace: c.ID.Namespace,
 		IPv4: req.IPv4, IPv6: req.IPv6, IPs: req.IPs, Pools: pools,
 	})
 	if err != nil {

@@ -208,7 +208,7 @@ func (h *Host) addresses(ctx context.Context, r *Request) ([]netip.Addr, error) 
 		attrs[k] = v
 	}
 	args := ipam.AssignArgs{
-		Handle: r.Handle, NodeLabels: h.nodeLabels(ctx), IPv4: r.IPv4, IPv6: r.IPv6,
+		Handle: r.Handle, NodeLabels: h.nodeLabels(ctx), Namespace: r.Namespace, IPv4: r.IPv4, IPv6: r.IPv6,
 		Attrs: attrs, Pools: r.Pools,
 	}
 	for _, s := range r.IPs {
@@ -218,11 +218,60 @@ func (h *Host) addresses(ctx context.Context, r *Request) ([]netip.Addr, error) 
 		}
 		args.IPs = append(args.IPs, ip.Unmap())
 	}
+	if err := h.checkEndpointsFree(ctx, r, args.IPs); err != nil {
+		return nil, err
+	}
 	a, err := h.IPAM.Assign(ctx, args)
 	if err != nil {
 		return nil, err
 	}
 	return a.Addrs(), nil
+}
+
+// checkEndpointsFree refuses a specific address that another
+// WorkloadEndpoint still lists, even when IPAM shows it free (a record
+// left by a crash, another tool, or an IPAM release that raced): taking
+// it would give two workloads one address. The endpoint is named so it
+// can be looked at and removed.
+func (h *Host) checkEndpointsFree(ctx context.Context, r *Request, ips []netip.Addr) error {
+	if len(ips) == 0 {
+		return nil
+	}
+	res, err := h.DS.List(ctx, datastore.KindPrefix(api.KindWorkloadEndpoint))
+	if err != nil {
+		return fmt.Errorf("reading WorkloadEndpoints to check --ip: %w", err)
+	}
+	for _, kv := range res.KVs {
+		w, ok := kv.Value.(*api.WorkloadEndpoint)
+		if !ok || h.ownEndpoint(w, r) {
+			continue
+		}
+		for _, n := range w.Spec.IPNetworks {
+			p, err := api.ParseCIDR(n)
+			if err != nil || p.Bits() != p.Addr().BitLen() {
+				continue
+			}
+			if a := p.Addr().Unmap(); slices.Contains(ips, a) {
+				return fmt.Errorf("--ip %s: WorkloadEndpoint %s/%s (node %s) still lists it: remove that endpoint (or detach its workload) first", a, w.Metadata.Namespace, w.Metadata.Name, w.Spec.Node)
+			}
+		}
+	}
+	return nil
+}
+
+// ownEndpoint reports whether w is the endpoint of workload r on this
+// node, under Calico's name or the one `workload add` used before
+// (re-attaching keeps its address).
+func (h *Host) ownEndpoint(w *api.WorkloadEndpoint, r *Request) bool {
+	if w.Metadata.Namespace != r.Namespace {
+		return false
+	}
+	if w.Metadata.Name == r.wepName || (r.legacyKey() != "" && w.Metadata.Name == r.Name) {
+		return true
+	}
+	ids := r.ids(h.NodeName)
+	return w.Spec.Node == h.NodeName && w.Spec.Orchestrator == ids.Orchestrator &&
+		w.Spec.Workload == ids.Workload && w.Spec.Pod == ids.Pod && w.Spec.ContainerID == ids.ContainerID
 }
 
 // undo takes back what a failed Attach did before it failed: the veth it

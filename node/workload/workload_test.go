@@ -544,6 +544,65 @@ func linkIndex(t *testing.T, e *env, workload string) int {
 	return l.Attrs().Index
 }
 
+// TestAttachRefusesAddressListedByEndpoint: --ip refuses an address that
+// another WorkloadEndpoint still lists even though IPAM shows it free,
+// naming that endpoint; nothing is allocated or created.
+func TestAttachRefusesAddressListedByEndpoint(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	ghost := &api.WorkloadEndpoint{}
+	ghost.Metadata.Name, ghost.Metadata.Namespace = "ghost", "prod"
+	ghost.Spec = api.WorkloadEndpointSpec{Orchestrator: Orchestrator, Workload: "ghost", Node: "n2", IPNetworks: []string{"10.244.4.4/32"}}
+	if _, err := e.ds.Create(ctx, ghost); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	_, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "dev", NetNS: w.Path, IPs: []string{"10.244.4.4"}})
+	if err == nil || !strings.Contains(err.Error(), "WorkloadEndpoint prod/ghost (node n2) still lists it") {
+		t.Fatalf("err = %v; want a refusal naming prod/ghost", err)
+	}
+	if held, err := e.h.IPAM.AddrsByHandle(ctx, names.WorkloadHandle("dev", "db")); err != nil || len(held) != 0 {
+		t.Fatalf("IPAM holds %v, %v after the refusal", held, err)
+	}
+	if _, err := e.host.NL.LinkByName(names.WorkloadInterface("dev", "db")); err == nil {
+		t.Fatal("a veth was created for a refused workload")
+	}
+	// Another address is fine, and re-attaching the same workload with the
+	// address its own endpoint lists is too.
+	res, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "dev", NetNS: w.Path, IPs: []string{"10.244.4.5"}})
+	if err != nil || res.IP.String() != "10.244.4.5" {
+		t.Fatalf("attach: %+v, %v", res, err)
+	}
+	if _, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "dev", NetNS: w.Path, IPs: []string{"10.244.4.5"}}); err != nil {
+		t.Fatalf("re-attach with its own address: %v", err)
+	}
+}
+
+// TestAttachNamespaceSelector: workload add uses node/ipam's pool choice,
+// so a pool restricted to another namespace gives it nothing, and the
+// error names the pool and why.
+func TestAttachNamespaceSelector(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	kv, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindIPPool, "", "p1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv.Value.(*api.IPPool).Spec.NamespaceSelector = "projectcalico.org/name == 'prod'"
+	if _, err := e.ds.Update(ctx, kv); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	_, err = e.h.Attach(ctx, Request{Name: "web", Namespace: "default", NetNS: w.Path})
+	if err == nil || !strings.Contains(err.Error(), `p1 (10.244.0.0/16): namespaceSelector "projectcalico.org/name == 'prod'" does not match namespace default`) {
+		t.Fatalf("err = %v; want the pool named with its namespaceSelector", err)
+	}
+	res, err := e.h.Attach(ctx, Request{Name: "web", Namespace: "prod", NetNS: w.Path})
+	if err != nil || !netip.MustParsePrefix("10.244.0.0/16").Contains(res.IP) {
+		t.Fatalf("attach in prod: %+v, %v", res, err)
+	}
+}
+
 // WorkloadEndpoints under their old names ("web") are renamed to Calico's
 // ("n1-roost-web-eth0"): by MigrateNames at roost-node's start, and by
 // the Attach or Detach that touches one; another node's stay.
