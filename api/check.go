@@ -106,6 +106,12 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string)
 				c.add(k, path, nil, "keys must be strings")
 				continue
 			}
+			s, ok := yaml11String(k, true)
+			if !ok {
+				c.add(k, path, k.Value, "key is not a value calicoctl can read as a string (quote it)")
+				continue
+			}
+			k.Value, k.Tag, k.Style = s, "!!str", yaml.DoubleQuotedStyle
 			c.walk(v, t.Elem(), join(path, k.Value), nil)
 		}
 	case reflect.Slice:
@@ -122,9 +128,16 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			c.add(n, path, nil, "must be a string")
-		} else if n.Tag != "!!str" {
-			c.add(n, path, n.Value, "must be a string (quote the value)")
+			return
 		}
+		// An unquoted true, yes, 1 or 1.5 is the string calicoctl would
+		// store ("true", "true", "1", "1.5"): see yaml11String.
+		s, ok := yaml11String(n, false)
+		if !ok {
+			c.add(n, path, n.Value, "is not a value calicoctl can read as a string (quote it)")
+			return
+		}
+		n.Value, n.Tag, n.Style = s, "!!str", yaml.DoubleQuotedStyle
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
 			c.add(n, path, n.Value, "must be true or false")

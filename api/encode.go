@@ -66,7 +66,7 @@ func JSONToYAML(b []byte) ([]byte, error) {
 
 func setBlockStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
-	if n.Kind == yaml.ScalarNode && n.Style&yaml.DoubleQuotedStyle != 0 && n.Tag == "!!str" {
+	if n.Kind == yaml.ScalarNode && n.Style&yaml.DoubleQuotedStyle != 0 && n.Tag == "!!str" && !yaml11Changes(n.Value) {
 		n.Style = 0 // let the encoder quote only where YAML needs it
 	}
 	if (n.Kind == yaml.SequenceNode || n.Kind == yaml.MappingNode) && len(n.Content) == 0 {

@@ -34,7 +34,7 @@ func TestValidationRejects(t *testing.T) {
 		{"next hop enum", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, nextHopMode: self}", "spec.nextHopMode", `"self"`},
 		{"keepOriginal conflicts", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, nextHopMode: Self, keepOriginalNextHop: true}", "spec.keepOriginalNextHop", ""},
 		{"source address enum", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, sourceAddress: NodeIP}", "spec.sourceAddress", `"NodeIP"`},
-		{"reverse peering enum", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, reversePeering: Off}", "spec.reversePeering", `"Off"`},
+		{"reverse peering enum", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, reversePeering: \"Off\"}", "spec.reversePeering", `"Off"`},
 		{"ttl range", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, ttlSecurity: 256}", "spec.ttlSecurity", "256"},
 		{"allow local as", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, numAllowedLocalASNumbers: -1}", "spec.numAllowedLocalASNumbers", "-1"},
 		{"reachableBy family", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, reachableBy: 'fd00::1'}", "spec.reachableBy", `"fd00::1"`},
