@@ -330,9 +330,8 @@ func (v *validator) bgpPeer(o *BGPPeer) {
 		} else {
 			peerAddr = a
 		}
-		if s.ASNumber == 0 {
-			v.add("spec.asNumber", nil, "required with spec.peerIP")
-		}
+		// No asNumber: the AS of the node at peerIP, else the global AS
+		// (as in Calico, where it is optional).
 	}
 	if s.NextHopMode != nil {
 		v.enum("spec.nextHopMode", *s.NextHopMode, NextHopAuto, NextHopSelf, NextHopKeep)

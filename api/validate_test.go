@@ -27,7 +27,6 @@ func TestValidationRejects(t *testing.T) {
 		{"peer v6 port unbracketed", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 'fd00::1:1790:x', asNumber: 1}", "spec.peerIP", ""},
 		{"peer v6 bad port", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: '[fd00::1]:99999', asNumber: 1}", "spec.peerIP", ""},
 		{"peer needs ip or selector", "kind: BGPPeer\nmetadata: {name: p}\nspec: {asNumber: 1}", "spec.peerIP", ""},
-		{"peer ip needs AS", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1}", "spec.asNumber", ""},
 		{"peer ip and selector", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, peerSelector: all()}", "spec.peerSelector", `"all()"`},
 		{"node and nodeSelector", "kind: BGPPeer\nmetadata: {name: p}\nspec: {node: a, nodeSelector: all(), peerIP: 10.0.0.1, asNumber: 1}", "spec.nodeSelector", ""},
 		{"bad selector", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerSelector: 'a == '}", "spec.peerSelector", `"a == "`},

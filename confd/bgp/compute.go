@@ -179,6 +179,19 @@ func (c *Cache) globalAS() uint32 {
 	return uint32(api.DefaultASNumber)
 }
 
+// peerIPAS is the remote AS of a peerIP BGPPeer: its asNumber, else (it
+// is optional in Calico) the AS of the node at that address, else the
+// global AS.
+func (c *Cache) peerIPAS(pi *peerInfo, peerNode *nodeInfo) uint32 {
+	if as := uint32(pi.peer.Spec.ASNumber); as != 0 {
+		return as
+	}
+	if peerNode != nil {
+		return c.nodeAS(peerNode)
+	}
+	return c.globalAS()
+}
+
 // nodeAS is a node's effective AS: its own, else the global one.
 func (c *Cache) nodeAS(n *nodeInfo) uint32 {
 	if n.as != 0 {
@@ -394,7 +407,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 					port = c.listenPort(peerNode.name)
 				}
 			}
-			add(candidate{prio: prio, addr: pi.ip, port: port, typ: typ, as: uint32(pi.peer.Spec.ASNumber), src: pi, node: peerNode})
+			add(candidate{prio: prio, addr: pi.ip, port: port, typ: typ, as: c.peerIPAS(pi, peerNode), src: pi, node: peerNode})
 		case pi.peerSel != nil:
 			for _, n := range pi.peerSel.matches {
 				if n == me || !n.addrs[fam].addr.IsValid() {
