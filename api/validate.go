@@ -253,6 +253,10 @@ func (v *validator) bgpConfiguration(o *BGPConfiguration) {
 	if s.BindMode != nil {
 		v.enum("spec.bindMode", *s.BindMode, BindModeNone, BindModeNodeIP)
 	}
+	if s.ProgramClusterRoutes != nil {
+		v.enum("spec.programClusterRoutes", *s.ProgramClusterRoutes, ClusterRoutesEnabled, ClusterRoutesDisabled,
+			ClusterRoutesEnabledIPIPOnly, ClusterRoutesEnabledNoEncapOnly)
+	}
 	for field, blocks := range map[string][]ServiceIPBlock{
 		"spec.serviceClusterIPs": s.ServiceClusterIPs, "spec.serviceExternalIPs": s.ServiceExternalIPs,
 		"spec.serviceLoadBalancerIPs": s.ServiceLoadBalancerIPs,

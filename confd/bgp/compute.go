@@ -892,6 +892,12 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 		pool Pool
 	}
 	var tmp []pp
+	policy := api.ClusterRoutes(cx.global)
+	if policy.IPIP {
+		cx.warnOnce("programClusterRoutes", api.KindBGPConfiguration, api.DefaultBGPConfigName, "spec.programClusterRoutes",
+			"%s asks BIRD to program IPIP routes, which BIRD 2 cannot (Calico deprecates it too): roost-node keeps programming them",
+			*cx.global.Spec.ProgramClusterRoutes)
+	}
 	for name, pool := range cx.c.pools {
 		p, err := api.ParseCIDR(pool.Spec.CIDR)
 		if err != nil {
@@ -911,6 +917,7 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 			Disabled:         s.Disabled,
 			DisableBGPExport: s.DisableBGPExport,
 			Export:           !s.Disabled && !s.DisableBGPExport,
+			BIRDPrograms:     policy.BIRDPrograms(ipip, vxlan, fam == 6),
 		}})
 	}
 	slices.SortFunc(tmp, func(a, b pp) int { return cmpPrefix(a.p, b.p) })
@@ -927,6 +934,9 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 		}
 		if t.pool.Encapsulated {
 			f.EncapPools = append(f.EncapPools, t.pool.CIDR)
+		}
+		if !t.pool.BIRDPrograms {
+			f.NodeAgentPools = append(f.NodeAgentPools, t.pool.CIDR)
 		}
 	}
 }
