@@ -296,9 +296,9 @@ type Dataplane struct {
 	// clusterRoutes: which pools' routes to other nodes BIRD programs
 	// (BGPConfiguration programClusterRoutes); the agent programs the rest.
 	clusterRoutes api.ClusterRoutePolicy
-	blocks    map[netip.Prefix]string // block -> affine node
-	byNode    map[string]set[netip.Prefix]
-	workloads map[string]*Workload
+	blocks        map[netip.Prefix]string // block -> affine node
+	byNode        map[string]set[netip.Prefix]
+	workloads     map[string]*Workload
 	// Addresses borrowed from blocks: host prefix -> the node holding it,
 	// indexed by block and by node.
 	borrowed      map[netip.Prefix]string
@@ -372,7 +372,7 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 		cfg: cfg, nl: complete{nl}, log: log.WithField("component", "dataplane"), obs: obs,
 		local: Node{Name: cfg.NodeName}, nodes: map[string]*Node{}, pools: map[netip.Prefix]*Pool{},
 		clusterRoutes: api.ClusterRoutes(nil),
-		blocks: map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
+		blocks:        map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
 		blockRoutes: map[netip.Prefix]*route{}, wlRoutes: map[netip.Prefix]*route{}, wlOwner: map[netip.Prefix]string{},
 		byDev: map[string]set[netip.Prefix]{}, vx: [2]*vxlanFam{newVXLANFam(4), newVXLANFam(6)},
 		borrowed: map[netip.Prefix]string{}, borrowedIn: map[netip.Prefix][]netip.Prefix{}, borrowedBy: map[string]set[netip.Prefix]{},
