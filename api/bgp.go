@@ -10,21 +10,25 @@ type BGPConfiguration struct {
 
 // BGPConfigurationSpec follows projectcalico.org/v3.
 type BGPConfigurationSpec struct {
-	LogSeverityScreen        string                `json:"logSeverityScreen,omitempty"`
-	NodeToNodeMeshEnabled    *bool                 `json:"nodeToNodeMeshEnabled,omitempty"`
-	ASNumber                 *ASNumber             `json:"asNumber,omitempty"`
-	ServiceLoadBalancerIPs   []ServiceIPBlock      `json:"serviceLoadBalancerIPs,omitempty"`
-	ServiceExternalIPs       []ServiceIPBlock      `json:"serviceExternalIPs,omitempty"`
-	ServiceClusterIPs        []ServiceIPBlock      `json:"serviceClusterIPs,omitempty"`
-	ListenPort               uint16                `json:"listenPort,omitempty"`
-	BindMode                 *string               `json:"bindMode,omitempty"`
-	Communities              []Community           `json:"communities,omitempty"`
-	PrefixAdvertisements     []PrefixAdvertisement `json:"prefixAdvertisements,omitempty"`
-	NodeMeshPassword         *BGPPassword          `json:"nodeMeshPassword,omitempty"`
-	NodeMeshMaxRestartTime   *Duration             `json:"nodeMeshMaxRestartTime,omitempty"`
-	IgnoredInterfaces        []string              `json:"ignoredInterfaces,omitempty"`
-	LocalWorkloadPeeringIPV4 string                `json:"localWorkloadPeeringIPV4,omitempty"`
-	LocalWorkloadPeeringIPV6 string                `json:"localWorkloadPeeringIPV6,omitempty"`
+	LogSeverityScreen      string           `json:"logSeverityScreen,omitempty"`
+	NodeToNodeMeshEnabled  *bool            `json:"nodeToNodeMeshEnabled,omitempty"`
+	ASNumber               *ASNumber        `json:"asNumber,omitempty"`
+	ServiceLoadBalancerIPs []ServiceIPBlock `json:"serviceLoadBalancerIPs,omitempty"`
+	ServiceExternalIPs     []ServiceIPBlock `json:"serviceExternalIPs,omitempty"`
+	ServiceClusterIPs      []ServiceIPBlock `json:"serviceClusterIPs,omitempty"`
+	// ServiceLoadBalancerAggregation (Enabled, Disabled) is accepted and
+	// ignored: Roost advertises the configured CIDRs, as Enabled does
+	// (Disabled needs the Kubernetes services, which Roost does not see).
+	ServiceLoadBalancerAggregation *string               `json:"serviceLoadBalancerAggregation,omitempty"`
+	ListenPort                     uint16                `json:"listenPort,omitempty"`
+	BindMode                       *string               `json:"bindMode,omitempty"`
+	Communities                    []Community           `json:"communities,omitempty"`
+	PrefixAdvertisements           []PrefixAdvertisement `json:"prefixAdvertisements,omitempty"`
+	NodeMeshPassword               *BGPPassword          `json:"nodeMeshPassword,omitempty"`
+	NodeMeshMaxRestartTime         *Duration             `json:"nodeMeshMaxRestartTime,omitempty"`
+	IgnoredInterfaces              []string              `json:"ignoredInterfaces,omitempty"`
+	LocalWorkloadPeeringIPV4       string                `json:"localWorkloadPeeringIPV4,omitempty"`
+	LocalWorkloadPeeringIPV6       string                `json:"localWorkloadPeeringIPV6,omitempty"`
 	// ProgramClusterRoutes: which pools' routes to other nodes' blocks
 	// BIRD programs into the kernel; roost-node programs the others
 	// (ClusterRoutes). Read from the default BGPConfiguration only.

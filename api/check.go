@@ -17,14 +17,22 @@ import (
 // reports, with field path and line, what encoding/json would either reject
 // without saying where or silently accept: unknown fields (typos), wrong
 // types, out-of-range numbers and values our own types refuse to parse.
+//
+// Strict (user input): an unknown field is an error when it looks like a
+// typo of a known one (a close name) or sits inside a list (where it could
+// not be kept). In a projectcalico.org/v3 kind (lenient) any other unknown
+// field is taken as one of a newer Calico: kept and written back, and
+// reported by UnknownFields, never an error.
 func checkNode(n *yaml.Node, obj any, strict bool) (ErrorList, []foundUnknown) {
-	c := checker{strict: strict}
+	r, _ := obj.(Resource)
+	c := checker{strict: strict, lenient: r != nil && APIVersionOf(r.ResourceKind()) == APIVersion}
 	c.walk(n, reflect.TypeOf(obj), "", []string{})
 	return c.errs, c.unknown
 }
 
 type checker struct {
 	strict  bool
+	lenient bool
 	errs    ErrorList
 	unknown []foundUnknown // unknown fields outside lists (when not strict)
 }
@@ -86,8 +94,9 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string)
 			}
 			ft, ok := fields[k.Value]
 			if !ok {
-				if c.strict {
-					c.add(k, join(path, k.Value), nil, "unknown field"+suggest(k.Value, fields))
+				hint := suggest(k.Value, fields)
+				if c.strict && (!c.lenient || hint != "" || keys == nil) {
+					c.add(k, join(path, k.Value), nil, "unknown field"+hint)
 				} else if keys != nil {
 					c.unknown = append(c.unknown, foundUnknown{path: append(slices.Clone(keys), k.Value), node: v})
 				}

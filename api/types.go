@@ -32,7 +32,13 @@ const (
 type TypeMeta struct {
 	Kind       string `json:"kind,omitempty"`
 	APIVersion string `json:"apiVersion,omitempty"`
+	// unknown holds the fields of a stored value that Roost's types lack
+	// (a newer Calico wrote them), written back unchanged (unknown.go).
+	// Every kind embeds TypeMeta, so every kind keeps them.
+	unknown unknownFields
 }
+
+func (t *TypeMeta) unknownFields() *unknownFields { return &t.unknown }
 
 // ObjectMeta mirrors the Kubernetes object metadata that Calico stores.
 // Fields Roost does not use are kept so that values written by other tools

@@ -253,6 +253,9 @@ func (v *validator) bgpConfiguration(o *BGPConfiguration) {
 	if s.BindMode != nil {
 		v.enum("spec.bindMode", *s.BindMode, BindModeNone, BindModeNodeIP)
 	}
+	if s.ServiceLoadBalancerAggregation != nil {
+		v.enum("spec.serviceLoadBalancerAggregation", *s.ServiceLoadBalancerAggregation, "Enabled", "Disabled")
+	}
 	if s.ProgramClusterRoutes != nil {
 		v.enum("spec.programClusterRoutes", *s.ProgramClusterRoutes, ClusterRoutesEnabled, ClusterRoutesDisabled,
 			ClusterRoutesEnabledIPIPOnly, ClusterRoutesEnabledNoEncapOnly)

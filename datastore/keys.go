@@ -261,10 +261,8 @@ func EncodeValue(obj api.Resource) ([]byte, error) {
 			state = api.AffinityConfirmed
 		}
 		return json.Marshal(affinityValue{State: state, Deleted: o.Spec.Deleted})
-	case *api.IPAMBlock:
-		return json.Marshal(&o.Spec)
-	case *api.IPAMHandle:
-		return json.Marshal(&o.Spec)
+	case *api.IPAMBlock, *api.IPAMHandle:
+		return api.MarshalSpec(o) // with fields a newer Calico wrote
 	case *api.IPAMConfiguration:
 		return json.Marshal(o.Spec.Backend())
 	case *api.StatusReport:

@@ -165,6 +165,12 @@ func (a *app) readInputs(files []string) ([]api.Resource, error) {
 				errs = append(errs, err)
 				continue
 			}
+			for _, o := range got {
+				if u := api.UnknownFields(o); len(u) > 0 {
+					fmt.Fprintf(a.env.Stderr, "warning: %s %q: fields Roost does not know are kept as they are and have no effect: %s\n",
+						o.ResourceKind(), o.Meta().Name, strings.Join(u, ", "))
+				}
+			}
 			objs = append(objs, got...)
 		}
 	}
