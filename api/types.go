@@ -106,6 +106,8 @@ func New(kind string) Resource {
 		return &WorkloadEndpoint{}
 	case KindCalicoNodeStatus:
 		return &CalicoNodeStatus{}
+	case KindClusterInformation:
+		return &ClusterInformation{}
 	case KindBFDProfile:
 		return &BFDProfile{}
 	case KindBlockAffinity:
@@ -126,7 +128,7 @@ func New(kind string) Resource {
 // then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindCalicoNodeStatus, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
+	KindWorkloadEndpoint, KindCalicoNodeStatus, KindClusterInformation, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

@@ -41,6 +41,8 @@ var plurals = map[string]string{
 	api.KindBGPFilter:        "bgpfilters",
 	api.KindWorkloadEndpoint: "workloadendpoints",
 	api.KindCalicoNodeStatus: "caliconodestatuses",
+	// The key Calico uses: /calico/resources/v3/projectcalico.org/clusterinformations/default.
+	api.KindClusterInformation: "clusterinformations",
 }
 
 // roostPlurals are the plurals of Roost's kinds, under RoostResourcePrefix.

@@ -173,6 +173,13 @@ func (a *Agent) Start(ctx context.Context) error {
 	if _, err := startup.EnsureDefaultPools(ctx, a.ds, a.opts.Startup.Pool, addrs.V6.IsValid(), a.log); err != nil {
 		return fmt.Errorf("startup: %w", err)
 	}
+	ci, err := startup.EnsureClusterInformation(ctx, a.ds, a.opts.Startup.ClusterType, a.log)
+	if err != nil {
+		return fmt.Errorf("startup: %w", err)
+	}
+	if !ci.Spec.Ready() {
+		a.log.Warn("ClusterInformation default says datastoreReady: false (a datastore migration?); Calico's components stay idle, roost-node carries on")
+	}
 	if a.opts.IPForward {
 		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
 			a.log.WithError(err).Warn("could not enable net.ipv4.ip_forward")
