@@ -327,6 +327,7 @@ func DecodeValue(key string, data []byte, revision int64) (api.Resource, error) 
 	if err := api.Validate(obj); err != nil {
 		return nil, err
 	}
+	ReportUnknown(nil, key, obj)
 	if revision > 0 {
 		obj.Meta().ResourceVersion = fmt.Sprint(revision)
 	}

@@ -204,9 +204,8 @@ func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, br
 			}
 			if err == nil {
 				it.key, it.obj, it.enc = key, obj, enc
-				if u := api.UnknownFields(obj); len(u) > 0 && !quiet {
-					s.log.WithFields(logrus.Fields{"file": path, "line": d.Line, "key": key, "fields": strings.Join(u, ", ")}).
-						Warn("fields Roost does not know (a newer Calico's?): kept and written back, otherwise ignored")
+				if !quiet {
+					datastore.ReportUnknown(s.log.WithFields(logrus.Fields{"file": path, "line": d.Line}), key, obj)
 				}
 				continue
 			}
