@@ -49,8 +49,26 @@ func yaml11String(n *yaml.Node, key bool) (s string, ok bool) {
 // number or null in YAML 1.1 (the cheap test that spares most strings the
 // round trip through the library).
 func maybeYAML11NonString(v string) bool {
-	return v != "" && strings.ContainsRune("0123456789+-.~yYnNoOtTfF", rune(v[0]))
+	if v == "" {
+		return false
+	}
+	if strings.ContainsRune("0123456789+-.~", rune(v[0])) {
+		return true // a number, .inf, .nan, ~ (the library decides)
+	}
+	return yaml11Words[v]
 }
+
+// yaml11Words are the plain scalars made of letters that YAML 1.1 reads as
+// booleans or null.
+var yaml11Words = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range []string{"y", "yes", "n", "no", "true", "false", "on", "off", "null"} {
+		m[w] = true
+		m[strings.ToUpper(w)] = true
+		m[strings.ToUpper(w[:1])+w[1:]] = true
+	}
+	return m
+}()
 
 // yaml11Changes reports whether the string s, written unquoted, would read
 // back as something else in YAML 1.1 (calicoctl, and Roost since it reads
