@@ -16,6 +16,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/confd ./confd
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/birdctl ./birdctl
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/roost-node ./node
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/roost-cni ./cni
 
 deps:
 	bash scripts/install-deps.sh
@@ -39,7 +40,8 @@ e2e: deps build
 
 # Performance harness (bench/): real etcd, bin/confd, BIRD in a network
 # namespace, the node agent's and confd's Go benchmarks, iperf3 on the lab
-# per pool mode; the report goes to docs/performance.md. BENCH_FLAGS=-full
+# per pool mode, the CNI plugin's ADD/DEL through libcni on a lab host; the
+# report goes to docs/performance.md. BENCH_FLAGS=-full
 # runs 200 changes per size and repeats everything (~25 min); the default
 # takes about 6 minutes.
 BENCH_FLAGS ?=

@@ -33,6 +33,11 @@ type BGPConfigurationSpec struct {
 	// BIRD programs into the kernel; roost-node programs the others
 	// (ClusterRoutes). Read from the default BGPConfiguration only.
 	ProgramClusterRoutes *string `json:"programClusterRoutes,omitempty"`
+	// IPv4NormalRoutePriority / IPv6NormalRoutePriority: the kernel metric
+	// of routes of normal priority (default 1024); BGPFilter priorities
+	// are relative to it (docs/bgp.md, Route priority).
+	IPv4NormalRoutePriority *int `json:"ipv4NormalRoutePriority,omitempty"`
+	IPv6NormalRoutePriority *int `json:"ipv6NormalRoutePriority,omitempty"`
 }
 
 // ProgramClusterRoutes values (Calico's): who programs the routes to other
@@ -84,6 +89,11 @@ func (p ClusterRoutePolicy) BIRDPrograms(ipipMode, vxlanMode string, ipv6 bool) 
 	}
 	return p.NoEncap
 }
+
+// Route priorities (BGPFilter priority and setPriority, normal route
+// priorities) lie in 1..MaxRoutePriority, as Calico's: they travel in BGP
+// as bgp_local_pref = 2^31-1 - priority.
+const MaxRoutePriority = 2147483646
 
 // Bind modes.
 const (

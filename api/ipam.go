@@ -42,6 +42,14 @@ func (a *BlockAffinity) Confirmed() bool {
 	return !a.Spec.Deleted && (a.Spec.State == "" || a.Spec.State == AffinityConfirmed)
 }
 
+// Routed reports whether the node routes the block: a confirmed affinity,
+// and a pendingDeletion one until it is gone (while the block is being
+// released it may still hold addresses whose traffic must keep arriving;
+// Calico keeps its blackhole and export too). Pending ones count as absent.
+func (a *BlockAffinity) Routed() bool {
+	return a.Confirmed() || (!a.Spec.Deleted && a.Spec.State == AffinityPendingDeletion)
+}
+
 // BlockAffinityName is the resource name Roost gives an affinity read from
 // etcd, where the key carries node and CIDR instead of a name.
 func BlockAffinityName(node, cidr string) string {

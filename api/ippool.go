@@ -9,16 +9,19 @@ type IPPool struct {
 
 // IPPoolSpec follows projectcalico.org/v3.
 type IPPoolSpec struct {
-	CIDR             string   `json:"cidr"`
-	VXLANMode        string   `json:"vxlanMode,omitempty"`
-	IPIPMode         string   `json:"ipipMode,omitempty"`
-	NATOutgoing      bool     `json:"natOutgoing,omitempty"`
-	Disabled         bool     `json:"disabled,omitempty"`
-	DisableBGPExport bool     `json:"disableBGPExport,omitempty"`
-	BlockSize        int      `json:"blockSize,omitempty"`
-	NodeSelector     string   `json:"nodeSelector,omitempty"`
-	AllowedUses      []string `json:"allowedUses,omitempty"`
-	AssignmentMode   string   `json:"assignmentMode,omitempty"`
+	CIDR             string `json:"cidr"`
+	VXLANMode        string `json:"vxlanMode,omitempty"`
+	IPIPMode         string `json:"ipipMode,omitempty"`
+	NATOutgoing      bool   `json:"natOutgoing,omitempty"`
+	Disabled         bool   `json:"disabled,omitempty"`
+	DisableBGPExport bool   `json:"disableBGPExport,omitempty"`
+	BlockSize        int    `json:"blockSize,omitempty"`
+	NodeSelector     string `json:"nodeSelector,omitempty"`
+	// NamespaceSelector restricts the pool to workloads of the namespaces
+	// it selects (their labels: see NamespaceLabels).
+	NamespaceSelector string   `json:"namespaceSelector,omitempty"`
+	AllowedUses       []string `json:"allowedUses,omitempty"`
+	AssignmentMode    string   `json:"assignmentMode,omitempty"`
 }
 
 // Encapsulation modes of ipipMode and vxlanMode.

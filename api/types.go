@@ -110,6 +110,8 @@ func New(kind string) Resource {
 		return &ClusterInformation{}
 	case KindBFDProfile:
 		return &BFDProfile{}
+	case KindProfile:
+		return &Profile{}
 	case KindBlockAffinity:
 		return &BlockAffinity{}
 	case KindIPAMBlock:
@@ -128,7 +130,7 @@ func New(kind string) Resource {
 // then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindCalicoNodeStatus, KindClusterInformation, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
+	KindWorkloadEndpoint, KindCalicoNodeStatus, KindClusterInformation, KindProfile, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

@@ -223,6 +223,14 @@ var logSeverities = []string{"Debug", "Info", "Warning", "Error", "Fatal", "None
 func (v *validator) bgpConfiguration(o *BGPConfiguration) {
 	s := &o.Spec
 	name := o.Metadata.Name
+	for _, p := range []struct {
+		field string
+		v     *int
+	}{{"spec.ipv4NormalRoutePriority", s.IPv4NormalRoutePriority}, {"spec.ipv6NormalRoutePriority", s.IPv6NormalRoutePriority}} {
+		if p.v != nil && (*p.v < 1 || *p.v > MaxRoutePriority) {
+			v.add(p.field, *p.v, "must be in 1-%d", MaxRoutePriority)
+		}
+	}
 	perNode := strings.HasPrefix(name, NodeBGPConfigPrefix)
 	if perNode {
 		// Calico allows only a few node-level overrides.
@@ -434,6 +442,7 @@ func (v *validator) ipPool(o *IPPool) {
 		}
 	}
 	v.selector("spec.nodeSelector", s.NodeSelector)
+	v.selector("spec.namespaceSelector", s.NamespaceSelector)
 	for i, u := range s.AllowedUses {
 		v.enum(fmt.Sprintf("spec.allowedUses[%d]", i), u, UseWorkload, UseTunnel, UseLoadBalancer)
 	}
@@ -502,8 +511,8 @@ func (v *validator) filterRule(f string, r *BGPFilterRule, is6 bool) {
 			}
 		}
 	}
-	if r.Priority != nil && (*r.Priority < 0 || *r.Priority > 65535) {
-		v.add(f+".priority", *r.Priority, "must be in 0-65535")
+	if r.Priority != nil && (*r.Priority < 1 || *r.Priority > MaxRoutePriority) {
+		v.add(f+".priority", *r.Priority, "must be in 1-%d", MaxRoutePriority)
 	}
 	for i, op := range r.Operations {
 		of := fmt.Sprintf("%s.operations[%d]", f, i)
@@ -522,8 +531,8 @@ func (v *validator) filterRule(f string, r *BGPFilterRule, is6 bool) {
 		}
 		if op.SetPriority != nil {
 			n++
-			if op.SetPriority.Value < 0 || op.SetPriority.Value > 65535 {
-				v.add(of+".setPriority.value", op.SetPriority.Value, "must be in 0-65535")
+			if op.SetPriority.Value < 1 || op.SetPriority.Value > MaxRoutePriority {
+				v.add(of+".setPriority.value", op.SetPriority.Value, "must be in 1-%d", MaxRoutePriority)
 			}
 		}
 		if n != 1 {

@@ -5,7 +5,8 @@
 // check/reload figures, a real BIRD 2 in its own network namespace, and
 // measures change latency, CPU per change, burst coalescing, cold start,
 // the node agent's dataplane benchmarks and, on a lab of network
-// namespaces (tests/lab), iperf3 throughput per pool mode. It prints a Markdown report
+// namespaces (tests/lab), iperf3 throughput per pool mode, and the CNI
+// plugin's ADD and DEL through libcni on a lab host. It prints a Markdown report
 // and, with -out, writes it into docs/performance.md between the
 // `<!-- bench:begin -->` and `<!-- bench:end -->` markers.
 //
@@ -15,7 +16,8 @@
 //
 // Needs root (network namespaces), etcd, bird, iperf3 and bin/ (make build);
 // the CalicoNodeStatus scenario runs bin/roost-node, bin/confd and
-// bin/birdctl in a two-host lab (tests/lab).
+// bin/birdctl in a two-host lab (tests/lab), the CNI scenario
+// bin/roost-cni on a one-host lab.
 package main
 
 import (
@@ -52,13 +54,15 @@ type options struct {
 	statusRoutes int
 	statusPeriod time.Duration
 	statusWindow time.Duration
-	only         map[string]bool
-	out          string
-	confdBin     string
-	confdArgs    []string
-	inproc       bool
-	full         bool
-	cpuprofile   string
+	// CNI scenario
+	cniContainers int
+	only          map[string]bool
+	out           string
+	confdBin      string
+	confdArgs     []string
+	inproc        bool
+	full          bool
+	cpuprofile    string
 }
 
 func (o *options) want(s string) bool { return len(o.only) == 0 || o.only[s] }
@@ -91,7 +95,8 @@ func run() int {
 	flag.IntVar(&o.statusRoutes, "status-routes", 1000, "routes the reporting node's BIRD holds in the status scenario")
 	flag.DurationVar(&o.statusPeriod, "status-period", 10*time.Second, "updatePeriodSeconds of the status scenario's request")
 	flag.DurationVar(&o.statusWindow, "status-window", 0, "each measured window of the status scenario (default 60s, -full 120s)")
-	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,steady,burst,cold,node,micro,dataplane,status")
+	flag.IntVar(&o.cniContainers, "cni-containers", 100, "containers on the host in the CNI scenario (and ADDs started at once)")
+	flag.StringVar(&only, "only", "", "comma-separated subset: latency,bird,steady,burst,cold,node,micro,dataplane,status,cni")
 	flag.StringVar(&o.out, "out", "", "write the report into this Markdown file (between bench markers)")
 	flag.StringVar(&o.confdBin, "confd", "bin/confd", "confd binary (make build)")
 	confdArgs := flag.String("confd-args", "", "more flags for every confd the harness runs, e.g. \"--render-cpu-share 0.3\" (space-separated)")
@@ -314,6 +319,17 @@ func run() int {
 		}
 		status = r
 	}
+	var cniRes *cniResult
+	if o.want("cni") && ctx.Err() == nil {
+		fmt.Fprintf(os.Stderr, "bench: CNI: ADD/DEL through libcni, %d containers\n", o.cniContainers)
+		cniRes = cniBench(ctx, work, o.cniContainers, func(f string, a ...any) {
+			fmt.Fprintf(os.Stderr, "bench: "+f+"\n", a...)
+		})
+		cniRes.machine = rep.machine
+		if cniRes.err != nil {
+			fail("CNI", cniRes.err)
+		}
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "bench: interrupted")
 		return 1
@@ -334,6 +350,9 @@ func run() int {
 	}
 	if status != nil {
 		blocks = append(blocks, block{stBeginMark, stEndMark, status.markdown()})
+	}
+	if cniRes != nil {
+		blocks = append(blocks, block{cniBeginMark, cniEndMark, cniRes.markdown()})
 	}
 	for _, bl := range blocks {
 		fmt.Print(bl.md)

@@ -531,12 +531,14 @@ func (rep *report) markdown() string {
 // so that `-only dataplane` or `-only status` replaces only that and the
 // other scenarios' figures stay).
 const (
-	beginMark   = "<!-- bench:begin -->"
-	endMark     = "<!-- bench:end -->"
-	dpBeginMark = "<!-- bench:dataplane:begin -->"
-	dpEndMark   = "<!-- bench:dataplane:end -->"
-	stBeginMark = "<!-- bench:status:begin -->"
-	stEndMark   = "<!-- bench:status:end -->"
+	beginMark    = "<!-- bench:begin -->"
+	endMark      = "<!-- bench:end -->"
+	dpBeginMark  = "<!-- bench:dataplane:begin -->"
+	dpEndMark    = "<!-- bench:dataplane:end -->"
+	stBeginMark  = "<!-- bench:status:begin -->"
+	stEndMark    = "<!-- bench:status:end -->"
+	cniBeginMark = "<!-- bench:cni:begin -->"
+	cniEndMark   = "<!-- bench:cni:end -->"
 )
 
 // writeBlock replaces the block between beginMark and endMark in path,

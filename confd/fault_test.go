@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/datastore/etcd"
 	"github.com/roostnet/roost/internal/etcdtest"
@@ -31,31 +31,11 @@ type fakeBird struct {
 	failures  []string
 }
 
-func (f *fakeBird) serve(t *testing.T, socket string) {
-	ln, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.conn(c)
-		}
-	}()
-}
-
-func (f *fakeBird) conn(c net.Conn) {
-	defer c.Close()
-	fmt.Fprint(c, "0001 BIRD 2.0.12 ready.\n")
-	sc := bufio.NewScanner(c)
-	for sc.Scan() {
-		if !strings.HasPrefix(sc.Text(), "configure") {
-			fmt.Fprint(c, "0000 \n")
-			continue
+// serve starts the fake BIRD; its socket is the server's Socket.
+func (f *fakeBird) serve(t *testing.T) *birdtest.Server {
+	return birdtest.Serve(t, "0001 BIRD 2.0.12 ready.\n", 0, func(c *birdtest.Conn, cmd string) bool {
+		if !strings.HasPrefix(cmd, "configure") {
+			return c.Send("0000 \n") == nil
 		}
 		out, err := exec.Command(f.bird, "-p", "-c", f.cfg).CombinedOutput()
 		f.mu.Lock()
@@ -65,11 +45,10 @@ func (f *fakeBird) conn(c net.Conn) {
 		}
 		f.mu.Unlock()
 		if err != nil {
-			fmt.Fprintf(c, "8002 %s\n", strings.TrimSpace(string(out)))
-			continue
+			return c.Send(fmt.Sprintf("8002 %s\n", strings.TrimSpace(string(out)))) == nil
 		}
-		fmt.Fprintf(c, "0002-Reading configuration from %s\n0003 Reconfigured\n", f.cfg)
-	}
+		return c.Send(fmt.Sprintf("0002-Reading configuration from %s\n0003 Reconfigured\n", f.cfg)) == nil
+	})
 }
 
 // etcd killed during churn, the short form of the fault run: a confd
@@ -81,9 +60,8 @@ func TestEtcdKilledDuringChurn(t *testing.T) {
 	e := etcdtest.Start(t)
 	dir := t.TempDir()
 	out, once := filepath.Join(dir, "out"), filepath.Join(dir, "once")
-	socket := filepath.Join(dir, "bird.ctl")
 	fb := &fakeBird{bird: bird, cfg: filepath.Join(out, "bird.cfg")}
-	fb.serve(t, socket)
+	socket := fb.serve(t).Socket
 
 	ds, err := etcd.New(context.Background(), datastore.Config{Type: datastore.TypeEtcd, EtcdEndpoints: e.Endpoint()})
 	if err != nil {
@@ -220,7 +198,7 @@ func TestEtcdKilledDuringChurn(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got = readDir(t, out)
-		if sameDir(got, want) {
+		if maps.Equal(got, want) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -262,16 +240,4 @@ func readDir(t *testing.T, dir string) map[string]string {
 		out[en.Name()] = string(b)
 	}
 	return out
-}
-
-func sameDir(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }

@@ -43,6 +43,7 @@ var plurals = map[string]string{
 	api.KindCalicoNodeStatus: "caliconodestatuses",
 	// The key Calico uses: /calico/resources/v3/projectcalico.org/clusterinformations/default.
 	api.KindClusterInformation: "clusterinformations",
+	api.KindProfile:            "profiles",
 }
 
 // roostPlurals are the plurals of Roost's kinds, under RoostResourcePrefix.

@@ -58,3 +58,17 @@ func TestCalicoNodeStatusKey(t *testing.T) {
 		t.Errorf("ParseKey = %+v, %v", info, err)
 	}
 }
+
+// TestProfileKey: Profiles live where Calico keeps them, so the kns.<ns>
+// profiles Calico's controllers write are found.
+func TestProfileKey(t *testing.T) {
+	p := &api.Profile{}
+	p.Metadata.Name = "kns.prod"
+	key, err := KeyFor(p)
+	if err != nil || key != "/calico/resources/v3/projectcalico.org/profiles/kns.prod" {
+		t.Fatalf("KeyFor = %q, %v", key, err)
+	}
+	if info, err := ParseKey(key); err != nil || info.Kind != api.KindProfile || info.Name != "kns.prod" {
+		t.Errorf("ParseKey = %+v, %v", info, err)
+	}
+}

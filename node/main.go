@@ -6,6 +6,7 @@
 //	roost-node health --bird-ready|--bird-live|--confd-live|--node-ready|--node-live
 //	roost-node workload add --name N --netns PATH [--namespace NS] [--ip IP]... [--ipv4 auto|true|false] [--ipv6 auto|true|false]
 //	roost-node workload del --name N [--namespace NS]
+//	roost-node install-cni [--bin-dir DIR] [--conf-dir DIR]   install the CNI plugin and 10-roost.conflist
 //	roost-node cleanup                    remove every route, device, file and table the agent owns
 //	roost-node version
 //
@@ -63,7 +64,7 @@ func root() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version.Version,
 	}
-	cmd.AddCommand(runCmd(), healthCmd(), workloadCmd(), cleanupCmd(), &cobra.Command{
+	cmd.AddCommand(runCmd(), healthCmd(), workloadCmd(), cleanupCmd(), installCNICmd(), &cobra.Command{
 		Use: "version", Short: "print the version",
 		Run: func(*cobra.Command, []string) { fmt.Println("roost-node", version.Version) },
 	})
@@ -154,6 +155,11 @@ func runCmd() *cobra.Command {
 				SyncLiveness: syncLiveness(cfg.Datastore, cfg.SyncTimeout, log),
 			}
 			log.WithFields(logrus.Fields{"version": version.Version, "datastore": cfg.Datastore.String()}).Info("roost-node starting")
+			if cfg.CNI.Install {
+				if _, err := installCNI(&cfg, log); err != nil {
+					return fmt.Errorf("--install-cni: %w", err)
+				}
+			}
 			if cfg.Supervise.WithBird || cfg.Supervise.WithConfd {
 				return runSupervised(ctx, &cfg, opts, log)
 			}

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/roostnet/roost/birdctl/birdsock/birdtest"
 )
 
 func TestParseBFDSessions(t *testing.T) {
@@ -85,10 +87,10 @@ func TestBFDSessionsNoProtocol(t *testing.T) {
 		{"9001 There is no BFD protocol running\n", false},
 		{"9001 syntax error, unexpected CF_SYM_UNDEFINED\n", true},
 	} {
-		s := startFake(t, "0001 BIRD 2.0.12 ready.\n", 0, func(fc *fakeConn, cmd string) bool {
-			return fc.send(tt.reply) == nil
+		s := birdtest.Serve(t, "0001 BIRD 2.0.12 ready.\n", 0, func(fc *birdtest.Conn, cmd string) bool {
+			return fc.Send(tt.reply) == nil
 		})
-		c, err := Dial(context.Background(), s.path)
+		c, err := Dial(context.Background(), s.Socket)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,13 +34,13 @@ func TestExecTranscripts(t *testing.T) {
 		tr := loadTranscript(t, file)
 		for _, chunk := range []int{0, 1, 7} {
 			t.Run(fmt.Sprintf("%s/chunk%d", file, chunk), func(t *testing.T) {
-				srv := startFake(t, tr.hello, chunk, transcriptHandler(tr))
-				c := dialT(t, srv.path)
-				if want := parseHello(strings.TrimSpace(tr.hello[5:])); c.Version() != want {
+				srv := birdtest.Serve(t, tr.Hello, chunk, transcriptHandler(tr))
+				c := dialT(t, srv.Socket)
+				if want := parseHello(strings.TrimSpace(tr.Hello[5:])); c.Version() != want {
 					t.Errorf("Version() = %q, want %q", c.Version(), want)
 				}
-				for _, cmd := range tr.cmds {
-					want := tr.reply(t, cmd)
+				for _, cmd := range tr.Commands {
+					want := reply(t, tr, cmd)
 					got, err := c.Exec(context.Background(), cmd)
 					var be *BirdError
 					if want.Code >= 8000 {
@@ -55,7 +55,7 @@ func TestExecTranscripts(t *testing.T) {
 						t.Errorf("%s: reply\n%+v\nwant\n%+v", cmd, got, want)
 					}
 				}
-				if n := srv.connections(); n != 1 {
+				if n := srv.Connections(); n != 1 {
 					t.Errorf("used %d connections, want 1", n)
 				}
 			})
@@ -64,7 +64,7 @@ func TestExecTranscripts(t *testing.T) {
 }
 
 func TestReplyLines(t *testing.T) {
-	rep := loadTranscript(t, "bird2-mesh.txt").reply(t, "show status")
+	rep := reply(t, loadTranscript(t, "bird2-mesh.txt"), "show status")
 	want := []Line{
 		{1000, "BIRD 2.0.12"},
 		{1011, "Router ID is 10.0.0.1"},
@@ -77,7 +77,7 @@ func TestReplyLines(t *testing.T) {
 	if rep.Code != 13 || !reflect.DeepEqual(rep.Lines, want) {
 		t.Errorf("got %d %+v", rep.Code, rep.Lines)
 	}
-	rep = loadTranscript(t, "bird2-mesh.txt").reply(t, "show protocols")
+	rep = reply(t, loadTranscript(t, "bird2-mesh.txt"), "show protocols")
 	text := rep.Text()
 	if strings.Contains(text, "0000") || !strings.HasPrefix(text, "Name       Proto") || !strings.Contains(text, "\nMesh_10_0_0_2 BGP") {
 		t.Errorf("Text() = %q", text)
@@ -130,13 +130,13 @@ func TestLongReply(t *testing.T) {
 		routes.WriteString("1008-\tType: BGP univ\n1012-\tBGP.origin: IGP\n \tBGP.as_path: \n \tBGP.next_hop: 127.0.0.2\n")
 	}
 	routes.WriteString("0000 \n")
-	srv := startFake(t, hello2, 4093, func(fc *fakeConn, cmd string) bool {
+	srv := birdtest.Serve(t, hello2, 4093, func(fc *birdtest.Conn, cmd string) bool {
 		if cmd == "show route all" {
-			return fc.send(routes.String()) == nil
+			return fc.Send(routes.String()) == nil
 		}
-		return fc.send(raw) == nil
+		return fc.Send(raw) == nil
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	rep, err := c.Protocols(context.Background())
 	if err != nil || len(rep) != n || rep[n-1].Name != "Mesh_10_0_19_135" {
 		t.Fatalf("got %d protocols, err %v", len(rep), err)
@@ -148,8 +148,8 @@ func TestLongReply(t *testing.T) {
 }
 
 func TestAsyncLines(t *testing.T) {
-	srv := startFake(t, hello2, 3, func(fc *fakeConn, cmd string) bool {
-		return fc.send("+Disabling protocol Mesh_10_0_0_2\n"+
+	srv := birdtest.Serve(t, hello2, 3, func(fc *birdtest.Conn, cmd string) bool {
+		return fc.Send("+Disabling protocol Mesh_10_0_0_2\n"+
 			"2002-Name       Proto      Table      State  Since         Info\n"+
 			"+Mesh_10_0_0_2: Missing next hop address\n"+
 			"1002-device1    Device     ---        up     05:43:41.128  \n"+
@@ -157,7 +157,7 @@ func TestAsyncLines(t *testing.T) {
 			" static1    Static     master4    up     05:43:41.128  \n"+
 			"0000 \n") == nil
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	rep, err := c.Exec(context.Background(), "show protocols")
 	if err != nil {
 		t.Fatal(err)
@@ -174,24 +174,24 @@ func TestAsyncLines(t *testing.T) {
 
 // hangOnce never answers the first command of the first connection and
 // answers everything else.
-func hangOnce(fc *fakeConn, cmd string) bool {
-	if fc.n == 1 {
-		fc.hang()
+func hangOnce(fc *birdtest.Conn, cmd string) bool {
+	if fc.N == 1 {
+		fc.Hang()
 		return false
 	}
-	return fc.send("0000 \n") == nil
+	return fc.Send("0000 \n") == nil
 }
 
 func TestTimeoutThenRedial(t *testing.T) {
-	srv := startFake(t, hello2, 0, func(fc *fakeConn, cmd string) bool {
-		if fc.n == 1 {
-			fc.send("1000-partial reply\n") // then hang mid-reply
-			fc.hang()
+	srv := birdtest.Serve(t, hello2, 0, func(fc *birdtest.Conn, cmd string) bool {
+		if fc.N == 1 {
+			fc.Send("1000-partial reply\n") // then hang mid-reply
+			fc.Hang()
 			return false
 		}
-		return fc.send("0000 \n") == nil
+		return fc.Send("0000 \n") == nil
 	})
-	c := dialT(t, srv.path, WithTimeout(300*time.Millisecond))
+	c := dialT(t, srv.Socket, WithTimeout(300*time.Millisecond))
 	start := time.Now()
 	_, err := c.Exec(context.Background(), "show status")
 	elapsed := time.Since(start)
@@ -201,23 +201,23 @@ func TestTimeoutThenRedial(t *testing.T) {
 	if elapsed < 250*time.Millisecond || elapsed > 2*time.Second {
 		t.Errorf("timed out after %v, want about 300ms", elapsed)
 	}
-	if !strings.Contains(err.Error(), "show status") || !strings.Contains(err.Error(), srv.path) {
+	if !strings.Contains(err.Error(), "show status") || !strings.Contains(err.Error(), srv.Socket) {
 		t.Errorf("error %q should name the command and socket", err)
 	}
 	if _, err := c.Exec(context.Background(), "show status"); err != nil {
 		t.Fatalf("after a timeout the next call should redial: %v", err)
 	}
-	if n := srv.connections(); n != 2 {
+	if n := srv.Connections(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
 	}
 }
 
 func TestContextDeadlineAndCancel(t *testing.T) {
-	srv := startFake(t, hello2, 0, func(fc *fakeConn, cmd string) bool {
-		fc.hang()
+	srv := birdtest.Serve(t, hello2, 0, func(fc *birdtest.Conn, cmd string) bool {
+		fc.Hang()
 		return false
 	})
-	c := dialT(t, srv.path) // default 10s timeout: the context must win
+	c := dialT(t, srv.Socket) // default 10s timeout: the context must win
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -247,24 +247,24 @@ func TestContextDeadlineAndCancel(t *testing.T) {
 }
 
 func TestHelloTimeout(t *testing.T) {
-	srv := startFake(t, "", 0, func(*fakeConn, string) bool { return true })
+	srv := birdtest.Serve(t, "", 0, func(*birdtest.Conn, string) bool { return true })
 	start := time.Now()
-	_, err := Dial(context.Background(), srv.path, WithTimeout(200*time.Millisecond))
+	_, err := Dial(context.Background(), srv.Socket, WithTimeout(200*time.Millisecond))
 	if !errors.Is(err, os.ErrDeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Errorf("err %v after %v", err, time.Since(start))
 	}
 }
 
 func TestCloseMidReply(t *testing.T) {
-	full := loadTranscript(t, "bird2-mesh.txt").replies["show route all"]
-	srv := startFake(t, hello2, 5, func(fc *fakeConn, cmd string) bool {
-		if fc.n == 1 {
-			fc.send(full[:len(full)/2])
+	full := loadTranscript(t, "bird2-mesh.txt").Replies["show route all"]
+	srv := birdtest.Serve(t, hello2, 5, func(fc *birdtest.Conn, cmd string) bool {
+		if fc.N == 1 {
+			fc.Send(full[:len(full)/2])
 			return false // close
 		}
-		return fc.send(full) == nil
+		return fc.Send(full) == nil
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	if _, err := c.Exec(context.Background(), "show route all"); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v, want unexpected EOF", err)
 	}
@@ -280,19 +280,19 @@ func TestServerGoneBetweenCalls(t *testing.T) {
 	closed := make(chan struct{})
 	var conns []int
 	var mu sync.Mutex
-	srv := startFake(t, hello2, 0, func(fc *fakeConn, cmd string) bool {
+	srv := birdtest.Serve(t, hello2, 0, func(fc *birdtest.Conn, cmd string) bool {
 		mu.Lock()
-		conns = append(conns, fc.n)
+		conns = append(conns, fc.N)
 		mu.Unlock()
-		fc.send("0000 \n")
-		if fc.n == 1 {
+		fc.Send("0000 \n")
+		if fc.N == 1 {
 			fc.Close() // the first connection closes after one reply
 			close(closed)
 			return false
 		}
 		return true
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	if _, err := c.Exec(context.Background(), "show status"); err != nil {
 		t.Fatal(err)
 	}
@@ -310,14 +310,14 @@ func TestServerGoneBetweenCalls(t *testing.T) {
 // A connection that breaks while a command runs fails that command: it
 // may have run (configure), so it is not repeated; the next one redials.
 func TestServerGoneDuringCall(t *testing.T) {
-	srv := startFake(t, hello2, 0, func(fc *fakeConn, cmd string) bool {
-		if fc.n == 1 {
+	srv := birdtest.Serve(t, hello2, 0, func(fc *birdtest.Conn, cmd string) bool {
+		if fc.N == 1 {
 			return false // closes without a reply
 		}
-		fc.send("0000 \n")
+		fc.Send("0000 \n")
 		return true
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	if _, err := c.Exec(context.Background(), "configure"); err == nil {
 		t.Fatal("expected an error when the connection breaks mid-command")
 	}
@@ -327,12 +327,12 @@ func TestServerGoneDuringCall(t *testing.T) {
 }
 
 func TestConcurrentCallers(t *testing.T) {
-	srv := startFake(t, hello2, 3, func(fc *fakeConn, cmd string) bool {
+	srv := birdtest.Serve(t, hello2, 3, func(fc *birdtest.Conn, cmd string) bool {
 		arg := strings.TrimPrefix(cmd, "show route for ")
-		return fc.send("1007-Table master4:\n "+arg+" blackhole [static1 05:43:41.128] * (200)\n"+
+		return fc.Send("1007-Table master4:\n "+arg+" blackhole [static1 05:43:41.128] * (200)\n"+
 			"+async noise\n"+"0000 \n") == nil
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	var wg sync.WaitGroup
 	errs := make(chan error, 100)
 	for g := 0; g < 8; g++ {
@@ -358,7 +358,7 @@ func TestConcurrentCallers(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := srv.connections(); n != 1 {
+	if n := srv.Connections(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
 	}
 }
@@ -369,16 +369,16 @@ func TestDialErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing socket: %v", err)
 	}
-	srv := startFake(t, "8007 Access denied\n", 0, func(*fakeConn, string) bool { return true })
-	_, err = Dial(context.Background(), srv.path)
-	if err == nil || !strings.Contains(err.Error(), "Access denied") || !strings.Contains(err.Error(), srv.path) {
+	srv := birdtest.Serve(t, "8007 Access denied\n", 0, func(*birdtest.Conn, string) bool { return true })
+	_, err = Dial(context.Background(), srv.Socket)
+	if err == nil || !strings.Contains(err.Error(), "Access denied") || !strings.Contains(err.Error(), srv.Socket) {
 		t.Errorf("bad hello: %v", err)
 	}
 }
 
 func TestCloseAndInvalidCommands(t *testing.T) {
-	srv := startFake(t, hello2, 0, hangOnce)
-	c := dialT(t, srv.path)
+	srv := birdtest.Serve(t, hello2, 0, hangOnce)
+	c := dialT(t, srv.Socket)
 	for _, cmd := range []string{"", "show status\nshow protocols", "show\rstatus"} {
 		if _, err := c.Exec(context.Background(), cmd); err == nil {
 			t.Errorf("Exec(%q) accepted", cmd)
@@ -408,7 +408,7 @@ func TestCloseAndInvalidCommands(t *testing.T) {
 func TestConfigure(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
-	srv := startFake(t, hello2, 2, func(fc *fakeConn, cmd string) bool {
+	srv := birdtest.Serve(t, hello2, 2, func(fc *birdtest.Conn, cmd string) bool {
 		mu.Lock()
 		got = append(got, cmd)
 		mu.Unlock()
@@ -427,9 +427,9 @@ func TestConfigure(t *testing.T) {
 		default:
 			reply = reading + "0003 Reconfigured\n"
 		}
-		return fc.send(reply) == nil
+		return fc.Send(reply) == nil
 	})
-	c := dialT(t, srv.path)
+	c := dialT(t, srv.Socket)
 	ctx := context.Background()
 	for _, file := range []string{"/etc/bird/good.conf", "/etc/bird/slow.conf", ""} {
 		if err := c.Configure(ctx, file); err != nil {
@@ -471,10 +471,10 @@ func TestConfigure(t *testing.T) {
 func TestTypedCommands(t *testing.T) {
 	tr := loadTranscript(t, "bird2-mesh.txt")
 	// ProtocolDetail sends the name as a quoted pattern.
-	tr.replies[`show protocols all "Mesh_10_0_0_2"`] = tr.replies["show protocols all Mesh_10_0_0_2"]
-	tr.replies[`show protocols all "nosuch"`] = "8003 No protocols match\n"
-	srv := startFake(t, tr.hello, 0, transcriptHandler(tr))
-	c := dialT(t, srv.path)
+	tr.Replies[`show protocols all "Mesh_10_0_0_2"`] = tr.Replies["show protocols all Mesh_10_0_0_2"]
+	tr.Replies[`show protocols all "nosuch"`] = "8003 No protocols match\n"
+	srv := birdtest.Serve(t, tr.Hello, 0, transcriptHandler(tr))
+	c := dialT(t, srv.Socket)
 	ctx := context.Background()
 
 	st, err := c.Status(ctx)

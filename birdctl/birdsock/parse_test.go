@@ -10,7 +10,7 @@ import (
 // recorded returns the birdc-style text of a recorded reply.
 func recorded(t testing.TB, file, cmd string) string {
 	t.Helper()
-	return loadTranscript(t, file).reply(t, cmd).Text()
+	return reply(t, loadTranscript(t, file), cmd).Text()
 }
 
 func TestParseStatus(t *testing.T) {
@@ -81,7 +81,7 @@ func TestParseProtocols(t *testing.T) {
 			{"Peer1", "BGP", "master", "start", "10:00:01", "Active        Socket: Connection refused"},
 			{"Peer2", "BGP", "master", "down", "2023-12-31", ""},
 		}},
-		{"wire format with hello", loadTranscript(t, "bird16.txt").hello + loadTranscript(t, "bird16.txt").replies["show protocols"], nil},
+		{"wire format with hello", loadTranscript(t, "bird16.txt").Hello + loadTranscript(t, "bird16.txt").Replies["show protocols"], nil},
 		{"birdc output, iso long times", "BIRD 1.6.8 ready.\n" +
 			"name     proto    table    state  since       info\n" +
 			"kernel1  Kernel   master   up     2024-01-01 09:00:00  \n" +
@@ -196,8 +196,8 @@ func TestParseProtocolDetails(t *testing.T) {
 
 	// Several protocols in one reply (`show protocols all`).
 	tr := loadTranscript(t, "bird2-mesh.txt")
-	all := tr.replies["show protocols all Mesh_10_0_0_2"] +
-		strings.Replace(tr.replies["show protocols all Peer_down"], "2002-Name       Proto      Table      State  Since         Info\n", "", 1)
+	all := tr.Replies["show protocols all Mesh_10_0_0_2"] +
+		strings.Replace(tr.Replies["show protocols all Peer_down"], "2002-Name       Proto      Table      State  Since         Info\n", "", 1)
 	all = strings.Replace(all, " \n0000 \n1002-", " \n1002-", 1)
 	ds, err := ParseProtocolDetails(all)
 	if err != nil || len(ds) != 2 || ds[0].BGPState != "Established" || ds[1].BGPState != "Down" || len(ds[1].Channels) != 1 {
@@ -308,12 +308,12 @@ func TestParseRoutes(t *testing.T) {
 // parse the same.
 func TestParseBirdcText(t *testing.T) {
 	tr := loadTranscript(t, "bird2-mesh.txt")
-	raw := tr.hello + tr.replies["show route all"]
+	raw := tr.Hello + tr.Replies["show route all"]
 	fromRaw, err := ParseRoutes(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromText, err := ParseRoutes(tr.reply(t, "show route all").Text())
+	fromText, err := ParseRoutes(reply(t, tr, "show route all").Text())
 	if err != nil || !reflect.DeepEqual(fromRaw, fromText) {
 		t.Errorf("wire and text differ: %v", err)
 	}

@@ -1,6 +1,7 @@
 package birdsock
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -196,4 +197,24 @@ func parseNextHop(words []string) NextHop {
 		i++
 	}
 	return h
+}
+
+// KernelMetric is the kernel metric BIRD wants for its route to prefix in
+// the kernel protocol kernelProto ("kernel_v4"): the Kernel.metric of the
+// route it exports there (`show route <prefix> export <proto> all`). ok
+// is false when BIRD exports no route for prefix or sets no metric.
+func (c *Client) KernelMetric(ctx context.Context, prefix, kernelProto string) (metric int, ok bool, err error) {
+	routes, err := c.Routes(ctx, prefix+" export "+kernelProto+" all")
+	if err != nil {
+		return 0, false, err
+	}
+	for _, r := range routes {
+		if r.Prefix != prefix {
+			continue
+		}
+		if v, err := strconv.Atoi(strings.TrimSpace(r.Attributes["Kernel.metric"])); err == nil {
+			return v, true, nil
+		}
+	}
+	return 0, false, nil
 }

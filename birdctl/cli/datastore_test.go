@@ -547,7 +547,30 @@ spec: {strictAffinity: true, maxBlocksPerHost: 4}
 `)
 		rn.mustRun(t, b.args("apply", "-f", f)...)
 		golden(t, "ipam-show-borrowed", rn.mustRun(t, b.args("ipam", "show", "--show-borrowed")...))
-		out := rn.mustRun(t, b.args("ipam", "show", "--show-borrowed", "-o", "json")...)
+		// ipam show --ip: one address, as calicoctl shows it, plus its block.
+		golden(t, "ipam-show-ip", rn.mustRun(t, b.args("ipam", "show", "--ip", "10.65.0.1")...))
+		for _, tc := range []struct{ ip, want string }{
+			{"10.65.0.3", "IP 10.65.0.3 is in use\nHandle ID: h3\nNo Active Owner attributes defined\nBlock: 10.65.0.0/30 (affinity host:node1)\n"},
+			{"fd00:65::2", "fd00:65::2 is not assigned\n"}, // in a block, free
+			{"10.99.0.1", "10.99.0.1 is not assigned\n"},   // in no block
+		} {
+			if out := rn.mustRun(t, b.args("ipam", "show", "--ip", tc.ip)...); out != tc.want {
+				t.Errorf("ipam show --ip %s:\n%s\nwant:\n%s", tc.ip, out, tc.want)
+			}
+		}
+		out := rn.mustRun(t, b.args("ipam", "show", "--ip", "fd00:65::", "-o", "json")...)
+		for _, want := range []string{`"inUse": true`, `"block": "fd00:65::/126"`, `"blockAffinity": "host:node2"`, `"handleID": "h4"`, `"pod": "db"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("ipam show --ip -o json lacks %s:\n%s", want, out)
+			}
+		}
+		if stderr := rn.mustFail(t, b.args("ipam", "show", "--ip", "10.65.0.300")...); !strings.Contains(stderr, "not an IPv4 or IPv6 address") {
+			t.Errorf("bad --ip: %q", stderr)
+		}
+		if stderr := rn.mustFail(t, b.args("ipam", "show", "--ip", "10.65.0.1", "--show-blocks")...); !strings.Contains(stderr, "--ip excludes") {
+			t.Errorf("--ip with --show-blocks: %q", stderr)
+		}
+		out = rn.mustRun(t, b.args("ipam", "show", "--show-borrowed", "-o", "json")...)
 		for _, want := range []string{`"ip": "10.65.0.1"`, `"borrowingNode": "node2"`, `"blockOwner": "node1"`, `"allocatedTo": "prod/db"`, `"unclassified": 1`} {
 			if !strings.Contains(out, want) {
 				t.Errorf("json lacks %s:\n%s", want, out)

@@ -108,7 +108,7 @@ func golden(t testing.TB, name, got string) {
 // records the commands it receives.
 type fakeBird struct {
 	path string
-	r    *birdtest.Replayer
+	r    *birdtest.Server
 }
 
 func startFakeBird(t testing.TB, transcript string) *fakeBird {

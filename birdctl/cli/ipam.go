@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/spf13/cobra"
@@ -21,20 +24,29 @@ func (a *app) ipamCmd() *cobra.Command {
 		output       string
 		showBlocks   bool
 		showBorrowed bool
+		showIP       string
 	)
 	show := &cobra.Command{
-		Use:   "show [--show-blocks | --show-borrowed]",
+		Use:   "show [--show-blocks | --show-borrowed | --ip ADDR]",
 		Short: "Show IP pools and their usage, like calicoctl ipam show",
 		Long: `Show each IP pool with its number of addresses, how many are in use
 (allocated in the pool's blocks) and how many are free. --show-blocks adds a
 row per allocation block; blocks that lie in no pool come last.
 --show-borrowed lists instead the addresses borrowed from another node's block
-(the node holding the address, the block, its owner, and what holds it).`,
-		Example: "  birdctl ipam show\n  birdctl ipam show --show-blocks -o yaml\n  birdctl ipam show --show-borrowed",
+(the node holding the address, the block, its owner, and what holds it).
+--ip ADDR shows one address, like calicoctl ipam show --ip: whether it is
+allocated, its handle and the attributes of its owner, and its block.`,
+		Example: "  birdctl ipam show\n  birdctl ipam show --show-blocks -o yaml\n  birdctl ipam show --show-borrowed\n  birdctl ipam show --ip 10.65.0.5",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkFormat(output, fmtTable, fmtJSON, fmtYAML); err != nil {
 				return err
+			}
+			if showIP != "" {
+				if showBlocks || showBorrowed {
+					return fmt.Errorf("--ip excludes --show-blocks and --show-borrowed")
+				}
+				return a.ipamShowIP(cmd, output, showIP)
 			}
 			if showBorrowed {
 				if showBlocks {
@@ -48,6 +60,7 @@ row per allocation block; blocks that lie in no pool come last.
 	addOutputFlag(show, &output, fmtTable, fmtJSON, fmtYAML)
 	show.Flags().BoolVar(&showBlocks, "show-blocks", false, "show each block")
 	show.Flags().BoolVar(&showBorrowed, "show-borrowed", false, "show the addresses borrowed from other nodes' blocks")
+	show.Flags().StringVar(&showIP, "ip", "", "show one address: its allocation, handle and attributes")
 	a.addDatastoreFlags(show)
 	ipam.AddCommand(show)
 	return ipam
@@ -263,6 +276,95 @@ func borrowedAddrs(blockObjs []api.Resource) borrowedList {
 	sort.SliceStable(out.Borrowed, func(i, j int) bool {
 		return netip.MustParseAddr(out.Borrowed[i].IP).Less(netip.MustParseAddr(out.Borrowed[j].IP))
 	})
+	return out
+}
+
+// ipOut is one address (calicoctl ipam show --ip).
+type ipOut struct {
+	IP    string `json:"ip"`
+	InUse bool   `json:"inUse"`
+	// Block is the block holding the address ("" when none does), and
+	// BlockAffinity its affinity ("host:<node>").
+	Block         string            `json:"block,omitempty"`
+	BlockAffinity string            `json:"blockAffinity,omitempty"`
+	HandleID      string            `json:"handleID,omitempty"`
+	Attributes    map[string]string `json:"activeOwnerAttributes,omitempty"`
+}
+
+func (a *app) ipamShowIP(cmd *cobra.Command, output, addr string) error {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil || ip.Zone() != "" {
+		return fmt.Errorf("--ip %q: not an IPv4 or IPv6 address", addr)
+	}
+	ip = ip.Unmap()
+	ctx, ds, done, err := a.openDatastore(cmd)
+	if err != nil {
+		return err
+	}
+	defer done()
+	blockObjs, err := a.list(ctx, ds, api.KindIPAMBlock, "")
+	if err != nil {
+		return err
+	}
+	res := addrInfo(blockObjs, ip)
+	w := cmd.OutOrStdout()
+	if output != fmtTable {
+		return writeData(w, output, res)
+	}
+	if !res.InUse {
+		_, err := fmt.Fprintf(w, "%s is not assigned\n", ip)
+		return err
+	}
+	// calicoctl's lines, then the block.
+	fmt.Fprintf(w, "IP %s is in use\n", ip)
+	fmt.Fprintf(w, "Handle ID: %s\n", cmp.Or(res.HandleID, "<none>"))
+	if len(res.Attributes) == 0 {
+		fmt.Fprintln(w, "No Active Owner attributes defined")
+	} else {
+		fmt.Fprintln(w, "Active Owner Attributes:")
+		for _, k := range slices.Sorted(maps.Keys(res.Attributes)) {
+			fmt.Fprintf(w, "  %s: %s\n", k, res.Attributes[k])
+		}
+	}
+	_, err = fmt.Fprintf(w, "Block: %s (affinity %s)\n", res.Block, cmp.Or(res.BlockAffinity, "none"))
+	return err
+}
+
+// addrInfo finds ip's allocation: the most specific live block holding it.
+func addrInfo(blockObjs []api.Resource, ip netip.Addr) ipOut {
+	out := ipOut{IP: ip.String()}
+	var best *api.AllocationBlock
+	var bestPfx netip.Prefix
+	for _, o := range blockObjs {
+		b := &o.(*api.IPAMBlock).Spec
+		pfx, err := b.Prefix()
+		if err != nil || b.Deleted || !pfx.Contains(ip) {
+			continue
+		}
+		if best == nil || pfx.Bits() > bestPfx.Bits() {
+			best, bestPfx = b, pfx
+		}
+	}
+	if best == nil {
+		return out
+	}
+	out.Block = bestPfx.String()
+	if best.Affinity != nil {
+		out.BlockAffinity = *best.Affinity
+	}
+	ord, ok := api.Ordinal(bestPfx, ip)
+	if !ok {
+		return out
+	}
+	attr, used := best.Allocation(ord)
+	if !used {
+		return out
+	}
+	out.InUse = true
+	if attr.HandleID != nil {
+		out.HandleID = *attr.HandleID
+	}
+	out.Attributes = attr.Secondary
 	return out
 }
 

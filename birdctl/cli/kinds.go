@@ -19,6 +19,7 @@ var kindAliases = map[string][]string{
 	api.KindWorkloadEndpoint:   {"workloadendpoint", "workloadendpoints", "wep", "weps"},
 	api.KindCalicoNodeStatus:   {"caliconodestatus", "caliconodestatuses", "nodestatus", "nodestatuses"},
 	api.KindClusterInformation: {"clusterinformation", "clusterinformations", "clusterinfo", "clusterinfos"},
+	api.KindProfile:            {"profile", "profiles", "pro", "pros"},
 	api.KindBFDProfile:         {"bfdprofile", "bfdprofiles", "bfd", "bfds"},
 	api.KindBlockAffinity:      {"blockaffinity", "blockaffinities", "affinity", "affinities"},
 	api.KindIPAMBlock:          {"ipamblock", "ipamblocks", "block", "blocks"},

@@ -203,6 +203,18 @@ func (a *app) table(ctx context.Context, ds datastore.Datastore, kind string, wi
 			}
 			t.rows = append(t.rows, row)
 		}
+	case api.KindProfile:
+		t.header = []string{"NAME"}
+		if wide {
+			t.header = append(t.header, "LABELSTOAPPLY")
+		}
+		for _, o := range objs {
+			row := []string{o.Meta().Name}
+			if wide {
+				row = append(row, labelString(o.(*api.Profile).Spec.LabelsToApply))
+			}
+			t.rows = append(t.rows, row)
+		}
 	case api.KindBFDProfile:
 		t.header = []string{"NAME", "RECEIVEINTERVAL", "TRANSMITINTERVAL", "MULTIPLIER", "PASSIVE"}
 		if wide {
@@ -331,4 +343,18 @@ func blockHandles(b *api.AllocationBlock) []string {
 		}
 	}
 	return out
+}
+
+// labelString prints a label map as k=v pairs, sorted by key.
+func labelString(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -55,7 +56,7 @@ func TestBrokenDefaultConfigAcrossRestart(t *testing.T) {
 		ran := make(chan struct{})
 		e.app.Runner().Do(context.Background(), func() { close(ran) })
 		<-ran
-		if got := snapshot(t, e.out); !sameFiles(got, want) || e.app.status().Renders != renders {
+		if got := snapshot(t, e.out); !maps.Equal(got, want) || e.app.status().Renders != renders {
 			t.Fatalf("%s: files changed while the default BGPConfiguration is broken:\n%s", what, got["peers.cfg"])
 		}
 		de := e.app.status().Broken[0]
@@ -113,18 +114,6 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		out[en.Name()] = string(b)
 	}
 	return out
-}
-
-func sameFiles(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // metricValue sums a metric's samples whose labels include labels.

@@ -120,6 +120,20 @@ func (b *birdNS) stop() {
 	os.Remove(b.socket)
 }
 
+// configure makes BIRD load cfg (birdc configure "cfg").
+func (b *birdNS) configure(cfg string) {
+	b.t.Helper()
+	c, err := birdsock.Dial(context.Background(), b.socket)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Configure(context.Background(), cfg); err != nil {
+		b.t.Fatalf("configure %s: %v", cfg, err)
+	}
+	b.cfg = cfg
+}
+
 // protocols lists BIRD's protocol names.
 func (b *birdNS) protocols() map[string]bool {
 	c, err := birdsock.Dial(context.Background(), b.socket)

@@ -200,6 +200,17 @@ func (c *Cache) nodeAS(n *nodeInfo) uint32 {
 	return c.globalAS()
 }
 
+// peerIsNode reports whether the peerIP BGPPeer pi designates node n (whose
+// address it names): a node is identified by address and AS, so a peer
+// with another AS at a node's address is some other speaker there (no
+// inherited listen port, no reverse session, no node-to-node passivity).
+// A peer without asNumber takes the AS of the node it names, so it is
+// that node.
+func (c *Cache) peerIsNode(pi *peerInfo, n *nodeInfo) bool {
+	as := uint32(pi.peer.Spec.ASNumber)
+	return as == 0 || as == c.nodeAS(n)
+}
+
 // listenPort is a node's BGP port: node.<name> listenPort, else the global
 // one, else 179.
 func (c *Cache) listenPort(node string) int {
@@ -314,7 +325,24 @@ func (cx *computeCtx) family(fam int) *Family {
 	cx.pools(fam, f)
 	cx.services(fam, f)
 	f.Communities = cx.communities(fam)
+	f.NormalRoutePriority = normalRoutePriority(cx.global, fam)
+	f.MaxPriority = MaxPriority
+	f.NormalLocalPref = MaxPriority - f.NormalRoutePriority
 	return f
+}
+
+// normalRoutePriority is the default BGPConfiguration's
+// ipv4NormalRoutePriority / ipv6NormalRoutePriority, else 1024 (as
+// Calico: node.<name> configurations do not override it).
+func normalRoutePriority(global *api.BGPConfiguration, fam int) int {
+	v := global.Spec.IPv4NormalRoutePriority
+	if fam == famV6 {
+		v = global.Spec.IPv6NormalRoutePriority
+	}
+	if v != nil && *v >= 1 && *v < MaxPriority {
+		return *v
+	}
+	return DefaultNormalRoutePriority
 }
 
 // skippedFamily warns about explicit peers of a family this node lacks.
@@ -395,7 +423,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 			}
 			var peerNode *nodeInfo
 			for _, n := range c.byIP[pi.ip] {
-				if n != me {
+				if n != me && c.peerIsNode(pi, n) {
 					peerNode = n
 					break
 				}
@@ -455,7 +483,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 		}
 	}
 	for _, pi := range c.peersByIP[myAddr] {
-		if pi.reverse {
+		if pi.reverse && c.peerIsNode(pi, me) {
 			reverseFrom(pi, uint32(pi.peer.Spec.ASNumber))
 		}
 	}
@@ -857,8 +885,8 @@ func (cx *computeCtx) blocks(fam int) []Block {
 	}
 	var tmp []pb
 	for cidr, a := range cx.c.affinities[cx.me.name] {
-		if !a.Confirmed() {
-			continue
+		if !a.Routed() {
+			continue // pending: not ours yet
 		}
 		p, err := api.ParseCIDR(cidr)
 		if err != nil || famOf(p.Addr()) != fam {

@@ -36,12 +36,22 @@ import (
 //	peerType              is_ibgp / !is_ibgp
 //	communities           any of: (a,b) ~ bgp_community, (a,b,c) ~ bgp_large_community
 //	asPathPrefix          bgp_path ~ [= a b * =]
-//	priority              defined(krt_metric) && krt_metric = N
+//	priority              defined(bgp_local_pref) && bgp_local_pref = 2147483647 - N
 //
 // Operations (Accept only): addCommunity -> bgp_community.add((a,b)) or
 // bgp_large_community.add((a,b,c)); prependASPath [a, b] ->
 // bgp_path.prepend(b); bgp_path.prepend(a) (the path then starts "a b");
-// setPriority -> krt_metric = N (the kernel route metric, as in Calico).
+// setPriority -> bgp_local_pref = 2147483647 - N.
+//
+// Route priority is Calico's: it travels in BGP as bgp_local_pref =
+// 2147483647 - priority (so a higher priority, a lower number, is a higher
+// local preference and wins BIRD's route selection across iBGP and route
+// reflectors); every session's export filter first converts between the
+// kernel metric and bgp_local_pref (roost_export_priority_*), and the
+// kernel export turns bgp_local_pref back into the metric. An import
+// Accept rule ends with roost_import_priority_*(), which gives a route of
+// higher than normal priority BIRD preference 200, as the sessions' own
+// import filter does for routes no rule accepted.
 
 const (
 	famV4     = 0
@@ -71,7 +81,7 @@ func compileFilter(name string, f *api.BGPFilter) *compiledFilter {
 			}
 			fn := &FilterFunc{Name: filterFuncName(name, dir, fam)}
 			for i := range rules {
-				st, err := compileRule(&rules[i], fam == famV6)
+				st, err := compileRule(&rules[i], fam == famV6, dir)
 				if err != nil {
 					cf.err = fmt.Errorf("%s[%d]: %v", fields[fam][dir], i, err)
 					return cf
@@ -115,7 +125,16 @@ func (cf *compiledFilter) call(fam, dir int, ibgp bool) string {
 	return fn.Name + "(" + strconv.FormatBool(ibgp) + ");"
 }
 
-func compileRule(r *api.BGPFilterRule, is6 bool) (string, error) {
+// importPriorityFunc is the function an import Accept rule calls before
+// accepting (defined in filters.cfg).
+func importPriorityFunc(is6 bool) string {
+	if is6 {
+		return "roost_import_priority_v6();"
+	}
+	return "roost_import_priority_v4();"
+}
+
+func compileRule(r *api.BGPFilterRule, is6 bool, dir int) (string, error) {
 	var conds []string
 	maxLen := 32
 	if is6 {
@@ -203,7 +222,7 @@ func compileRule(r *api.BGPFilterRule, is6 bool) (string, error) {
 		conds = append(conds, b.String())
 	}
 	if r.Priority != nil {
-		conds = append(conds, fmt.Sprintf("defined(krt_metric) && krt_metric = %d", *r.Priority))
+		conds = append(conds, fmt.Sprintf("defined(bgp_local_pref) && bgp_local_pref = %d", MaxPriority-*r.Priority))
 	}
 
 	var body []string
@@ -222,10 +241,13 @@ func compileRule(r *api.BGPFilterRule, is6 bool) (string, error) {
 					body = append(body, "bgp_path.prepend("+op.PrependASPath.Prefix[j].String()+");")
 				}
 			case op.SetPriority != nil:
-				body = append(body, fmt.Sprintf("krt_metric = %d;", op.SetPriority.Value))
+				body = append(body, fmt.Sprintf("bgp_local_pref = %d;", MaxPriority-op.SetPriority.Value))
 			default:
 				return "", fmt.Errorf("operations[%d]: no operation set", i)
 			}
+		}
+		if dir == dirImport {
+			body = append(body, importPriorityFunc(is6))
 		}
 		body = append(body, "accept;")
 	case api.FilterReject:

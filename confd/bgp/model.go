@@ -134,7 +134,29 @@ type Family struct {
 	// vxlan-v6.calico), "*.cali". Their routes lead to other nodes' blocks,
 	// which iBGP peers learn from the owners.
 	TunnelInterfaces []string
+	// NormalRoutePriority is the kernel metric of a route of normal
+	// priority (BGPConfiguration ipv4NormalRoutePriority /
+	// ipv6NormalRoutePriority, default 1024). Route priority travels in
+	// BGP as bgp_local_pref = MaxPriority - priority (Calico's meaning), so
+	// NormalLocalPref (MaxPriority - NormalRoutePriority) is the local
+	// preference of a normal route; above it a route has a higher than
+	// normal priority.
+	NormalRoutePriority int
+	NormalLocalPref     int
+	// MaxPriority is 2147483647 (2^31-1): priorities are 1..2^31-2.
+	MaxPriority int
 }
+
+// Priority constants (Calico's): bgp_local_pref = MaxPriority - priority.
+const (
+	MaxPriority                = 2147483647
+	DefaultNormalRoutePriority = 1024
+	// OverridePreference is the BIRD preference given to an imported
+	// route of higher than normal priority, so it wins over this node's
+	// own route to the same prefix (live migration: an elevated /32 on
+	// the new node must beat the old node's workload route).
+	OverridePreference = 200
+)
 
 // Peer is one BGP session. Its options (SessionOptions, promoted: .LocalAS,
 // .Password, ...) are those of its Template; the default templates write

@@ -133,6 +133,20 @@ func TestTopologyRules(t *testing.T) {
 			want: []string{"v4 Mesh_10_0_0_2 10.0.0.2:179 as=64600 local=65001 passive", "v4 Mesh_10_0_0_3 10.0.0.3:179 as=65003 local=65001 passive"},
 		},
 		{
+			name: "deliberate: the lower-address end of a selector peering waits",
+			node: "a",
+			objs: []api.Resource{meshOff, mkNode("a", "10.0.0.1/24", "", withLabels("x", "1")), mkNode("b", "10.0.0.2/24", "", withLabels("x", "1")),
+				mkPeer("p", api.BGPPeerSpec{NodeSelector: "x == '1'", PeerSelector: "x == '1'"})},
+			want: []string{"v4 Node_10_0_0_2 10.0.0.2:179 as=64512 local=64512 passive"},
+		},
+		{
+			name: "deliberate: the higher-address end of a selector peering connects",
+			node: "b",
+			objs: []api.Resource{meshOff, mkNode("a", "10.0.0.1/24", "", withLabels("x", "1")), mkNode("b", "10.0.0.2/24", "", withLabels("x", "1")),
+				mkPeer("p", api.BGPPeerSpec{NodeSelector: "x == '1'", PeerSelector: "x == '1'"})},
+			want: []string{"v4 Node_10_0_0_1 10.0.0.1:179 as=64512 local=64512"},
+		},
+		{
 			name: "global AS default 64512 when no configuration",
 			node: "a",
 			objs: []api.Resource{mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", ""), mkPeer("x", api.BGPPeerSpec{PeerIP: "10.1.1.1", ASNumber: 64512})},
@@ -158,7 +172,7 @@ func TestTopologyRules(t *testing.T) {
 		{
 			name: "explicit peering wins over mesh and reverse",
 			node: "a",
-			objs: []api.Resource{mkNode("a", "10.0.0.1/24", "", withLabels("x", "1")), mkNode("b", "10.0.0.2/24", "", withLabels("x", "1")),
+			objs: []api.Resource{mkNode("a", "10.0.0.1/24", "", withLabels("x", "1")), mkNode("b", "10.0.0.2/24", "", withLabels("x", "1"), withAS(65002)),
 				mkPeer("b-to-a", api.BGPPeerSpec{Node: "b", PeerSelector: "x == '1'"}),
 				mkPeer("a-to-b", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2", ASNumber: 65002})},
 			want: []string{"v4 Node_10_0_0_2 10.0.0.2:179 as=65002 local=64512 passive"},
@@ -194,9 +208,31 @@ func TestTopologyRules(t *testing.T) {
 		{
 			name: "reverse of a node-IP peering uses the AS the remote side expects",
 			node: "b",
-			objs: []api.Resource{meshOff, mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", ""),
+			objs: []api.Resource{meshOff, mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", "", withAS(65002)),
 				mkPeer("p", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2", ASNumber: 65002})},
 			want: []string{"v4 Node_10_0_0_1 10.0.0.1:179 as=64512 local=65002 reverse"},
+		},
+		{
+			name: "a node is address and AS: a peerIP with another AS gives the node at that address no reverse session",
+			node: "b",
+			objs: []api.Resource{meshOff, mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", "", withAS(65002)),
+				mkPeer("p", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2", ASNumber: 65099})},
+			want: nil,
+		},
+		{
+			name: "a node is address and AS: a peerIP without asNumber names the node at that address",
+			node: "b",
+			objs: []api.Resource{meshOff, mkConfig("node.a", api.BGPConfigurationSpec{ListenPort: 1791}), mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", "", withAS(65002)),
+				mkPeer("p", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2"})},
+			want: []string{"v4 Node_10_0_0_1_port_1791 10.0.0.1:1791 as=64512 local=65002 reverse"},
+		},
+		{
+			name: "a node is address and AS: a peerIP with another AS does not inherit the node's port nor wait",
+			node: "a",
+			objs: []api.Resource{meshOff, mkConfig("node.b", api.BGPConfigurationSpec{ListenPort: 1791}), mkNode("a", "10.0.0.1/24", ""), mkNode("b", "10.0.0.2/24", ""),
+				mkPeer("p", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2", ASNumber: 65099}),
+				mkPeer("q", api.BGPPeerSpec{Node: "a", PeerIP: "10.0.0.2", ASNumber: 64512})},
+			want: []string{"v4 Node_10_0_0_2 10.0.0.2:179 as=65099 local=64512", "v4 Node_10_0_0_2_port_1791 10.0.0.2:1791 as=64512 local=64512 passive"},
 		},
 		{
 			name: "peer node listen port applies to node peerings",

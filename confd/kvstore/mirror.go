@@ -110,11 +110,13 @@ var globalSource = datastore.ResourceKey(api.KindBGPConfiguration, "", api.Defau
 //	ipip is "tunl0" when ipipMode is Always or CrossSubnet, else ""; modes are
 //	"always", "cross-subnet" or "never"; ipam = !disabled.
 //
-// BlockAffinity of this node, confirmed ones only (pending, pendingDeletion
-// and deleted affinities count as absent; Calico keeps pendingDeletion ones,
-// but a block is only released once it is empty, so nothing routes to it):
+// BlockAffinity of this node, confirmed and pendingDeletion ones (as Calico:
+// a block being released may still hold addresses, so its blackhole and
+// export stay until the affinity is gone; pending and deleted affinities
+// count as absent):
 //
 //	/calico/ipam/v2/host/<this node>/ipv4/block/10.65.1.0-26  {"state":"confirmed","deleted":false}
+//	(or {"state":"pendingDeletion","deleted":false})
 //
 // Affinities of other nodes, BGPPeers, BGPFilters (the renderer publishes
 // computed peers itself), workload endpoints, blocks and handles produce
@@ -539,17 +541,26 @@ func poolKeys(name string, p *api.IPPool) (map[string]string, error) {
 	return map[string]string{PoolKey(cidr): string(b)}, nil
 }
 
-// AffinityValue is the value written for a confirmed affinity.
-const AffinityValue = `{"state":"confirmed","deleted":false}`
+// AffinityValue is the value written for a confirmed affinity;
+// PendingDeletionAffinityValue the one for an affinity being released.
+const (
+	AffinityValue                = `{"state":"confirmed","deleted":false}`
+	PendingDeletionAffinityValue = `{"state":"pendingDeletion","deleted":false}`
+)
 
-// affinityKeys maps a BlockAffinity: only this node's confirmed ones.
+// affinityKeys maps a BlockAffinity: only this node's routed ones
+// (confirmed or pendingDeletion).
 func (m *Mirror) affinityKeys(a *api.BlockAffinity) (map[string]string, error) {
-	if a.Spec.Node != m.node || !a.Confirmed() {
+	if a.Spec.Node != m.node || !a.Routed() {
 		return map[string]string{}, nil
 	}
 	cidr, err := api.ParseCIDR(a.Spec.CIDR)
 	if err != nil {
 		return map[string]string{}, fmt.Errorf("BlockAffinity %q: spec.cidr %q: not a CIDR", a.Metadata.Name, a.Spec.CIDR)
 	}
-	return map[string]string{datastore.AffinityKey(m.node, cidr): AffinityValue}, nil
+	v := AffinityValue
+	if !a.Confirmed() {
+		v = PendingDeletionAffinityValue
+	}
+	return map[string]string{datastore.AffinityKey(m.node, cidr): v}, nil
 }

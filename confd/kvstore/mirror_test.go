@@ -251,7 +251,7 @@ spec: {cidr: 10.67.0.0/16}
 			}),
 		},
 		{
-			name: "affinities: only this node's confirmed ones",
+			name: "affinities: only this node's confirmed and pendingDeletion ones",
 			yaml: `
 kind: BlockAffinity
 metadata: {name: a1}
@@ -282,9 +282,10 @@ metadata: {name: a7}
 spec: {node: me, cidr: "fd00:65::/122", state: confirmed}
 `,
 			want: with(map[string]string{
-				"/calico/ipam/v2/host/me/ipv4/block/10.65.1.0-26":  `{"state":"confirmed","deleted":false}`,
-				"/calico/ipam/v2/host/me/ipv4/block/10.65.1.64-26": `{"state":"confirmed","deleted":false}`,
-				"/calico/ipam/v2/host/me/ipv6/block/fd00:65::-122": `{"state":"confirmed","deleted":false}`,
+				"/calico/ipam/v2/host/me/ipv4/block/10.65.1.0-26":   `{"state":"confirmed","deleted":false}`,
+				"/calico/ipam/v2/host/me/ipv4/block/10.65.1.64-26":  `{"state":"confirmed","deleted":false}`,
+				"/calico/ipam/v2/host/me/ipv4/block/10.65.1.192-26": `{"state":"pendingDeletion","deleted":false}`,
+				"/calico/ipam/v2/host/me/ipv6/block/fd00:65::-122":  `{"state":"confirmed","deleted":false}`,
 			}),
 		},
 		{
@@ -405,13 +406,15 @@ func TestMirrorUpdatesAndDeletes(t *testing.T) {
 			{delete: nodeCfgKey, want: defaults}, // deleting twice is harmless
 		})
 	})
-	t.Run("affinity confirmed then released", func(t *testing.T) {
+	t.Run("affinity confirmed, then pendingDeletion (still routed), then gone", func(t *testing.T) {
 		blk := "/calico/ipam/v2/host/me/ipv4/block/10.65.1.0-26"
 		runSteps(t, []step{
 			{yaml: "kind: BlockAffinity\nmetadata: {name: a}\nspec: {node: me, cidr: 10.65.1.0/26, state: pending}\n", want: defaults},
 			{yaml: "kind: BlockAffinity\nmetadata: {name: a}\nspec: {node: me, cidr: 10.65.1.0/26, state: confirmed}\n",
 				want: with(map[string]string{blk: AffinityValue})},
-			{yaml: "kind: BlockAffinity\nmetadata: {name: a}\nspec: {node: me, cidr: 10.65.1.0/26, state: pendingDeletion}\n", want: defaults},
+			{yaml: "kind: BlockAffinity\nmetadata: {name: a}\nspec: {node: me, cidr: 10.65.1.0/26, state: pendingDeletion}\n",
+				want: with(map[string]string{blk: PendingDeletionAffinityValue})},
+			{yaml: "kind: BlockAffinity\nmetadata: {name: a}\nspec: {node: me, cidr: 10.65.1.0/26, state: pendingDeletion, deleted: true}\n", want: defaults},
 			{yaml: "kind: BlockAffinity\nmetadata: {name: a}\nspec: {node: me, cidr: 10.65.1.0/26, state: confirmed}\n",
 				want: with(map[string]string{blk: AffinityValue})},
 			{delete: blk, want: defaults},

@@ -73,9 +73,11 @@ func TestCalicoJSON(t *testing.T) {
 		rp + "workloadendpoints/kube-system/node2-k8s-dns-eth0": `{"spec":{"node":"node2","ipNetworks":["192.168.167.1/32"]}}`,
 		// What `calicoctl ipam configure --strictaffinity=true` writes.
 		datastore.IPAMConfigKey: `{"strict_affinity":true,"auto_allocate_blocks":true}`,
+		// The profile Calico's namespace controller writes (labels for
+		// IPPool namespaceSelector; rules kept as they are).
+		rp + "profiles/kns.default": `{"kind":"Profile","apiVersion":"projectcalico.org/v3","metadata":{"name":"kns.default"},"spec":{"ingress":[{"action":"Allow","destination":{}}],"egress":[{"action":"Allow","destination":{}}],"labelsToApply":{"pcns.projectcalico.org/name":"default"}}}`,
 		// Calico keys Roost does not model: skipped, not invalid.
 		rp + "felixconfigurations/default": `{"kind":"FelixConfiguration","spec":{"bpfEnabled":false}}`,
-		rp + "profiles/kns.default":        `{"kind":"Profile","spec":{}}`,
 	}
 	for k, v := range keys {
 		put(t, cli, k, v)
@@ -166,14 +168,17 @@ func TestCalicoJSON(t *testing.T) {
 	if mpeer := get(rp + "bgppeers/minimal").(*api.BGPPeer); mpeer.Spec.ASNumber != 65003 {
 		t.Fatalf("minimal peer: %+v", mpeer.Spec)
 	}
+	if prof := get(rp + "profiles/kns.default").(*api.Profile); len(prof.Spec.Ingress) != 1 || prof.Spec.LabelsToApply["pcns.projectcalico.org/name"] != "default" {
+		t.Fatalf("profile: %+v", prof.Spec)
+	}
 
 	// Listing: every modelled key, nothing invalid, foreign keys skipped.
 	lr, err := s.List(ctx, "/calico/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lr.Invalid) != 0 || len(lr.KVs) != len(keys)-2 {
-		t.Fatalf("list /calico/: %d values, invalid %v; want %d", len(lr.KVs), lr.Invalid, len(keys)-2)
+	if len(lr.Invalid) != 0 || len(lr.KVs) != len(keys)-1 {
+		t.Fatalf("list /calico/: %d values, invalid %v; want %d", len(lr.KVs), lr.Invalid, len(keys)-1)
 	}
 	aff, err := s.List(ctx, datastore.HostAffinityPrefix("node1"))
 	if err != nil || len(aff.KVs) != 2 {

@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/roostnet/roost/api"
+	"github.com/roostnet/roost/birdctl/birdsock"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/backoff"
 	"github.com/roostnet/roost/internal/clip"
@@ -36,6 +37,7 @@ import (
 	"github.com/roostnet/roost/node/natoutgoing"
 	"github.com/roostnet/roost/node/nodestatus"
 	"github.com/roostnet/roost/node/startup"
+	"github.com/roostnet/roost/node/workload"
 )
 
 // Options wires the agent to its environment.
@@ -187,10 +189,22 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.forwardIPv6(addrs)
 	}
 
+	// WorkloadEndpoints written before Roost used Calico's names get
+	// them (calicoctl and Felix refuse the old ones). A failure is not
+	// fatal: Attach and Detach migrate the ones they touch.
+	if n, err := workload.MigrateNames(ctx, a.ds, name); err != nil {
+		a.log.WithError(err).Warn("renaming WorkloadEndpoints to Calico's names")
+	} else if n > 0 {
+		a.log.WithField("count", n).Info("renamed WorkloadEndpoints to Calico's names")
+	}
+
 	a.ipam = ipam.New(a.ds, name, ipam.WithLogger(a.log))
 	cfg := a.opts.Dataplane
 	cfg.NodeName = name
 	cfg.WaitForInputs = true
+	if a.opts.BirdSocket != "" && cfg.BirdMetric == nil {
+		cfg.BirdMetric = birdKernelMetric(a.opts.BirdSocket)
+	}
 	a.dp = dataplane.New(cfg, a.opts.NL, a.log, a.metrics)
 	natCfg := natoutgoing.Config{ResyncInterval: cfg.ResyncInterval, WaitForInputs: true}
 	if nsutil.Given(a.opts.HostNS) {
@@ -855,5 +869,24 @@ func (a *Agent) redetectLoop(ctx context.Context) {
 			}
 		}
 		kick(a.tunnelKick)
+	}
+}
+
+// birdKernelMetric asks BIRD which metric it wants for its kernel route to
+// dst, for the dataplane's removal of stale duplicate BIRD routes. The
+// kernel protocols are kernel_v4 and kernel_v6 (templates/bird.cfg.template).
+func birdKernelMetric(socket string) func(context.Context, netip.Prefix) (int, bool) {
+	return func(ctx context.Context, dst netip.Prefix) (int, bool) {
+		c, err := birdsock.Dial(ctx, socket)
+		if err != nil {
+			return 0, false
+		}
+		defer c.Close()
+		proto := "kernel_v4"
+		if dst.Addr().Is6() {
+			proto = "kernel_v6"
+		}
+		m, ok, err := c.KernelMetric(ctx, dst.String(), proto)
+		return m, ok && err == nil
 	}
 }

@@ -130,8 +130,13 @@ func getNode(t *testing.T, ds datastore.Datastore, name string) *api.Node {
 	return kv.Value.(*api.Node)
 }
 
+// hasRoute looks for roost-node's route to dst (IPv4 or IPv6) via dev.
 func hasRoute(n *node, dst, dev string) error {
-	rs, err := n.ns.NL.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	family := netlink.FAMILY_V4
+	if strings.Contains(dst, ":") {
+		family = netlink.FAMILY_V6
+	}
+	rs, err := n.ns.NL.RouteListFiltered(family, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
 		return err
 	}

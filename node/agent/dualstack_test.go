@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/node/internal/nstest"
@@ -21,26 +19,6 @@ import (
 	"github.com/roostnet/roost/node/startup"
 	"github.com/roostnet/roost/node/workload"
 )
-
-func hasRoute6(n *node, dst, dev string) error {
-	rs, err := n.ns.NL.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Protocol: names.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
-	if err != nil {
-		return err
-	}
-	var seen []string
-	for _, r := range rs {
-		l, _ := n.ns.NL.LinkByIndex(r.LinkIndex)
-		d := ""
-		if l != nil {
-			d = l.Attrs().Name
-		}
-		seen = append(seen, r.Dst.String()+" dev "+d)
-		if r.Dst.String() == dst && d == dev {
-			return nil
-		}
-	}
-	return fmt.Errorf("%s: no route %s dev %s in %v", n.name, dst, dev, seen)
-}
 
 // TestAgentDualStackAndGrowth: two agents with IPv4 and autodetected
 // IPv6 addresses. The default IPv6 pool is created, each node gets an
@@ -133,7 +111,7 @@ func TestAgentDualStackAndGrowth(t *testing.T) {
 		}
 		for _, r := range ra {
 			blk6, _ := r.IPs[1].Prefix(126)
-			errs = append(errs, hasRoute6(b, blk6.String(), names.VXLANV6Device))
+			errs = append(errs, hasRoute(b, blk6.String(), names.VXLANV6Device))
 		}
 		return errors.Join(errs...)
 	})

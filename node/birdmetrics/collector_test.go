@@ -1,9 +1,7 @@
 package birdmetrics
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -30,67 +28,16 @@ const bfdReply = `1020-roost_bfd:
 const bfdProtocol = "2002-Name       Proto      Table      State  Since         Info\n" +
 	"1002-roost_bfd  BFD        ---        up     08:02:40.000  \n1006-\n0000 \n"
 
-// fakeBird answers `show protocols all` with bfdProtocol, anything else
-// with reply, and counts connections and commands.
-type fakeBird struct {
-	path  string
-	reply string
-	mu    sync.Mutex
-	conns int
-	cmds  []string
-}
-
-func startFake(t *testing.T, reply string) *fakeBird {
+// startFake serves a BIRD that answers `show protocols all` with
+// bfdProtocol and anything else with reply.
+func startFake(t *testing.T, reply string) *birdtest.Server {
 	t.Helper()
-	f := &fakeBird{path: birdtest.SocketPath(t, "bird.ctl"), reply: reply}
-	ln, err := net.Listen("unix", f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			f.conns++
-			f.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				conn.Write([]byte("0001 BIRD 2.0.12 ready.\n"))
-				r := bufio.NewReader(conn)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					cmd := strings.TrimSpace(line)
-					f.mu.Lock()
-					f.cmds = append(f.cmds, cmd)
-					f.mu.Unlock()
-					if cmd == "show protocols all" {
-						conn.Write([]byte(bfdProtocol))
-					} else {
-						conn.Write([]byte(f.reply))
-					}
-				}
-			}()
+	return birdtest.Serve(t, "0001 BIRD 2.0.12 ready.\n", 0, func(c *birdtest.Conn, cmd string) bool {
+		if cmd == "show protocols all" {
+			return c.Send(bfdProtocol) == nil
 		}
-	}()
-	return f
-}
-
-func (f *fakeBird) counts() (conns, cmds int) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.conns, len(f.cmds)
+		return c.Send(reply) == nil
+	})
 }
 
 type clock struct {
@@ -114,7 +61,7 @@ func quietLog() logrus.FieldLogger {
 func TestBFDMetrics(t *testing.T) {
 	f := startFake(t, bfdReply)
 	clk := &clock{now: time.Date(2026, 12, 3, 8, 3, 18, 69e6, time.UTC)} // 30 s after the sessions came up
-	c := New(Options{Socket: f.path, Now: clk.Now, Location: time.UTC, Log: quietLog()})
+	c := New(Options{Socket: f.Socket, Now: clk.Now, Location: time.UTC, Log: quietLog()})
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 	want := []string{
@@ -136,7 +83,7 @@ func TestBFDMetrics(t *testing.T) {
 		t.Errorf("metrics:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	// One round: one connection, one command per family.
-	if conns, cmds := f.counts(); conns != 1 || cmds != 2 {
+	if conns, cmds := f.Connections(), len(f.Commands()); conns != 1 || cmds != 2 {
 		t.Errorf("first scrape: %d connections, %d commands; want 1 and 2", conns, cmds)
 	}
 	// A scrape within MaxAge reuses the round; a later one queries again.
@@ -144,14 +91,14 @@ func TestBFDMetrics(t *testing.T) {
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
-	if conns, cmds := f.counts(); conns != 1 || cmds != 2 {
+	if conns, cmds := f.Connections(), len(f.Commands()); conns != 1 || cmds != 2 {
 		t.Errorf("scrape within MaxAge: %d connections, %d commands; want no new query", conns, cmds)
 	}
 	clk.add(DefaultMaxAge)
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
 	}
-	if conns, cmds := f.counts(); conns != 2 || cmds != 4 {
+	if conns, cmds := f.Connections(), len(f.Commands()); conns != 2 || cmds != 4 {
 		t.Errorf("scrape after MaxAge: %d connections, %d commands; want 2 and 4", conns, cmds)
 	}
 }
@@ -168,7 +115,7 @@ func TestNoBFDAndBirdDown(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := birdtest.SocketPath(t, "none.ctl")
 			if tt.reply != "" {
-				path = startFake(t, tt.reply).path
+				path = startFake(t, tt.reply).Socket
 			}
 			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(New(Options{Socket: path, Log: quietLog(), Timeout: time.Second}))

@@ -40,6 +40,7 @@ type Run struct {
 	BlockReleaseGrace  time.Duration
 	SyncTimeout        time.Duration
 	Supervise          Supervise
+	CNI                CNI
 }
 
 // Workload holds the settings of `roost-node workload`.
@@ -114,9 +115,16 @@ func (r *Run) Settings() []*Setting {
 }
 
 // RunSettings lists the settings of the `run` command: the agent's
-// (Settings) and the supervisor's (Supervise.Settings).
+// (Settings), the supervisor's (Supervise.Settings) and the CNI
+// installation's (CNI.RunSettings).
 func (r *Run) RunSettings() []*Setting {
-	return append(r.Settings(), r.Supervise.Settings()...)
+	return append(append(r.Settings(), r.Supervise.Settings()...), r.CNI.RunSettings()...)
+}
+
+// InstallCNISettings lists the settings of `install-cni`: the agent's
+// (so the same environment installs the same node) and the CNI ones.
+func (r *Run) InstallCNISettings() []*Setting {
+	return append(r.Settings(), r.CNI.Settings("")...)
 }
 
 // Settings lists the settings of `workload`.

@@ -110,3 +110,41 @@ func TestSuperviseSettings(t *testing.T) {
 		t.Fatalf("health defaults: %+v", h)
 	}
 }
+
+func TestCNISettings(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		run     bool
+		args    []string
+		env     map[string]string
+		install bool
+		bin     string
+		conf    string
+	}{
+		{name: "install-cni defaults", bin: "/opt/cni/bin", conf: "/etc/cni/net.d"},
+		{name: "install-cni flags beat env", args: []string{"--bin-dir=/x/bin", "--conf-dir=/x/net.d"}, env: map[string]string{"CNI_BIN_DIR": "/y", "CNI_NET_DIR": "/y"}, bin: "/x/bin", conf: "/x/net.d"},
+		{name: "install-cni env", env: map[string]string{"CNI_BIN_DIR": "/y/bin", "CNI_NET_DIR": "/y/net.d"}, bin: "/y/bin", conf: "/y/net.d"},
+		{name: "run off by default", run: true, bin: "/opt/cni/bin", conf: "/etc/cni/net.d"},
+		{name: "run env", run: true, env: map[string]string{"ROOST_INSTALL_CNI": "true", "CNI_BIN_DIR": "/y/bin", "CNI_NET_DIR": "/y/net.d"}, install: true, bin: "/y/bin", conf: "/y/net.d"},
+		{name: "run flags", run: true, args: []string{"--install-cni", "--cni-bin-dir=/x/bin", "--cni-conf-dir=/x/net.d"}, install: true, bin: "/x/bin", conf: "/x/net.d"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var r Run
+			s := r.InstallCNISettings()
+			if tc.run {
+				s = r.RunSettings()
+			}
+			fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+			settings.Register(fs, s)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := settings.Resolve(fs, s, func(k string) string { return tc.env[k] }, nil); err != nil {
+				t.Fatal(err)
+			}
+			if r.CNI.Install != tc.install || r.CNI.BinDir != tc.bin || r.CNI.ConfDir != tc.conf || r.CNI.LogLevel != "info" || r.CNI.LogFile != "/var/log/roost/cni.log" {
+				t.Fatalf("%+v", r.CNI)
+			}
+		})
+	}
+}

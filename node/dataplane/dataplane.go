@@ -20,6 +20,7 @@
 package dataplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -59,6 +60,13 @@ type Config struct {
 	ResyncInterval time.Duration
 	// RetryInterval after a failed operation (1s).
 	RetryInterval time.Duration
+	// BirdMetric, when set, tells which kernel metric BIRD wants for its
+	// route to dst (ok false: unknown, or BIRD exports none), so that a
+	// duplicate BIRD route left behind by a priority change is removed
+	// (see birdroutes.go). Unset: only BIRD's old metric-32 duplicates go.
+	BirdMetric func(ctx context.Context, dst netip.Prefix) (metric int, ok bool)
+	// BirdPruneInterval between checks for duplicate BIRD routes (10s).
+	BirdPruneInterval time.Duration
 	// WaitForInputs: program nothing until InputsReady is called, so that
 	// a restart never acts on a partial view (e.g. removing vxlan.calico
 	// because the pools were not loaded yet).
@@ -80,6 +88,9 @@ func (c *Config) defaults() {
 	}
 	if c.RetryInterval == 0 {
 		c.RetryInterval = time.Second
+	}
+	if c.BirdPruneInterval == 0 {
+		c.BirdPruneInterval = 10 * time.Second
 	}
 }
 

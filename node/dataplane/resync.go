@@ -76,6 +76,7 @@ func (d *Dataplane) resyncLocked() error {
 			d.log.WithError(err).WithField("dst", stale[i].Dst).Warn("removing stale route")
 		}
 	}
+	d.pruneStaleBirdRoutesLocked()
 	defer func() { clear(before); d.spareProgrammed = before }()
 	for dst := range before {
 		if _, still := d.programmed[dst]; !still {

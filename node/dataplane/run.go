@@ -29,6 +29,8 @@ func (d *Dataplane) Run(ctx context.Context, sub Subscriber) {
 	d.RequestResync()
 	resync := time.NewTicker(d.cfg.ResyncInterval)
 	defer resync.Stop()
+	prune := time.NewTicker(d.cfg.BirdPruneInterval)
+	defer prune.Stop()
 	var retry <-chan time.Time
 	apply := func() {
 		if err := d.Apply(); err != nil {
@@ -67,6 +69,8 @@ func (d *Dataplane) Run(ctx context.Context, sub Subscriber) {
 		case <-retry:
 			retry = nil
 			d.poke()
+		case <-prune.C:
+			d.PruneStaleBirdRoutes(ctx)
 		}
 	}
 }

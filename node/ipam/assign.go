@@ -49,7 +49,11 @@ type AssignArgs struct {
 	Handle     string            // required
 	Attrs      map[string]string // secondary attributes (node, namespace, pod...)
 	NodeLabels map[string]string // for the pools' nodeSelector
-	Use        string            // api.UseWorkload (default) or api.UseTunnel
+	// Namespace is the workload's namespace: the pools' namespaceSelector
+	// is evaluated against its labels (NamespaceLabels); "" is a request
+	// outside any namespace (a namespaceSelector sees no labels).
+	Namespace  string
+	Use        string // api.UseWorkload (default) or api.UseTunnel
 	IPv4, IPv6 FamilyMode
 	// IPs are specific addresses, at most one per family; giving one
 	// turns its family on.
@@ -97,11 +101,16 @@ func (c *Client) Assign(ctx context.Context, a AssignArgs) (Assignment, error) {
 		specific[f] = ip
 		want[f] = FamilyOn
 	}
+	nsLabels, err := NamespaceLabels(ctx, c.ds, a.Namespace)
+	if err != nil {
+		return out, err
+	}
 	held, err := c.AddrsByHandle(ctx, a.Handle)
 	if err != nil {
 		return out, err
 	}
 	var took []netip.Addr
+	var skips []string // why each family found no pool
 	undo := func(cause error) (Assignment, error) {
 		for _, ip := range took {
 			if _, err := c.ReleaseIP(context.WithoutCancel(ctx), ip, a.Handle); err != nil {
@@ -121,7 +130,7 @@ func (c *Client) Assign(ctx context.Context, a AssignArgs) (Assignment, error) {
 				break
 			}
 		}
-		req := Request{Handle: a.Handle, Attrs: a.Attrs, Family: f, Use: a.Use, NodeLabels: a.NodeLabels, Pools: a.Pools}
+		req := Request{Handle: a.Handle, Attrs: a.Attrs, Family: f, Use: a.Use, NodeLabels: a.NodeLabels, NamespaceLabels: nsLabels, Pools: a.Pools}
 		var got netip.Addr
 		switch ip, ok := specific[f]; {
 		case ok && have.IsValid() && have != ip:
@@ -137,6 +146,7 @@ func (c *Client) Assign(ctx context.Context, a AssignArgs) (Assignment, error) {
 		default:
 			ip, err := c.AutoAssign(ctx, req)
 			if errors.Is(err, ErrNoPool) && want[f] == FamilyAuto {
+				skips = append(skips, fmt.Sprintf("IPv%d: %v", f, err))
 				continue
 			}
 			if err != nil {
@@ -152,9 +162,17 @@ func (c *Client) Assign(ctx context.Context, a AssignArgs) (Assignment, error) {
 		}
 	}
 	if !out.IPv4.IsValid() && !out.IPv6.IsValid() {
-		return out, fmt.Errorf("ipam: no address for %s: no enabled IPv4 or IPv6 pool allows %s addresses on node %s: %w", a.Handle, orDefault(a.Use, api.UseWorkload), c.node, ErrNoPool)
+		return out, fmt.Errorf("ipam: no address for %s: no enabled IPv4 or IPv6 pool allows %s addresses on node %s%s: %w (%s)",
+			a.Handle, orDefault(a.Use, api.UseWorkload), c.node, inNamespace(a.Namespace), ErrNoPool, strings.Join(skips, "; "))
 	}
 	return out, nil
+}
+
+func inNamespace(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return " in namespace " + ns
 }
 
 func family(ip netip.Addr) int {

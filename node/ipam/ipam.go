@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -109,6 +110,9 @@ type Request struct {
 	Family     int               // 4 (default) or 6
 	Use        string            // api.UseWorkload (default) or api.UseTunnel
 	NodeLabels map[string]string // for the pools' nodeSelector
+	// NamespaceLabels are the workload namespace's labels (NamespaceLabels),
+	// for the pools' namespaceSelector; empty: outside any namespace.
+	NamespaceLabels map[string]string
 	// Pools restricts the candidates (nil: every pool in the datastore).
 	Pools []*api.IPPool
 	// Filter, when set, must accept a pool too (tunnel types use it).
@@ -153,25 +157,47 @@ func ListPoolsAll(ctx context.Context, ds datastore.Datastore) ([]*api.IPPool, [
 }
 
 // PoolUsable reports whether pool may give addresses of family for use to
-// a node with labels. Manual pools only serve explicit requests, so
-// automatic assignment passes manual=false.
+// a node with labels, outside any namespace. Manual pools only serve
+// explicit requests, so automatic assignment passes manual=false.
 func PoolUsable(p *api.IPPool, family int, use string, labels map[string]string, manual bool) bool {
+	return PoolSkipReason(p, PoolQuery{Family: family, Use: use, NodeLabels: labels, Manual: manual}) == ""
+}
+
+// PoolQuery is what an address request asks of a pool.
+type PoolQuery struct {
+	Family     int               // 4 or 6
+	Use        string            // api.UseWorkload or api.UseTunnel
+	NodeLabels map[string]string // the node's labels, for nodeSelector
+	// NamespaceLabels are the labels of the workload's namespace
+	// (NamespaceLabels): a pool's namespaceSelector is evaluated against
+	// them, an empty map outside any namespace, as Calico does.
+	NamespaceLabels map[string]string
+	Manual          bool // a specific address: Manual pools serve it too
+}
+
+// PoolSkipReason is the one place that decides whether a pool may serve
+// a request: "" when it may, else why not (disabled, another family, use
+// not allowed, assignmentMode Manual, nodeSelector, namespaceSelector, a
+// bad CIDR or selector), for the error that names the pools skipped.
+func PoolSkipReason(p *api.IPPool, q PoolQuery) string {
 	pfx, err := api.ParseCIDR(p.Spec.CIDR)
-	if err != nil || p.Spec.Disabled {
-		return false
-	}
-	if (family == 6) != pfx.Addr().Is6() {
-		return false
+	switch {
+	case err != nil:
+		return fmt.Sprintf("cidr %q is not a CIDR", p.Spec.CIDR)
+	case p.Spec.Disabled:
+		return "disabled"
+	case (q.Family == 6) != pfx.Addr().Is6():
+		return fmt.Sprintf("not IPv%d", q.Family)
 	}
 	uses := p.Spec.AllowedUses
 	if len(uses) == 0 {
 		uses = []string{api.UseWorkload, api.UseTunnel}
 	}
-	if !slices.Contains(uses, use) {
-		return false
+	if !slices.Contains(uses, q.Use) {
+		return fmt.Sprintf("allowedUses %v excludes %s", uses, q.Use)
 	}
-	if !manual && p.Spec.AssignmentMode == "Manual" {
-		return false
+	if !q.Manual && p.Spec.AssignmentMode == "Manual" {
+		return "assignmentMode Manual (only specific addresses)"
 	}
 	sel := p.Spec.NodeSelector
 	if sel == "" {
@@ -179,9 +205,52 @@ func PoolUsable(p *api.IPPool, family int, use string, labels map[string]string,
 	}
 	s, err := selector.Parse(sel)
 	if err != nil {
-		return false
+		return fmt.Sprintf("nodeSelector %q: %v", sel, err)
 	}
-	return s.Evaluate(labels)
+	if !s.Evaluate(q.NodeLabels) {
+		return fmt.Sprintf("nodeSelector %q does not match the node", sel)
+	}
+	if ns := p.Spec.NamespaceSelector; ns != "" {
+		s, err := selector.Parse(ns)
+		if err != nil {
+			return fmt.Sprintf("namespaceSelector %q: %v", ns, err)
+		}
+		labels := q.NamespaceLabels
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		if !s.Evaluate(labels) {
+			if name := labels[api.NamespaceNameLabel]; name != "" {
+				return fmt.Sprintf("namespaceSelector %q does not match namespace %s", ns, name)
+			}
+			return fmt.Sprintf("namespaceSelector %q does not match a request outside any namespace", ns)
+		}
+	}
+	return ""
+}
+
+// NamespaceLabels reads the labels of namespace ns for the pools'
+// namespaceSelector: projectcalico.org/name plus the labels of the
+// kns.<ns> Profile when it exists (api.NamespaceLabels). ns "" gives an
+// empty map.
+func NamespaceLabels(ctx context.Context, ds datastore.Datastore, ns string) (map[string]string, error) {
+	if ns == "" {
+		return map[string]string{}, nil
+	}
+	var prof *api.Profile
+	kv, err := ds.Get(ctx, datastore.ResourceKey(api.KindProfile, "", api.NamespaceProfilePrefix+ns))
+	switch {
+	case errors.Is(err, datastore.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("ipam: reading the labels of namespace %s: %w", ns, err)
+	default:
+		p, ok := kv.Value.(*api.Profile)
+		if !ok {
+			return nil, fmt.Errorf("ipam: Profile %s%s is not usable, so the labels of namespace %s are unknown", api.NamespaceProfilePrefix, ns, ns)
+		}
+		prof = p
+	}
+	return api.NamespaceLabels(ns, prof), nil
 }
 
 func poolBlockSize(p *api.IPPool, pfx netip.Prefix) int {
@@ -203,23 +272,37 @@ func (r *Request) normalize() {
 	}
 }
 
-// usablePools filters the candidates of r.
-func (c *Client) usablePools(ctx context.Context, r *Request, manual bool) ([]*api.IPPool, error) {
+// usablePools filters the candidates of r. skipped names each pool left
+// out and why, for the error of a request no pool serves.
+func (c *Client) usablePools(ctx context.Context, r *Request, manual bool) (out []*api.IPPool, skipped string, err error) {
 	pools := r.Pools
 	if pools == nil {
-		var err error
 		if pools, err = ListPools(ctx, c.ds); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	var out []*api.IPPool
+	q := PoolQuery{Family: r.Family, Use: r.Use, NodeLabels: r.NodeLabels, NamespaceLabels: r.NamespaceLabels, Manual: manual}
+	var why []string
 	for _, p := range pools {
-		if PoolUsable(p, r.Family, r.Use, r.NodeLabels, manual) && (r.Filter == nil || r.Filter(p)) {
-			out = append(out, p)
+		reason := PoolSkipReason(p, q)
+		if reason == "" && r.Filter != nil && !r.Filter(p) {
+			reason = "not of the kind requested"
 		}
+		if reason != "" {
+			why = append(why, fmt.Sprintf("%s (%s): %s", p.Metadata.Name, p.Spec.CIDR, reason))
+			continue
+		}
+		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Spec.CIDR < out[j].Spec.CIDR })
-	return out, nil
+	sort.Strings(why)
+	switch {
+	case len(pools) == 0:
+		skipped = "there are no IP pools"
+	case len(why) > 0:
+		skipped = "pools skipped: " + strings.Join(why, "; ")
+	}
+	return out, skipped, nil
 }
 
 func inPools(cidr netip.Prefix, pools []*api.IPPool) *api.IPPool {
@@ -391,12 +474,12 @@ func (c *Client) AutoAssign(ctx context.Context, r Request) (netip.Addr, error) 
 	if r.Handle == "" {
 		return netip.Addr{}, errors.New("ipam: a handle is required")
 	}
-	pools, err := c.usablePools(ctx, &r, false)
+	pools, skipped, err := c.usablePools(ctx, &r, false)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	if len(pools) == 0 {
-		return netip.Addr{}, fmt.Errorf("ipam: IPv%d %s address for %s: %w", r.Family, r.Use, c.node, ErrNoPool)
+		return netip.Addr{}, fmt.Errorf("ipam: IPv%d %s address for %s: %w (%s)", r.Family, r.Use, c.node, ErrNoPool, skipped)
 	}
 	cfg, err := c.Config(ctx)
 	if err != nil {
@@ -832,7 +915,7 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 	if r.Handle == "" {
 		return errors.New("ipam: a handle is required")
 	}
-	pools, err := c.usablePools(ctx, &r, true)
+	pools, skipped, err := c.usablePools(ctx, &r, true)
 	if err != nil {
 		return err
 	}
@@ -844,7 +927,7 @@ func (c *Client) AssignIP(ctx context.Context, ip netip.Addr, r Request) error {
 		}
 	}
 	if pool == nil {
-		return fmt.Errorf("ipam: %s is in no usable IP pool for %s: %w", ip, c.node, ErrNoPool)
+		return fmt.Errorf("ipam: %s is in no usable IP pool for %s: %w (%s)", ip, c.node, ErrNoPool, skipped)
 	}
 	pfx, _ := api.ParseCIDR(pool.Spec.CIDR)
 	cidr, _ := ip.Prefix(poolBlockSize(pool, pfx))

@@ -6,7 +6,9 @@ package names
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"net"
+	"strings"
 )
 
 // Device names and the route protocol of routes the agent owns.
@@ -59,3 +61,53 @@ func VXLANMAC(node string) net.HardwareAddr {
 // VXLANMACV6 is the vxlan-v6.calico MAC of a node: like VXLANMAC, of
 // "<node>-v6" (Felix's derivation).
 func VXLANMACV6(node string) net.HardwareAddr { return VXLANMAC(node + "-v6") }
+
+// Orchestrators of WorkloadEndpoints, as in their spec.orchestrator.
+const (
+	OrchestratorK8s   = "k8s"
+	OrchestratorCNI   = "cni"
+	OrchestratorRoost = "roost"
+)
+
+// EndpointIDs are the fields a WorkloadEndpoint's name is built from.
+type EndpointIDs struct {
+	Node, Orchestrator, Workload, Pod, ContainerID, Endpoint string
+}
+
+// WorkloadEndpointName is Calico's name of a WorkloadEndpoint: the node,
+// the orchestrator, the workload (the pod for k8s, the container id for
+// cni, the workload otherwise) and the endpoint joined by "-", each with
+// its dashes doubled. A part that is empty or starts or ends with a dash
+// is refused, as Calico refuses it.
+func WorkloadEndpointName(ids EndpointIDs) (string, error) {
+	type seg struct{ field, value string }
+	third := seg{"workload", ids.Workload}
+	switch ids.Orchestrator {
+	case OrchestratorK8s:
+		third = seg{"pod", ids.Pod}
+	case OrchestratorCNI:
+		third = seg{"containerID", ids.ContainerID}
+	}
+	segs := []seg{{"node", ids.Node}, {"orchestrator", ids.Orchestrator}, third, {"endpoint", ids.Endpoint}}
+	parts := make([]string, 0, len(segs))
+	for _, s := range segs {
+		switch {
+		case s.value == "":
+			return "", fmt.Errorf("workload endpoint name: %s is empty", s.field)
+		case strings.HasPrefix(s.value, "-") || strings.HasSuffix(s.value, "-"):
+			return "", fmt.Errorf("workload endpoint name: %s %q must not begin or end with '-'", s.field, s.value)
+		}
+		parts = append(parts, strings.ReplaceAll(s.value, "-", "--"))
+	}
+	return strings.Join(parts, "-"), nil
+}
+
+// ContainerInterface is the host-side veth name Calico's CNI plugin gives
+// a container outside Kubernetes: "cali" and the first 11 characters of
+// the container id.
+func ContainerInterface(containerID string) string {
+	return WorkloadPrefix + containerID[:min(11, len(containerID))]
+}
+
+// PodHandle is Calico's IPAM handle of a container's addresses.
+func PodHandle(containerID string) string { return "k8s-pod-network." + containerID }

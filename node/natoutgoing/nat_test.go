@@ -94,27 +94,6 @@ func addr(t *testing.T, ns *nstest.NS, dev, cidr string) {
 	}
 }
 
-func route(t *testing.T, ns *nstest.NS, dst, dev, gw string) {
-	t.Helper()
-	l, err := ns.NL.LinkByName(dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, d, err := net.ParseCIDR(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: d}
-	if gw != "" {
-		r.Gw = net.ParseIP(gw)
-	} else {
-		r.Scope = netlink.SCOPE_LINK
-	}
-	if err := ns.NL.RouteAdd(r); err != nil {
-		t.Fatalf("route %s: %v", dst, err)
-	}
-}
-
 func newTestNet(t *testing.T) *testNet {
 	n := &testNet{h: nstest.New(t, "host"), w: nstest.New(t, "wl"), x: nstest.New(t, "out")}
 	for _, ns := range []*nstest.NS{n.h, n.w, n.x} {
@@ -131,20 +110,20 @@ func newTestNet(t *testing.T) *testNet {
 	addr(t, n.h, "wl0", "fd00:77::1/64")
 	addr(t, n.w, "eth0", "10.244.0.5/32")
 	addr(t, n.w, "eth0", "fd00:244::5/128")
-	route(t, n.w, "192.168.77.1/32", "eth0", "")
-	route(t, n.w, "0.0.0.0/0", "eth0", "192.168.77.1")
-	route(t, n.w, "fd00:77::1/128", "eth0", "")
-	route(t, n.w, "::/0", "eth0", "fd00:77::1")
-	route(t, n.h, "10.244.0.5/32", "wl0", "")
-	route(t, n.h, "fd00:244::5/128", "wl0", "")
+	n.w.Route(t, "192.168.77.1/32", "eth0", "")
+	n.w.Route(t, "0.0.0.0/0", "eth0", "192.168.77.1")
+	n.w.Route(t, "fd00:77::1/128", "eth0", "")
+	n.w.Route(t, "::/0", "eth0", "fd00:77::1")
+	n.h.Route(t, "10.244.0.5/32", "wl0", "")
+	n.h.Route(t, "fd00:244::5/128", "wl0", "")
 	addr(t, n.h, "eth0", "172.16.0.1/24")
 	addr(t, n.h, "eth0", "fd00:16::1/64")
 	addr(t, n.x, "eth0", "172.16.0.2/24")
 	addr(t, n.x, "eth0", "fd00:16::2/64")
 	addr(t, n.x, "lo", "10.245.0.9/32")
 	addr(t, n.x, "lo", "fd00:245::9/128")
-	route(t, n.h, "10.245.0.9/32", "eth0", "172.16.0.2")
-	route(t, n.h, "fd00:245::9/128", "eth0", "fd00:16::2")
+	n.h.Route(t, "10.245.0.9/32", "eth0", "172.16.0.2")
+	n.h.Route(t, "fd00:245::9/128", "eth0", "fd00:16::2")
 	n.server = startServer(t, n.x)
 	return n
 }

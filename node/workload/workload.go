@@ -45,7 +45,7 @@ import (
 const InsideInterface = "eth0"
 
 // Orchestrator is written into the WorkloadEndpoints Roost creates.
-const Orchestrator = "roost"
+const Orchestrator = names.OrchestratorRoost
 
 // Host is where workloads are attached: the host's network namespace.
 type Host struct {
@@ -75,6 +75,26 @@ type Request struct {
 	// IPv4 and IPv6 say which families get an address: by default
 	// (ipam.FamilyAuto) each family a usable pool of the node offers.
 	IPv4, IPv6 ipam.FamilyMode
+
+	// The CNI plugin sets these; zero values are `roost-node workload
+	// add`'s (orchestrator roost, eth0, the veth and handle derived from
+	// namespace and name).
+	Orchestrator string // names.OrchestratorRoost, OrchestratorK8s or OrchestratorCNI
+	Pod          string // k8s: the pod (Name is the pod too)
+	ContainerID  string
+	IfName       string            // the interface inside (default eth0)
+	HostIface    string            // the host end of the veth
+	Handle       string            // the IPAM handle
+	Attrs        map[string]string // more IPAM attributes
+	Labels       map[string]string // more WorkloadEndpoint labels
+	Pools        []*api.IPPool     // candidate pools (nil: all)
+	// Assigned are addresses an IPAM plugin already allocated: Attach
+	// uses them as they are (and gives back none on failure), Detach
+	// leaves the release to that plugin.
+	Assigned []netip.Addr
+	External bool // Detach: addresses are released by someone else
+
+	wepName string // Calico's name of its WorkloadEndpoint (normalize)
 }
 
 // Result describes an attached workload.
@@ -83,18 +103,67 @@ type Result struct {
 	IPs   []netip.Addr // IPv4 first
 	Iface string
 	MAC   string // of the workload's eth0
+	// Endpoint is the name of its WorkloadEndpoint (Calico's).
+	Endpoint string
 }
 
-func (r *Request) normalize() error {
+func (r *Request) normalize(node string) error {
 	if r.Namespace == "" {
 		r.Namespace = "default"
 	}
+	if r.Orchestrator == "" {
+		r.Orchestrator = names.OrchestratorRoost
+	}
+	if r.IfName == "" {
+		r.IfName = InsideInterface
+	}
+	if r.HostIface == "" {
+		r.HostIface = names.WorkloadInterface(r.Namespace, r.Name)
+	}
+	if r.Handle == "" {
+		r.Handle = names.WorkloadHandle(r.Namespace, r.Name)
+	}
+	if r.Orchestrator == names.OrchestratorRoost {
+		// The old name (before Calico's names) must stay a valid one too:
+		// it is looked up to migrate.
+		w := &api.WorkloadEndpoint{}
+		w.Metadata.Name, w.Metadata.Namespace = r.Name, r.Namespace
+		if err := api.Validate(w); err != nil {
+			return fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+		}
+	}
+	name, err := names.WorkloadEndpointName(r.ids(node))
+	if err != nil {
+		return fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+	}
 	w := &api.WorkloadEndpoint{}
-	w.Metadata.Name, w.Metadata.Namespace = r.Name, r.Namespace
+	w.Metadata.Name, w.Metadata.Namespace = name, r.Namespace
 	if err := api.Validate(w); err != nil {
 		return fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
 	}
+	r.wepName = name
 	return nil
+}
+
+func (r *Request) ids(node string) names.EndpointIDs {
+	ids := names.EndpointIDs{Node: node, Orchestrator: r.Orchestrator, Pod: r.Pod, ContainerID: r.ContainerID, Endpoint: r.IfName}
+	if r.Orchestrator == names.OrchestratorRoost {
+		ids.Workload = r.Name
+	}
+	return ids
+}
+
+// legacyKey is where `workload add` kept the workload's WorkloadEndpoint
+// before it used Calico's names ("" for other orchestrators).
+func (r *Request) legacyKey() string {
+	if r.Orchestrator != names.OrchestratorRoost || r.Name == r.wepName {
+		return ""
+	}
+	return datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
+}
+
+func (r *Request) key() string {
+	return datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.wepName)
 }
 
 func (h *Host) log() logrus.FieldLogger {
@@ -112,7 +181,13 @@ func (h *Host) protocol() netlink.RouteProtocol {
 }
 
 func (h *Host) nodeLabels(ctx context.Context) map[string]string {
-	kv, err := h.DS.Get(ctx, datastore.ResourceKey(api.KindNode, "", h.NodeName))
+	return NodeLabels(ctx, h.DS, h.NodeName)
+}
+
+// NodeLabels are the labels of node's Node (for the pools' nodeSelector;
+// none when it cannot be read).
+func NodeLabels(ctx context.Context, ds datastore.Datastore, node string) map[string]string {
+	kv, err := ds.Get(ctx, datastore.ResourceKey(api.KindNode, "", node))
 	if err != nil {
 		return nil
 	}
@@ -125,22 +200,78 @@ func (h *Host) nodeLabels(ctx context.Context) map[string]string {
 // addresses returns the workload's addresses: those its handle holds,
 // else new ones (one per wanted family).
 func (h *Host) addresses(ctx context.Context, r *Request) ([]netip.Addr, error) {
+	attrs := map[string]string{ipam.AttrNode: h.NodeName, ipam.AttrNamespace: r.Namespace, ipam.AttrPod: r.Name, ipam.AttrTimestamp: ipam.Timestamp()}
+	if r.Orchestrator == names.OrchestratorCNI {
+		delete(attrs, ipam.AttrPod)
+	}
+	for k, v := range r.Attrs {
+		attrs[k] = v
+	}
 	args := ipam.AssignArgs{
-		Handle: names.WorkloadHandle(r.Namespace, r.Name), NodeLabels: h.nodeLabels(ctx), IPv4: r.IPv4, IPv6: r.IPv6,
-		Attrs: map[string]string{ipam.AttrNode: h.NodeName, ipam.AttrNamespace: r.Namespace, ipam.AttrPod: r.Name, ipam.AttrTimestamp: ipam.Timestamp()},
+		Handle: r.Handle, NodeLabels: h.nodeLabels(ctx), Namespace: r.Namespace, IPv4: r.IPv4, IPv6: r.IPv6,
+		Attrs: attrs, Pools: r.Pools,
 	}
 	for _, s := range r.IPs {
 		ip, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil || ip.Zone() != "" {
-			return nil, fmt.Errorf("--ip %q: not an IPv4 or IPv6 address", s)
+			return nil, fmt.Errorf("IP %q: not an IPv4 or IPv6 address", s)
 		}
 		args.IPs = append(args.IPs, ip.Unmap())
+	}
+	if err := h.checkEndpointsFree(ctx, r, args.IPs); err != nil {
+		return nil, err
 	}
 	a, err := h.IPAM.Assign(ctx, args)
 	if err != nil {
 		return nil, err
 	}
 	return a.Addrs(), nil
+}
+
+// checkEndpointsFree refuses a specific address that another
+// WorkloadEndpoint still lists, even when IPAM shows it free (a record
+// left by a crash, another tool, or an IPAM release that raced): taking
+// it would give two workloads one address. The endpoint is named so it
+// can be looked at and removed.
+func (h *Host) checkEndpointsFree(ctx context.Context, r *Request, ips []netip.Addr) error {
+	if len(ips) == 0 {
+		return nil
+	}
+	res, err := h.DS.List(ctx, datastore.KindPrefix(api.KindWorkloadEndpoint))
+	if err != nil {
+		return fmt.Errorf("reading WorkloadEndpoints to check --ip: %w", err)
+	}
+	for _, kv := range res.KVs {
+		w, ok := kv.Value.(*api.WorkloadEndpoint)
+		if !ok || h.ownEndpoint(w, r) {
+			continue
+		}
+		for _, n := range w.Spec.IPNetworks {
+			p, err := api.ParseCIDR(n)
+			if err != nil || p.Bits() != p.Addr().BitLen() {
+				continue
+			}
+			if a := p.Addr().Unmap(); slices.Contains(ips, a) {
+				return fmt.Errorf("--ip %s: WorkloadEndpoint %s/%s (node %s) still lists it: remove that endpoint (or detach its workload) first", a, w.Metadata.Namespace, w.Metadata.Name, w.Spec.Node)
+			}
+		}
+	}
+	return nil
+}
+
+// ownEndpoint reports whether w is the endpoint of workload r on this
+// node, under Calico's name or the one `workload add` used before
+// (re-attaching keeps its address).
+func (h *Host) ownEndpoint(w *api.WorkloadEndpoint, r *Request) bool {
+	if w.Metadata.Namespace != r.Namespace {
+		return false
+	}
+	if w.Metadata.Name == r.wepName || (r.legacyKey() != "" && w.Metadata.Name == r.Name) {
+		return true
+	}
+	ids := r.ids(h.NodeName)
+	return w.Spec.Node == h.NodeName && w.Spec.Orchestrator == ids.Orchestrator &&
+		w.Spec.Workload == ids.Workload && w.Spec.Pod == ids.Pod && w.Spec.ContainerID == ids.ContainerID
 }
 
 // undo takes back what a failed Attach did before it failed: the veth it
@@ -161,7 +292,7 @@ func (h *Host) undo(ctx context.Context, r *Request, cause error, veth string, f
 	}
 	released := true
 	for _, ip := range fresh {
-		if _, err := h.IPAM.ReleaseIP(ctx, ip, names.WorkloadHandle(r.Namespace, r.Name)); err != nil {
+		if _, err := h.IPAM.ReleaseIP(ctx, ip, r.Handle); err != nil {
 			errs = append(errs, fmt.Errorf("releasing %s: %w", ip, err))
 			released = false
 		}
@@ -215,7 +346,7 @@ func (h *Host) releaseNewBlocks(ctx context.Context, before []netip.Prefix) erro
 
 // Attach creates or completes the workload's networking.
 func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
-	if err := r.normalize(); err != nil {
+	if err := r.normalize(h.NodeName); err != nil {
 		return nil, err
 	}
 	if r.NetNS == "" {
@@ -233,40 +364,38 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 	defer inNL.Close()
 	log := h.log().WithFields(logrus.Fields{"workload": r.Namespace + "/" + r.Name})
 
-	// Names are cluster-wide (per namespace): refuse to take over a
-	// workload attached to another node, whose address and handle it
-	// would otherwise share.
-	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
-	if kv, err := h.DS.Get(ctx, key); err == nil {
-		if w, ok := kv.Value.(*api.WorkloadEndpoint); ok && w.Spec.Node != "" && w.Spec.Node != h.NodeName {
-			return nil, fmt.Errorf("workload %s/%s is already attached on node %s: detach it there first or choose another name", r.Namespace, r.Name, w.Spec.Node)
+	if r.Orchestrator == names.OrchestratorRoost {
+		if err := h.checkElsewhere(ctx, &r); err != nil {
+			return nil, err
 		}
-	} else if !errors.Is(err, datastore.ErrNotFound) {
-		return nil, fmt.Errorf("workload %s/%s: reading its WorkloadEndpoint: %w", r.Namespace, r.Name, err)
 	}
 
 	// Check the namespace before taking an address for it.
-	iface := names.WorkloadInterface(r.Namespace, r.Name)
-	if err := h.checkInside(iface, inNL); err != nil {
+	iface := r.HostIface
+	if err := h.checkInside(iface, r.IfName, inNL); err != nil {
 		return nil, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
 	}
-	// What IPAM held before, to give back only what this call takes.
-	held, err := h.IPAM.AddrsByHandle(ctx, names.WorkloadHandle(r.Namespace, r.Name))
-	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
-	}
-	blocksBefore, err := h.affineBlocks(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
-	}
-	ips, err := h.addresses(ctx, &r)
-	if err != nil {
-		return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
-	}
-	var fresh []netip.Addr
-	for _, ip := range ips {
-		if !slices.Contains(held, ip) {
-			fresh = append(fresh, ip)
+	var ips, fresh []netip.Addr
+	var blocksBefore []netip.Prefix
+	if len(r.Assigned) > 0 {
+		ips = slices.Clone(r.Assigned)
+		slices.SortStableFunc(ips, func(a, b netip.Addr) int { return boolInt(a.Is6()) - boolInt(b.Is6()) })
+	} else {
+		// What IPAM held before, to give back only what this call takes.
+		held, err := h.IPAM.AddrsByHandle(ctx, r.Handle)
+		if err != nil {
+			return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+		}
+		if blocksBefore, err = h.affineBlocks(ctx); err != nil {
+			return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+		}
+		if ips, err = h.addresses(ctx, &r); err != nil {
+			return nil, fmt.Errorf("workload %s/%s: IPAM: %w", r.Namespace, r.Name, err)
+		}
+		for _, ip := range ips {
+			if !slices.Contains(held, ip) {
+				fresh = append(fresh, ip)
+			}
 		}
 	}
 	// From here on, a failure takes back what this call did.
@@ -275,7 +404,7 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 		err = fmt.Errorf("workload %s/%s: %s%w", r.Namespace, r.Name, what, err)
 		return nil, h.undo(ctx, &r, err, createdVeth, fresh, blocksBefore)
 	}
-	host, inside, created, err := h.veth(iface, target, inNL)
+	host, inside, created, err := h.veth(iface, r.IfName, target, inNL)
 	if created {
 		createdVeth = iface
 	}
@@ -302,7 +431,7 @@ func (h *Host) Attach(ctx context.Context, r Request) (*Result, error) {
 		return fail("WorkloadEndpoint: ", err)
 	}
 	log.WithFields(logrus.Fields{"ips": ips, "iface": iface}).Info("workload attached")
-	return &Result{IP: ips[0], IPs: ips, Iface: iface, MAC: mac.String()}, nil
+	return &Result{IP: ips[0], IPs: ips, Iface: iface, MAC: mac.String(), Endpoint: r.wepName}, nil
 }
 
 // ours reports whether host and inside are the two ends of one veth.
@@ -313,24 +442,24 @@ func ours(host, inside netlink.Link) bool {
 
 // checkInside refuses a namespace whose eth0 is not this workload's veth
 // (before any address is taken for it).
-func (h *Host) checkInside(iface string, inNL *netlink.Handle) error {
-	inside, err := inNL.LinkByName(InsideInterface)
+func (h *Host) checkInside(iface, ifName string, inNL *netlink.Handle) error {
+	inside, err := inNL.LinkByName(ifName)
 	if err != nil {
 		return nil // none: Attach creates it
 	}
 	if host, err := h.NL.LinkByName(iface); err == nil && ours(host, inside) {
 		return nil
 	}
-	return fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, inside.Type())
+	return fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", ifName, inside.Type())
 }
 
 // veth returns the host end and the inside end of the workload's veth,
 // creating the pair (or replacing a stale host end) as needed; created
 // says whether this call made the pair.
-func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (host, inside netlink.Link, created bool, err error) {
+func (h *Host) veth(iface, ifName string, target netns.NsHandle, inNL *netlink.Handle) (host, inside netlink.Link, created bool, err error) {
 	host, err = h.NL.LinkByName(iface)
 	if err == nil {
-		inside, ierr := inNL.LinkByName(InsideInterface)
+		inside, ierr := inNL.LinkByName(ifName)
 		if ierr == nil && ours(host, inside) {
 			return host, inside, false, nil
 		}
@@ -345,10 +474,10 @@ func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (
 			return nil, nil, false, fmt.Errorf("looking up %s: %w", iface, err)
 		}
 	}
-	if l, err := inNL.LinkByName(InsideInterface); err == nil {
-		return nil, nil, false, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", InsideInterface, l.Type())
+	if l, err := inNL.LinkByName(ifName); err == nil {
+		return nil, nil, false, fmt.Errorf("the namespace already has an %s (%s) that is not this workload's", ifName, l.Type())
 	}
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface, MTU: h.MTU}, PeerName: InsideInterface, PeerNamespace: netlink.NsFd(int(target))}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: iface, MTU: h.MTU}, PeerName: ifName, PeerNamespace: netlink.NsFd(int(target))}
 	if h.MTU > 0 {
 		v.PeerMTU = uint32(h.MTU)
 	}
@@ -359,7 +488,7 @@ func (h *Host) veth(iface string, target netns.NsHandle, inNL *netlink.Handle) (
 	if err != nil {
 		return nil, nil, true, err
 	}
-	inside, err = inNL.LinkByName(InsideInterface)
+	inside, err = inNL.LinkByName(ifName)
 	if err != nil {
 		return nil, nil, true, err
 	}
@@ -379,7 +508,7 @@ func (h *Host) setMTU(host, inside netlink.Link, inNL *netlink.Handle) error {
 	}
 	if inside.Attrs().MTU != h.MTU {
 		if err := inNL.LinkSetMTU(inside, h.MTU); err != nil {
-			return fmt.Errorf("MTU %d on %s in the workload: %w", h.MTU, InsideInterface, err)
+			return fmt.Errorf("MTU %d on %s in the workload: %w", h.MTU, inside.Attrs().Name, err)
 		}
 	}
 	return nil
@@ -587,14 +716,31 @@ func (h *Host) record(ctx context.Context, r *Request, iface string, ips []netip
 		nets[i] = netip.PrefixFrom(ip, ip.BitLen()).String()
 	}
 	w := &api.WorkloadEndpoint{}
-	w.Metadata.Name, w.Metadata.Namespace = r.Name, r.Namespace
-	w.Metadata.Labels = map[string]string{"projectcalico.org/namespace": r.Namespace, "projectcalico.org/orchestrator": Orchestrator}
+	w.Metadata.Name, w.Metadata.Namespace = r.wepName, r.Namespace
+	w.Metadata.Labels = map[string]string{"projectcalico.org/namespace": r.Namespace, "projectcalico.org/orchestrator": r.Orchestrator}
+	for k, v := range r.Labels {
+		w.Metadata.Labels[k] = v
+	}
+	ids := r.ids(h.NodeName)
 	w.Spec = api.WorkloadEndpointSpec{
-		Orchestrator: Orchestrator, Workload: r.Name, Node: h.NodeName, Endpoint: InsideInterface,
+		Orchestrator: r.Orchestrator, Workload: ids.Workload, Pod: r.Pod, ContainerID: r.ContainerID, Node: h.NodeName, Endpoint: r.IfName,
 		InterfaceName: iface, MAC: mac.String(), IPNetworks: nets,
 		Profiles: []string{"kns." + r.Namespace},
 	}
-	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
+	key := r.key()
+	if err := h.writeEndpoint(ctx, key, w); err != nil {
+		return err
+	}
+	// Migrate: the endpoint's old name goes once the new one is written.
+	if old := r.legacyKey(); old != "" {
+		if err := h.deleteLegacy(ctx, r, old); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *Host) writeEndpoint(ctx context.Context, key string, w *api.WorkloadEndpoint) error {
 	// A concurrent writer won the compare-and-swap: read again after a
 	// short jittered delay.
 	bo := backoff.New(backoff.Policy{Min: 5 * time.Millisecond, Max: 200 * time.Millisecond})
@@ -660,10 +806,10 @@ func sameEndpoint(a, b *api.WorkloadEndpoint) bool {
 // Detach removes the workload's veth (and with it its routes), releases
 // its addresses and deletes its WorkloadEndpoint. Missing pieces are fine.
 func (h *Host) Detach(ctx context.Context, r Request) ([]netip.Addr, error) {
-	if err := r.normalize(); err != nil {
+	if err := r.normalize(h.NodeName); err != nil {
 		return nil, err
 	}
-	iface := names.WorkloadInterface(r.Namespace, r.Name)
+	iface := r.HostIface
 	if l, err := h.NL.LinkByName(iface); err == nil {
 		if err := h.NL.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
 			return nil, fmt.Errorf("workload %s/%s: removing %s: %w", r.Namespace, r.Name, iface, err)
@@ -674,14 +820,203 @@ func (h *Host) Detach(ctx context.Context, r Request) ([]netip.Addr, error) {
 			return nil, fmt.Errorf("workload %s/%s: looking up %s: %w", r.Namespace, r.Name, iface, err)
 		}
 	}
-	released, err := h.IPAM.ReleaseByHandle(ctx, names.WorkloadHandle(r.Namespace, r.Name))
-	if err != nil {
-		return released, fmt.Errorf("workload %s/%s: releasing addresses: %w", r.Namespace, r.Name, err)
+	var released []netip.Addr
+	if !r.External {
+		var err error
+		released, err = h.IPAM.ReleaseByHandle(ctx, r.Handle)
+		if err != nil {
+			return released, fmt.Errorf("workload %s/%s: releasing addresses: %w", r.Namespace, r.Name, err)
+		}
 	}
-	key := datastore.ResourceKey(api.KindWorkloadEndpoint, r.Namespace, r.Name)
-	if err := h.DS.Delete(ctx, key, 0); err != nil && !errors.Is(err, datastore.ErrNotFound) {
-		return released, fmt.Errorf("workload %s/%s: deleting the WorkloadEndpoint: %w", r.Namespace, r.Name, err)
+	if err := h.DS.Delete(ctx, r.key(), 0); err != nil && !errors.Is(err, datastore.ErrNotFound) {
+		return released, fmt.Errorf("workload %s/%s: deleting the WorkloadEndpoint %s: %w", r.Namespace, r.Name, r.wepName, err)
+	}
+	if old := r.legacyKey(); old != "" {
+		if err := h.deleteLegacy(ctx, &r, old); err != nil {
+			return released, fmt.Errorf("workload %s/%s: %w", r.Namespace, r.Name, err)
+		}
 	}
 	h.log().WithFields(logrus.Fields{"workload": r.Namespace + "/" + r.Name, "released": released}).Info("workload detached")
 	return released, nil
+}
+
+// checkElsewhere refuses to take over a `workload add` workload (names
+// are cluster-wide per namespace) attached to another node, whose address
+// and handle it would otherwise share: its WorkloadEndpoint under the old
+// name or under Calico's name of another node.
+func (h *Host) checkElsewhere(ctx context.Context, r *Request) error {
+	elsewhere := func(w *api.WorkloadEndpoint) bool {
+		return w.Spec.Node != "" && w.Spec.Node != h.NodeName &&
+			(w.Spec.Orchestrator == "" || w.Spec.Orchestrator == names.OrchestratorRoost) &&
+			(w.Spec.Workload == r.Name || w.Metadata.Name == r.Name)
+	}
+	lr, err := h.DS.List(ctx, datastore.KindPrefix(api.KindWorkloadEndpoint)+r.Namespace+"/")
+	if err != nil {
+		return fmt.Errorf("workload %s/%s: reading WorkloadEndpoints: %w", r.Namespace, r.Name, err)
+	}
+	for _, kv := range lr.KVs {
+		if w, ok := kv.Value.(*api.WorkloadEndpoint); ok && elsewhere(w) {
+			return fmt.Errorf("workload %s/%s is already attached on node %s: detach it there first or choose another name", r.Namespace, r.Name, w.Spec.Node)
+		}
+	}
+	return nil
+}
+
+// deleteLegacy removes the workload's WorkloadEndpoint under its old
+// name, if it is this node's.
+func (h *Host) deleteLegacy(ctx context.Context, r *Request, key string) error {
+	kv, err := h.DS.Get(ctx, key)
+	if errors.Is(err, datastore.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the WorkloadEndpoint's old name %s: %w", r.Name, err)
+	}
+	if w, ok := kv.Value.(*api.WorkloadEndpoint); ok && w.Spec.Node != "" && w.Spec.Node != h.NodeName {
+		return nil
+	}
+	if err := h.DS.Delete(ctx, key, kv.Revision); err != nil && !errors.Is(err, datastore.ErrNotFound) {
+		return fmt.Errorf("deleting the WorkloadEndpoint's old name %s: %w", r.Name, err)
+	}
+	h.log().WithFields(logrus.Fields{"old": r.Name, "new": r.wepName, "namespace": r.Namespace}).Info("WorkloadEndpoint renamed to Calico's name")
+	return nil
+}
+
+// MigrateNames renames this node's `workload add` WorkloadEndpoints
+// stored under their old names (the workload's name, "w1") to Calico's
+// ("<node>-roost-w1-eth0"), so calicoctl and Felix accept them. roost-node
+// runs it at start; Attach and Detach also migrate the one they touch.
+// It returns how many it renamed.
+func MigrateNames(ctx context.Context, ds datastore.Datastore, node string) (int, error) {
+	lr, err := ds.List(ctx, datastore.KindPrefix(api.KindWorkloadEndpoint))
+	if err != nil {
+		return 0, fmt.Errorf("listing WorkloadEndpoints: %w", err)
+	}
+	n := 0
+	for _, kv := range lr.KVs {
+		w, ok := kv.Value.(*api.WorkloadEndpoint)
+		if !ok || w.Spec.Node != node || (w.Spec.Orchestrator != "" && w.Spec.Orchestrator != names.OrchestratorRoost) {
+			continue
+		}
+		r := Request{Name: w.Spec.Workload, Namespace: w.Metadata.Namespace, IfName: w.Spec.Endpoint}
+		if r.Name == "" {
+			r.Name = w.Metadata.Name
+		}
+		if err := r.normalize(node); err != nil || r.wepName == w.Metadata.Name {
+			continue
+		}
+		nw := *w
+		nw.Metadata = w.Metadata
+		nw.Metadata.Name = r.wepName
+		nw.Metadata.ResourceVersion = ""
+		nw.Spec.Orchestrator, nw.Spec.Workload, nw.Spec.Endpoint = names.OrchestratorRoost, r.Name, r.IfName
+		_, err := ds.Txn(ctx,
+			datastore.Op{Type: datastore.OpCreate, Value: &nw},
+			datastore.Op{Type: datastore.OpDelete, Key: kv.Key, Revision: kv.Revision})
+		if errors.Is(err, datastore.ErrExists) {
+			// Already written under the new name (a crash between the
+			// two): the old one only goes.
+			err = ds.Delete(ctx, kv.Key, kv.Revision)
+		}
+		if err != nil && !errors.Is(err, datastore.ErrNotFound) && !errors.Is(err, datastore.ErrConflict) {
+			return n, fmt.Errorf("renaming WorkloadEndpoint %s/%s to %s: %w", w.Metadata.Namespace, w.Metadata.Name, r.wepName, err)
+		}
+		if err == nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Check verifies an attached workload against its WorkloadEndpoint: the
+// endpoint exists on this node (with the addresses in want, when given),
+// the host end and the interface inside are the two ends of one veth,
+// the inside carries every address, and the host routes each of them to
+// the host end. The error names the first thing that differs.
+func (h *Host) Check(ctx context.Context, r Request, want []netip.Addr) error {
+	if err := r.normalize(h.NodeName); err != nil {
+		return err
+	}
+	kv, err := h.DS.Get(ctx, r.key())
+	if err != nil {
+		return fmt.Errorf("WorkloadEndpoint %s/%s: %w", r.Namespace, r.wepName, err)
+	}
+	w, ok := kv.Value.(*api.WorkloadEndpoint)
+	if !ok {
+		return fmt.Errorf("WorkloadEndpoint %s/%s: not a WorkloadEndpoint", r.Namespace, r.wepName)
+	}
+	if w.Spec.Node != h.NodeName || w.Spec.InterfaceName != r.HostIface {
+		return fmt.Errorf("WorkloadEndpoint %s/%s: node %q interface %q, want %q and %q", r.Namespace, r.wepName, w.Spec.Node, w.Spec.InterfaceName, h.NodeName, r.HostIface)
+	}
+	var ips []netip.Addr
+	for _, n := range w.Spec.IPNetworks {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return fmt.Errorf("WorkloadEndpoint %s/%s: ipNetworks %q: %w", r.Namespace, r.wepName, n, err)
+		}
+		ips = append(ips, p.Addr())
+	}
+	if want != nil {
+		for _, ip := range want {
+			if !slices.Contains(ips, ip) {
+				return fmt.Errorf("WorkloadEndpoint %s/%s lists %v, not %s", r.Namespace, r.wepName, w.Spec.IPNetworks, ip)
+			}
+		}
+		if len(want) != len(ips) {
+			return fmt.Errorf("WorkloadEndpoint %s/%s lists %v, want %v", r.Namespace, r.wepName, w.Spec.IPNetworks, want)
+		}
+	}
+	host, err := h.NL.LinkByName(r.HostIface)
+	if err != nil {
+		return fmt.Errorf("host interface %s: %w", r.HostIface, err)
+	}
+	target, err := netns.GetFromPath(r.NetNS)
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", r.NetNS, err)
+	}
+	defer target.Close()
+	inNL, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", r.NetNS, err)
+	}
+	defer inNL.Close()
+	inside, err := inNL.LinkByName(r.IfName)
+	if err != nil {
+		return fmt.Errorf("interface %s in %s: %w", r.IfName, r.NetNS, err)
+	}
+	if !ours(host, inside) {
+		return fmt.Errorf("%s in %s is not the peer of %s", r.IfName, r.NetNS, r.HostIface)
+	}
+	if w.Spec.MAC != "" && !strings.EqualFold(w.Spec.MAC, inside.Attrs().HardwareAddr.String()) {
+		return fmt.Errorf("%s has MAC %s, the WorkloadEndpoint says %s", r.IfName, inside.Attrs().HardwareAddr, w.Spec.MAC)
+	}
+	addrs, err := nldump.List(func() ([]netlink.Addr, error) { return inNL.AddrList(inside, netlink.FAMILY_ALL) })
+	if err != nil {
+		return err
+	}
+	routes, err := nldump.List(func() ([]netlink.Route, error) {
+		return h.NL.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: host.Attrs().Index}, netlink.RT_FILTER_OIF)
+	})
+	if err != nil {
+		return err
+	}
+	for _, ip := range ips {
+		if !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { p, ok := netipPrefix(a.IPNet); return ok && p.Addr() == ip }) {
+			return fmt.Errorf("%s in %s lacks the address %s", r.IfName, r.NetNS, ip)
+		}
+		if !slices.ContainsFunc(routes, func(rt netlink.Route) bool {
+			p, ok := netipPrefix(rt.Dst)
+			return ok && p == netip.PrefixFrom(ip, ip.BitLen())
+		}) {
+			return fmt.Errorf("no host route to %s via %s", ip, r.HostIface)
+		}
+	}
+	return nil
 }

@@ -126,7 +126,7 @@ func checkAttached(t *testing.T, e *env, w *nstest.NS, res *Result) {
 	if !gwRoute || !def {
 		t.Fatalf("inside routes: %v", wr)
 	}
-	kv, err := e.ds.Get(context.Background(), datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web"))
+	kv, err := e.ds.Get(context.Background(), datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "n1-roost-web-eth0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestAttachDetach(t *testing.T) {
 	// route and the WorkloadEndpoint disappear, attach again repairs.
 	_ = e.host.NL.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: res.IP.AsSlice(), Mask: net.CIDRMask(32, 32)}, Protocol: names.RouteProtocol, Table: unix.RT_TABLE_MAIN})
 	_ = w.NL.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}})
-	if err := e.ds.Delete(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web"), 0); err != nil {
+	if err := e.ds.Delete(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "n1-roost-web-eth0"), 0); err != nil {
 		t.Fatal(err)
 	}
 	res3, err := e.h.Attach(ctx, req)
@@ -190,7 +190,7 @@ func TestAttachDetach(t *testing.T) {
 	if _, err := w.NL.LinkByName("eth0"); err == nil {
 		t.Fatal("eth0 still in the workload")
 	}
-	if dstest.Raw(e.ds)(datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web")) != nil || dstest.Raw(e.ds)(datastore.HandleKey(names.WorkloadHandle("default", "web"))) != nil {
+	if dstest.Raw(e.ds)(datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "n1-roost-web-eth0")) != nil || dstest.Raw(e.ds)(datastore.HandleKey(names.WorkloadHandle("default", "web"))) != nil {
 		t.Fatal("endpoint or handle left")
 	}
 	// Again: nothing to do, no error.
@@ -382,7 +382,7 @@ func TestAttachDualStack(t *testing.T) {
 	if !def {
 		t.Fatalf("no IPv6 default route via %s: %v", names.WorkloadGatewayV6, wr)
 	}
-	kv, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "web"))
+	kv, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "default", "n1-roost-web-eth0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +521,7 @@ func TestFailedAttachLeavesNothing(t *testing.T) {
 					t.Errorf("route left: %v", r)
 				}
 			}
-			if _, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "prod", "web")); !errors.Is(err, datastore.ErrNotFound) {
+			if _, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindWorkloadEndpoint, "prod", "n1-roost-web-eth0")); !errors.Is(err, datastore.ErrNotFound) {
 				t.Errorf("WorkloadEndpoint: %v", err)
 			}
 			// The failure is gone: the same request succeeds.
@@ -542,4 +542,184 @@ func linkIndex(t *testing.T, e *env, workload string) int {
 		t.Fatal(err)
 	}
 	return l.Attrs().Index
+}
+
+// TestAttachRefusesAddressListedByEndpoint: --ip refuses an address that
+// another WorkloadEndpoint still lists even though IPAM shows it free,
+// naming that endpoint; nothing is allocated or created.
+func TestAttachRefusesAddressListedByEndpoint(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	ghost := &api.WorkloadEndpoint{}
+	ghost.Metadata.Name, ghost.Metadata.Namespace = "ghost", "prod"
+	ghost.Spec = api.WorkloadEndpointSpec{Orchestrator: Orchestrator, Workload: "ghost", Node: "n2", IPNetworks: []string{"10.244.4.4/32"}}
+	if _, err := e.ds.Create(ctx, ghost); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	_, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "dev", NetNS: w.Path, IPs: []string{"10.244.4.4"}})
+	if err == nil || !strings.Contains(err.Error(), "WorkloadEndpoint prod/ghost (node n2) still lists it") {
+		t.Fatalf("err = %v; want a refusal naming prod/ghost", err)
+	}
+	if held, err := e.h.IPAM.AddrsByHandle(ctx, names.WorkloadHandle("dev", "db")); err != nil || len(held) != 0 {
+		t.Fatalf("IPAM holds %v, %v after the refusal", held, err)
+	}
+	if _, err := e.host.NL.LinkByName(names.WorkloadInterface("dev", "db")); err == nil {
+		t.Fatal("a veth was created for a refused workload")
+	}
+	// Another address is fine, and re-attaching the same workload with the
+	// address its own endpoint lists is too.
+	res, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "dev", NetNS: w.Path, IPs: []string{"10.244.4.5"}})
+	if err != nil || res.IP.String() != "10.244.4.5" {
+		t.Fatalf("attach: %+v, %v", res, err)
+	}
+	if _, err := e.h.Attach(ctx, Request{Name: "db", Namespace: "dev", NetNS: w.Path, IPs: []string{"10.244.4.5"}}); err != nil {
+		t.Fatalf("re-attach with its own address: %v", err)
+	}
+}
+
+// TestAttachNamespaceSelector: workload add uses node/ipam's pool choice,
+// so a pool restricted to another namespace gives it nothing, and the
+// error names the pool and why.
+func TestAttachNamespaceSelector(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	kv, err := e.ds.Get(ctx, datastore.ResourceKey(api.KindIPPool, "", "p1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv.Value.(*api.IPPool).Spec.NamespaceSelector = "projectcalico.org/name == 'prod'"
+	if _, err := e.ds.Update(ctx, kv); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	_, err = e.h.Attach(ctx, Request{Name: "web", Namespace: "default", NetNS: w.Path})
+	if err == nil || !strings.Contains(err.Error(), `p1 (10.244.0.0/16): namespaceSelector "projectcalico.org/name == 'prod'" does not match namespace default`) {
+		t.Fatalf("err = %v; want the pool named with its namespaceSelector", err)
+	}
+	res, err := e.h.Attach(ctx, Request{Name: "web", Namespace: "prod", NetNS: w.Path})
+	if err != nil || !netip.MustParsePrefix("10.244.0.0/16").Contains(res.IP) {
+		t.Fatalf("attach in prod: %+v, %v", res, err)
+	}
+}
+
+// WorkloadEndpoints under their old names ("web") are renamed to Calico's
+// ("n1-roost-web-eth0"): by MigrateNames at roost-node's start, and by
+// the Attach or Detach that touches one; another node's stay.
+func TestMigrateNames(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	old := func(name, node string) {
+		t.Helper()
+		w := &api.WorkloadEndpoint{}
+		w.Metadata.Name, w.Metadata.Namespace = name, "default"
+		w.Spec = api.WorkloadEndpointSpec{Orchestrator: "roost", Workload: name, Node: node, Endpoint: "eth0", InterfaceName: names.WorkloadInterface("default", name), IPNetworks: []string{"10.244.7.7/32"}}
+		if _, err := e.ds.Create(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(name string) string { return datastore.ResourceKey(api.KindWorkloadEndpoint, "default", name) }
+	old("host1-w1", "n1")
+	old("other", "n2")
+	n, err := MigrateNames(ctx, e.ds, "n1")
+	if err != nil || n != 1 {
+		t.Fatalf("migrated %d, %v", n, err)
+	}
+	if _, err := e.ds.Get(ctx, key("host1-w1")); !errors.Is(err, datastore.ErrNotFound) {
+		t.Fatalf("old name still there: %v", err)
+	}
+	kv, err := e.ds.Get(ctx, key("n1-roost-host1--w1-eth0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := kv.Value.(*api.WorkloadEndpoint); w.Spec.Workload != "host1-w1" || w.Spec.IPNetworks[0] != "10.244.7.7/32" {
+		t.Fatalf("renamed endpoint %+v", w.Spec)
+	}
+	if _, err := e.ds.Get(ctx, key("other")); err != nil {
+		t.Fatalf("another node's endpoint: %v", err)
+	}
+	if n, err := MigrateNames(ctx, e.ds, "n1"); err != nil || n != 0 {
+		t.Fatalf("second run: %d %v", n, err)
+	}
+
+	// First touch: Attach writes the new name and removes the old one;
+	// Detach removes both.
+	old("web", "n1")
+	w := nstest.New(t, "wl")
+	if _, err := e.h.Attach(ctx, Request{Name: "web", NetNS: w.Path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ds.Get(ctx, key("web")); !errors.Is(err, datastore.ErrNotFound) {
+		t.Fatalf("old name after attach: %v", err)
+	}
+	if _, err := e.ds.Get(ctx, key("n1-roost-web-eth0")); err != nil {
+		t.Fatal(err)
+	}
+	old("web", "n1")
+	if _, err := e.h.Detach(ctx, Request{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"web", "n1-roost-web-eth0"} {
+		if _, err := e.ds.Get(ctx, key(k)); !errors.Is(err, datastore.ErrNotFound) {
+			t.Fatalf("%s after detach: %v", k, err)
+		}
+	}
+}
+
+// The CNI plugin's path: addresses an IPAM plugin already allocated
+// (Assigned), another orchestrator, interface and handle. A failure takes
+// back the veth and writes no endpoint, and leaves the allocation to the
+// IPAM plugin; a success records Calico's name for the orchestrator and
+// Check accepts it, then reports a missing host route.
+func TestAttachAssigned(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	ip := netip.MustParseAddr("10.244.3.3")
+	if _, err := e.h.IPAM.Assign(ctx, ipam.AssignArgs{Handle: names.PodHandle("cid0123456789"), IPs: []netip.Addr{ip}}); err != nil {
+		t.Fatal(err)
+	}
+	w := nstest.New(t, "wl")
+	req := Request{Name: "cid0123456789", NetNS: w.Path, Orchestrator: names.OrchestratorCNI, ContainerID: "cid0123456789",
+		IfName: "net1", HostIface: names.ContainerInterface("cid0123456789"), Handle: names.PodHandle("cid0123456789"), Assigned: []netip.Addr{ip}}
+	before := ipamState(t, e.ds)
+	e.h.DS = failingWEPs{e.ds}
+	if _, err := e.h.Attach(ctx, req); err == nil {
+		t.Fatal("attach with a failing datastore succeeded")
+	}
+	e.h.DS = e.ds
+	if _, err := e.host.NL.LinkByName(req.HostIface); err == nil {
+		t.Fatal("veth left")
+	}
+	if after := ipamState(t, e.ds); !reflect.DeepEqual(after, before) {
+		t.Fatalf("IPAM changed: %v -> %v", before, after)
+	}
+	res, err := e.h.Attach(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Endpoint != "n1-cni-cid0123456789-net1" || res.Iface != "calicid01234567" || len(res.IPs) != 1 || res.IPs[0] != ip {
+		t.Fatalf("result %+v", res)
+	}
+	if _, err := w.NL.LinkByName("net1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Check(ctx, req, []netip.Addr{ip}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Check(ctx, req, []netip.Addr{netip.MustParseAddr("10.244.3.4")}); err == nil {
+		t.Fatal("Check accepted another address")
+	}
+	if err := e.host.NL.RouteDel(&netlink.Route{Dst: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}, Protocol: names.RouteProtocol, Table: unix.RT_TABLE_MAIN, Scope: netlink.SCOPE_LINK}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.h.Check(ctx, req, nil); err == nil || !strings.Contains(err.Error(), "host route") {
+		t.Fatalf("Check without the host route: %v", err)
+	}
+	req.External = true
+	if _, err := e.h.Detach(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := e.h.IPAM.AddrsByHandle(ctx, req.Handle); len(held) != 1 {
+		t.Fatalf("Detach with External released %v", held)
+	}
 }

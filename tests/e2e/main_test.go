@@ -6,8 +6,9 @@
 // The tests need root, network namespaces, bird, etcd and ping. Without
 // them they skip, saying why; with CI=true they fail instead. They run
 // the binaries built from this tree (into a temporary directory, once per
-// run); ROOST_E2E_BIN=<dir> uses prebuilt confd, birdctl and roost-node
-// instead.
+// run); ROOST_E2E_BIN=<dir> uses prebuilt confd, birdctl, roost-node and
+// roost-cni instead. The CNI test runs containers with podman (runc,
+// busybox-static) and needs them too.
 package e2e
 
 import (
@@ -73,7 +74,7 @@ func record(t *testing.T, format string, args ...any) {
 
 // requireLab skips (or, with CI=true, fails) t when the lab cannot run
 // here, and builds the binaries on first use.
-func requireLab(t *testing.T) {
+func requireLab(t testing.TB) {
 	t.Helper()
 	setupMu.Lock()
 	if !setupRan {
@@ -116,7 +117,7 @@ func setup() error {
 	}
 	if d := os.Getenv("ROOST_E2E_BIN"); d != "" {
 		binDir = d
-		for _, b := range []string{"confd", "birdctl", "roost-node"} {
+		for _, b := range []string{"confd", "birdctl", "roost-node", "roost-cni"} {
 			if _, err := os.Stat(filepath.Join(d, b)); err != nil {
 				return fmt.Errorf("ROOST_E2E_BIN: %w", err)
 			}
@@ -145,6 +146,7 @@ func buildBinaries(dir string) error {
 		{"confd", "github.com/roostnet/roost/confd"},
 		{"birdctl", "github.com/roostnet/roost/birdctl"},
 		{"roost-node", "github.com/roostnet/roost/node"},
+		{"roost-cni", cniPackage},
 	} {
 		cmd := exec.Command(gobin, "build", "-o", filepath.Join(dir, p.name), p.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -171,6 +173,7 @@ func removeStaleLabs() {
 				continue
 			}
 			if pid, _ := strconv.Atoi(m[1]); pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+				lab.UnmountUnder(filepath.Join(os.TempDir(), e.Name())) // podman's storage (TestCNIPodman)
 				os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
 			}
 		}

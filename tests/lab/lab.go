@@ -587,7 +587,9 @@ func Teardown(name, dir string) error {
 			errs = append(errs, fmt.Errorf("deleting %s: %w", ns, err))
 		}
 	}
+	removePodmanLeftovers(name)
 	if dir != "" {
+		UnmountUnder(dir)
 		errs = append(errs, os.RemoveAll(dir))
 	}
 	return errors.Join(errs...)

@@ -1,15 +1,11 @@
 package birdtest
 
 import (
-	"bufio"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 // Recordings of real BIRD control-socket sessions live in this package's
@@ -21,14 +17,6 @@ import (
 //	bird2-status-peerdown.txt the same BIRD after its mesh peer stopped
 //	bird16-status.txt         BIRD 1.6 output of the same commands (one channel per protocol)
 
-// Replayer serves a recording on a Unix socket.
-type Replayer struct {
-	Socket string
-
-	mu   sync.Mutex
-	cmds []string
-}
-
 // RecordingPath is the path of a recording in this package's testdata.
 func RecordingPath(name string) string {
 	_, file, _, _ := runtime.Caller(0)
@@ -39,93 +27,50 @@ func RecordingPath(name string) string {
 // ends: every connection gets the hello, every recorded command its reply,
 // any other command BIRD's syntax error. Replies are written in small
 // pieces, so clients cannot rely on whole lines.
-func Replay(t testing.TB, name string) *Replayer {
+func Replay(t testing.TB, name string) *Server {
 	t.Helper()
 	return ReplayFile(t, RecordingPath(name))
 }
 
 // ReplayFile is Replay for a recording at path.
-func ReplayFile(t testing.TB, path string) *Replayer {
+func ReplayFile(t testing.TB, path string) *Server {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("birdtest: %v", err)
 	}
-	hello, replies := parseRecording(string(data))
-	r := &Replayer{Socket: SocketPath(t, "bird.ctl")}
-	ln, err := net.Listen("unix", r.Socket)
-	if err != nil {
-		t.Fatalf("birdtest: %v", err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer conn.Close()
-				r.serve(conn, hello, replies)
-			}()
-		}
-	}()
-	return r
-}
-
-func (r *Replayer) serve(conn net.Conn, hello string, replies map[string]string) {
-	conn.SetDeadline(time.Now().Add(time.Minute))
-	if _, err := conn.Write([]byte(hello)); err != nil {
-		return
-	}
-	br := bufio.NewReader(conn)
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return
-		}
-		cmd := strings.TrimSuffix(line, "\n")
-		r.mu.Lock()
-		r.cmds = append(r.cmds, cmd)
-		r.mu.Unlock()
-		reply, ok := replies[cmd]
+	rec := ParseRecording(string(data))
+	return Serve(t, rec.Hello, 61, func(c *Conn, cmd string) bool {
+		reply, ok := rec.Replies[cmd]
 		if !ok {
-			reply, ok = replies[strings.ReplaceAll(cmd, `"`, "")]
+			reply, ok = rec.Replies[strings.ReplaceAll(cmd, `"`, "")]
 		}
 		if !ok {
 			reply = "9001 syntax error, unexpected CF_SYM_UNDEFINED\n"
 		}
-		for len(reply) > 0 {
-			n := min(61, len(reply))
-			if _, err := conn.Write([]byte(reply[:n])); err != nil {
-				return
-			}
-			reply = reply[n:]
-		}
-	}
+		return c.Send(reply) == nil
+	})
 }
 
-// Commands returns the commands received so far, in order.
-func (r *Replayer) Commands() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.cmds...)
+// Recording is a parsed recording: the hello, the commands in order and
+// each command's reply as BIRD sent it.
+type Recording struct {
+	Hello    string
+	Commands []string
+	Replies  map[string]string
 }
 
-func parseRecording(data string) (hello string, replies map[string]string) {
-	replies = map[string]string{}
+// ParseRecording parses the format described above.
+func ParseRecording(data string) *Recording {
+	rec := &Recording{Replies: map[string]string{}}
 	cmd, first := "", true
 	var cur strings.Builder
 	flush := func() {
 		if first {
-			hello = cur.String()
+			rec.Hello = cur.String()
 		} else {
-			replies[cmd] = cur.String()
+			rec.Commands = append(rec.Commands, cmd)
+			rec.Replies[cmd] = cur.String()
 		}
 		cur.Reset()
 	}
@@ -138,5 +83,5 @@ func parseRecording(data string) (hello string, replies map[string]string) {
 		cur.WriteString(line)
 	}
 	flush()
-	return hello, replies
+	return rec
 }
