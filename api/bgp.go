@@ -10,26 +10,84 @@ type BGPConfiguration struct {
 
 // BGPConfigurationSpec follows projectcalico.org/v3.
 type BGPConfigurationSpec struct {
-	LogSeverityScreen        string                `json:"logSeverityScreen,omitempty"`
-	NodeToNodeMeshEnabled    *bool                 `json:"nodeToNodeMeshEnabled,omitempty"`
-	ASNumber                 *ASNumber             `json:"asNumber,omitempty"`
-	ServiceLoadBalancerIPs   []ServiceIPBlock      `json:"serviceLoadBalancerIPs,omitempty"`
-	ServiceExternalIPs       []ServiceIPBlock      `json:"serviceExternalIPs,omitempty"`
-	ServiceClusterIPs        []ServiceIPBlock      `json:"serviceClusterIPs,omitempty"`
-	ListenPort               uint16                `json:"listenPort,omitempty"`
-	BindMode                 *string               `json:"bindMode,omitempty"`
-	Communities              []Community           `json:"communities,omitempty"`
-	PrefixAdvertisements     []PrefixAdvertisement `json:"prefixAdvertisements,omitempty"`
-	NodeMeshPassword         *BGPPassword          `json:"nodeMeshPassword,omitempty"`
-	NodeMeshMaxRestartTime   *Duration             `json:"nodeMeshMaxRestartTime,omitempty"`
-	IgnoredInterfaces        []string              `json:"ignoredInterfaces,omitempty"`
-	LocalWorkloadPeeringIPV4 string                `json:"localWorkloadPeeringIPV4,omitempty"`
-	LocalWorkloadPeeringIPV6 string                `json:"localWorkloadPeeringIPV6,omitempty"`
+	LogSeverityScreen      string           `json:"logSeverityScreen,omitempty"`
+	NodeToNodeMeshEnabled  *bool            `json:"nodeToNodeMeshEnabled,omitempty"`
+	ASNumber               *ASNumber        `json:"asNumber,omitempty"`
+	ServiceLoadBalancerIPs []ServiceIPBlock `json:"serviceLoadBalancerIPs,omitempty"`
+	ServiceExternalIPs     []ServiceIPBlock `json:"serviceExternalIPs,omitempty"`
+	ServiceClusterIPs      []ServiceIPBlock `json:"serviceClusterIPs,omitempty"`
+	// ServiceLoadBalancerAggregation (Enabled, Disabled) is accepted and
+	// ignored: Roost advertises the configured CIDRs, as Enabled does
+	// (Disabled needs the Kubernetes services, which Roost does not see).
+	ServiceLoadBalancerAggregation *string               `json:"serviceLoadBalancerAggregation,omitempty"`
+	ListenPort                     uint16                `json:"listenPort,omitempty"`
+	BindMode                       *string               `json:"bindMode,omitempty"`
+	Communities                    []Community           `json:"communities,omitempty"`
+	PrefixAdvertisements           []PrefixAdvertisement `json:"prefixAdvertisements,omitempty"`
+	NodeMeshPassword               *BGPPassword          `json:"nodeMeshPassword,omitempty"`
+	NodeMeshMaxRestartTime         *Duration             `json:"nodeMeshMaxRestartTime,omitempty"`
+	IgnoredInterfaces              []string              `json:"ignoredInterfaces,omitempty"`
+	LocalWorkloadPeeringIPV4       string                `json:"localWorkloadPeeringIPV4,omitempty"`
+	LocalWorkloadPeeringIPV6       string                `json:"localWorkloadPeeringIPV6,omitempty"`
+	// ProgramClusterRoutes: which pools' routes to other nodes' blocks
+	// BIRD programs into the kernel; roost-node programs the others
+	// (ClusterRoutes). Read from the default BGPConfiguration only.
+	ProgramClusterRoutes *string `json:"programClusterRoutes,omitempty"`
 	// IPv4NormalRoutePriority / IPv6NormalRoutePriority: the kernel metric
 	// of routes of normal priority (default 1024); BGPFilter priorities
 	// are relative to it (docs/bgp.md, Route priority).
 	IPv4NormalRoutePriority *int `json:"ipv4NormalRoutePriority,omitempty"`
 	IPv6NormalRoutePriority *int `json:"ipv6NormalRoutePriority,omitempty"`
+}
+
+// ProgramClusterRoutes values (Calico's): who programs the routes to other
+// nodes' blocks of pools without VXLAN. VXLAN pools are always roost-node's.
+const (
+	ClusterRoutesEnabled            = "Enabled"            // BIRD: IPIP and unencapsulated pools
+	ClusterRoutesDisabled           = "Disabled"           // BIRD: none
+	ClusterRoutesEnabledIPIPOnly    = "EnabledIPIPOnly"    // BIRD: IPIP pools
+	ClusterRoutesEnabledNoEncapOnly = "EnabledNoEncapOnly" // BIRD: unencapsulated pools (default)
+)
+
+// ClusterRoutePolicy says for which pools BIRD programs the cluster
+// routes (the routes to other nodes' blocks); roost-node programs those
+// of the other pools. confd and roost-node both derive it from the
+// default BGPConfiguration, so exactly one of them programs each route.
+type ClusterRoutePolicy struct {
+	IPIP    bool // pools with ipipMode Always or CrossSubnet
+	NoEncap bool // pools with ipipMode and vxlanMode Never
+}
+
+// ClusterRoutes is the policy of the default BGPConfiguration (nil: none
+// exists): EnabledNoEncapOnly unless programClusterRoutes says otherwise.
+func ClusterRoutes(c *BGPConfiguration) ClusterRoutePolicy {
+	def := ClusterRoutePolicy{NoEncap: true}
+	if c == nil || c.Spec.ProgramClusterRoutes == nil {
+		return def
+	}
+	switch *c.Spec.ProgramClusterRoutes {
+	case ClusterRoutesEnabled:
+		return ClusterRoutePolicy{IPIP: true, NoEncap: true}
+	case ClusterRoutesDisabled:
+		return ClusterRoutePolicy{}
+	case ClusterRoutesEnabledIPIPOnly:
+		return ClusterRoutePolicy{IPIP: true}
+	}
+	return def
+}
+
+// BIRDPrograms tells whether BIRD programs the cluster routes of a pool
+// with these modes ("" is Never). IPv6 pools have no IPIP. IPIP pools are
+// always roost-node's, whatever IPIP says: BIRD 2 cannot send a route
+// through tunl0 (Calico's BIRD fork has krt_tunnel for it, and Calico
+// deprecates BIRD programming IPIP routes), so Enabled acts as
+// EnabledNoEncapOnly and EnabledIPIPOnly as Disabled (confd warns).
+func (p ClusterRoutePolicy) BIRDPrograms(ipipMode, vxlanMode string, ipv6 bool) bool {
+	on := func(m string) bool { return m != "" && m != EncapNever }
+	if on(vxlanMode) || (on(ipipMode) && !ipv6) {
+		return false
+	}
+	return p.NoEncap
 }
 
 // Route priorities (BGPFilter priority and setPriority, normal route

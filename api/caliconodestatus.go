@@ -74,7 +74,6 @@ type CalicoNodeStatus struct {
 	Metadata ObjectMeta             `json:"metadata"`
 	Spec     CalicoNodeStatusSpec   `json:"spec"`
 	Status   CalicoNodeStatusStatus `json:"status"`
-	unknown  unknownFields
 }
 
 // CalicoNodeStatusSpec says which node reports what, how often.
@@ -160,7 +159,6 @@ func (r *CalicoNodeStatus) withTypeMeta() Resource {
 	c.TypeMeta.set(KindCalicoNodeStatus)
 	return &c
 }
-func (r *CalicoNodeStatus) unknownFields() *unknownFields { return &r.unknown }
 
 // HasClass reports whether the spec asks for class.
 func (s *CalicoNodeStatusSpec) HasClass(class string) bool { return slices.Contains(s.Classes, class) }

@@ -17,14 +17,22 @@ import (
 // reports, with field path and line, what encoding/json would either reject
 // without saying where or silently accept: unknown fields (typos), wrong
 // types, out-of-range numbers and values our own types refuse to parse.
+//
+// Strict (user input): an unknown field is an error when it looks like a
+// typo of a known one (a close name) or sits inside a list (where it could
+// not be kept). In a projectcalico.org/v3 kind (lenient) any other unknown
+// field is taken as one of a newer Calico: kept and written back, and
+// reported by UnknownFields, never an error.
 func checkNode(n *yaml.Node, obj any, strict bool) (ErrorList, []foundUnknown) {
-	c := checker{strict: strict}
+	r, _ := obj.(Resource)
+	c := checker{strict: strict, lenient: r != nil && APIVersionOf(r.ResourceKind()) == APIVersion}
 	c.walk(n, reflect.TypeOf(obj), "", []string{})
 	return c.errs, c.unknown
 }
 
 type checker struct {
 	strict  bool
+	lenient bool
 	errs    ErrorList
 	unknown []foundUnknown // unknown fields outside lists (when not strict)
 }
@@ -86,8 +94,9 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string)
 			}
 			ft, ok := fields[k.Value]
 			if !ok {
-				if c.strict {
-					c.add(k, join(path, k.Value), nil, "unknown field"+suggest(k.Value, fields))
+				hint := suggest(k.Value, fields)
+				if c.strict && (!c.lenient || hint != "" || keys == nil) {
+					c.add(k, join(path, k.Value), nil, "unknown field"+hint)
 				} else if keys != nil {
 					c.unknown = append(c.unknown, foundUnknown{path: append(slices.Clone(keys), k.Value), node: v})
 				}
@@ -106,6 +115,12 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string)
 				c.add(k, path, nil, "keys must be strings")
 				continue
 			}
+			s, ok := yaml11String(k, true)
+			if !ok {
+				c.add(k, path, k.Value, "key is not a value calicoctl can read as a string (quote it)")
+				continue
+			}
+			k.Value, k.Tag, k.Style = s, "!!str", yaml.DoubleQuotedStyle
 			c.walk(v, t.Elem(), join(path, k.Value), nil)
 		}
 	case reflect.Slice:
@@ -122,9 +137,16 @@ func (c *checker) walk(n *yaml.Node, t reflect.Type, path string, keys []string)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			c.add(n, path, nil, "must be a string")
-		} else if n.Tag != "!!str" {
-			c.add(n, path, n.Value, "must be a string (quote the value)")
+			return
 		}
+		// An unquoted true, yes, 1 or 1.5 is the string calicoctl would
+		// store ("true", "true", "1", "1.5"): see yaml11String.
+		s, ok := yaml11String(n, false)
+		if !ok {
+			c.add(n, path, n.Value, "is not a value calicoctl can read as a string (quote it)")
+			return
+		}
+		n.Value, n.Tag, n.Style = s, "!!str", yaml.DoubleQuotedStyle
 	case reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
 			c.add(n, path, n.Value, "must be true or false")

@@ -133,7 +133,6 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad duration string", "kind: BGPPeer\nmetadata: {name: p}\nspec: {peerIP: 10.0.0.1, asNumber: 1, maxRestartTime: tenseconds}\n", []string{"spec.maxRestartTime", `"tenseconds"`}},
 		{"port out of range", "kind: BGPConfiguration\nmetadata: {name: default}\nspec: {listenPort: 70000}\n", []string{"spec.listenPort", "70000"}},
 		{"bool as string", "kind: IPPool\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8, natOutgoing: 'yes'}\n", []string{"spec.natOutgoing", "true or false"}},
-		{"unquoted number label", "kind: Node\nmetadata: {name: n, labels: {rack: 1}}\n", []string{"metadata.labels.rack", "quote"}},
 		{"unknown kind", "kind: BGPPear\nmetadata: {name: p}\n", []string{"kind", "BGPPear", "unknown kind"}},
 		{"wrong apiVersion", "kind: IPPool\napiVersion: crd.projectcalico.org/v1\nmetadata: {name: p}\nspec: {cidr: 10.0.0.0/8}\n", []string{"apiVersion", "projectcalico.org/v3"}},
 		{"not a mapping", "- a\n- b\n", []string{"mapping"}},

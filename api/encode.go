@@ -22,6 +22,20 @@ func MarshalStored(r Resource) ([]byte, error) {
 	return marshalResource(c)
 }
 
+// MarshalSpec is the JSON of r's spec with the unknown fields kept under
+// it: the stored form of Calico's IPAM records, which are bare specs.
+func MarshalSpec(r Resource) ([]byte, error) {
+	b, err := MarshalJSON(r)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m["spec"], nil
+}
+
 // MarshalYAML encodes resources as a multi-document YAML stream, the form
 // `calicoctl get -o yaml` prints and `apply -f` reads back.
 func MarshalYAML(rs ...Resource) ([]byte, error) {
@@ -66,7 +80,7 @@ func JSONToYAML(b []byte) ([]byte, error) {
 
 func setBlockStyle(n *yaml.Node) {
 	n.Style &^= yaml.FlowStyle
-	if n.Kind == yaml.ScalarNode && n.Style&yaml.DoubleQuotedStyle != 0 && n.Tag == "!!str" {
+	if n.Kind == yaml.ScalarNode && n.Style&yaml.DoubleQuotedStyle != 0 && n.Tag == "!!str" && !yaml11Changes(n.Value) {
 		n.Style = 0 // let the encoder quote only where YAML needs it
 	}
 	if (n.Kind == yaml.SequenceNode || n.Kind == yaml.MappingNode) && len(n.Content) == 0 {

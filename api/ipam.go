@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // IPAM records. In etcd each is stored as bare JSON (the *Spec types below,
@@ -75,9 +76,12 @@ type IPAMBlock struct {
 // AllocationBlock is Calico's block JSON. Allocations has one entry per
 // address: nil when free, else an index into Attributes.
 type AllocationBlock struct {
-	CIDR                        string                `json:"cidr"`
-	Affinity                    *string               `json:"affinity"`
-	StrictAffinity              bool                  `json:"strictAffinity"`
+	CIDR     string  `json:"cidr"`
+	Affinity *string `json:"affinity"`
+	// AffinityClaimTime is when the affinity was claimed (Calico does not
+	// reclaim a block just claimed); set with Affinity, cleared with it.
+	AffinityClaimTime           *Time                 `json:"affinity_claim_time,omitempty"`
+	StrictAffinity              bool                  `json:"strictAffinity,omitempty"` // not in current Calico
 	Allocations                 []*int                `json:"allocations"`
 	Unallocated                 []int                 `json:"unallocated"`
 	Attributes                  []AllocationAttribute `json:"attributes"`
@@ -90,6 +94,10 @@ type AllocationBlock struct {
 type AllocationAttribute struct {
 	HandleID  *string           `json:"handle_id,omitempty"`
 	Secondary map[string]string `json:"secondary,omitempty"`
+	// Calico's, kept through rewrites (attributes are a list, whose
+	// unknown fields would not be).
+	AlternateOwnerAttrs map[string]string `json:"alternateOwnerAttrs,omitempty"`
+	ReleasedAt          *Time             `json:"releasedAt,omitempty"`
 }
 
 // AffinityNode returns the node of a "host:<node>" affinity, or "".
@@ -160,12 +168,14 @@ func (r *IPAMHandle) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindIPAMH
 func NewAllocationBlock(cidr netip.Prefix, node string) *AllocationBlock {
 	n := BlockSize(cidr)
 	aff := "host:" + node
+	now := NewTime(time.Now())
 	b := &AllocationBlock{
-		CIDR:        cidr.Masked().String(),
-		Affinity:    &aff,
-		Allocations: make([]*int, n),
-		Unallocated: make([]int, n),
-		Attributes:  []AllocationAttribute{},
+		CIDR:              cidr.Masked().String(),
+		Affinity:          &aff,
+		AffinityClaimTime: &now,
+		Allocations:       make([]*int, n),
+		Unallocated:       make([]int, n),
+		Attributes:        []AllocationAttribute{},
 	}
 	for i := range n {
 		b.Unallocated[i] = i

@@ -18,7 +18,10 @@ type NodeSpec struct {
 	OrchRefs             []OrchRef          `json:"orchRefs,omitempty"`
 	Wireguard            *NodeWireguardSpec `json:"wireguard,omitempty"`
 	Addresses            []NodeAddress      `json:"addresses,omitempty"`
-	InterfaceName        string             `json:"interfaceName,omitempty"`
+	// Interfaces (Calico's node agent lists the host's interfaces and
+	// their addresses) is kept as written and not used by Roost.
+	Interfaces    []NodeInterface `json:"interfaces,omitempty"`
+	InterfaceName string          `json:"interfaceName,omitempty"`
 }
 
 // NodeBGPSpec holds the node's BGP identity. Addresses carry their prefix
@@ -60,3 +63,9 @@ type NodeStatus struct {
 func (r *Node) ResourceKind() string   { return KindNode }
 func (r *Node) Meta() *ObjectMeta      { return &r.Metadata }
 func (r *Node) withTypeMeta() Resource { c := *r; c.TypeMeta.set(KindNode); return &c }
+
+// NodeInterface is one host interface of Calico's Node spec.interfaces.
+type NodeInterface struct {
+	Name      string   `json:"name"`
+	Addresses []string `json:"addresses,omitempty"`
+}

@@ -32,7 +32,13 @@ const (
 type TypeMeta struct {
 	Kind       string `json:"kind,omitempty"`
 	APIVersion string `json:"apiVersion,omitempty"`
+	// unknown holds the fields of a stored value that Roost's types lack
+	// (a newer Calico wrote them), written back unchanged (unknown.go).
+	// Every kind embeds TypeMeta, so every kind keeps them.
+	unknown unknownFields
 }
+
+func (t *TypeMeta) unknownFields() *unknownFields { return &t.unknown }
 
 // ObjectMeta mirrors the Kubernetes object metadata that Calico stores.
 // Fields Roost does not use are kept so that values written by other tools
@@ -100,6 +106,8 @@ func New(kind string) Resource {
 		return &WorkloadEndpoint{}
 	case KindCalicoNodeStatus:
 		return &CalicoNodeStatus{}
+	case KindClusterInformation:
+		return &ClusterInformation{}
 	case KindBFDProfile:
 		return &BFDProfile{}
 	case KindProfile:
@@ -122,7 +130,7 @@ func New(kind string) Resource {
 // then the IPAM records.
 var Kinds = []string{
 	KindBGPConfiguration, KindBGPPeer, KindNode, KindIPPool, KindBGPFilter,
-	KindWorkloadEndpoint, KindCalicoNodeStatus, KindProfile, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
+	KindWorkloadEndpoint, KindCalicoNodeStatus, KindClusterInformation, KindProfile, KindBFDProfile, KindBlockAffinity, KindIPAMBlock, KindIPAMHandle, KindIPAMConfiguration,
 }
 
 // Namespaced reports whether resources of kind live in a namespace.

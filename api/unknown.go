@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 )
 
 // Some kinds keep the fields of a stored value that Roost's types do not
@@ -89,4 +90,21 @@ func copyUnknown(dst, src Resource) {
 	if ok1 && ok2 {
 		*d.unknownFields() = slices.Clone(*s.unknownFields())
 	}
+}
+
+// UnknownFields lists, as dotted paths ("spec.newField"), the fields of r
+// that Roost's types lack and that it keeps for writing back: what a
+// reader reports (a newer Calico wrote them, or a user did; they have no
+// effect in Roost).
+func UnknownFields(r Resource) []string {
+	k, ok := r.(unknownKeeper)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, f := range *k.unknownFields() {
+		out = append(out, strings.Join(f.path, "."))
+	}
+	slices.Sort(out)
+	return out
 }

@@ -261,6 +261,13 @@ func (v *validator) bgpConfiguration(o *BGPConfiguration) {
 	if s.BindMode != nil {
 		v.enum("spec.bindMode", *s.BindMode, BindModeNone, BindModeNodeIP)
 	}
+	if s.ServiceLoadBalancerAggregation != nil {
+		v.enum("spec.serviceLoadBalancerAggregation", *s.ServiceLoadBalancerAggregation, "Enabled", "Disabled")
+	}
+	if s.ProgramClusterRoutes != nil {
+		v.enum("spec.programClusterRoutes", *s.ProgramClusterRoutes, ClusterRoutesEnabled, ClusterRoutesDisabled,
+			ClusterRoutesEnabledIPIPOnly, ClusterRoutesEnabledNoEncapOnly)
+	}
 	for field, blocks := range map[string][]ServiceIPBlock{
 		"spec.serviceClusterIPs": s.ServiceClusterIPs, "spec.serviceExternalIPs": s.ServiceExternalIPs,
 		"spec.serviceLoadBalancerIPs": s.ServiceLoadBalancerIPs,
@@ -338,9 +345,8 @@ func (v *validator) bgpPeer(o *BGPPeer) {
 		} else {
 			peerAddr = a
 		}
-		if s.ASNumber == 0 {
-			v.add("spec.asNumber", nil, "required with spec.peerIP")
-		}
+		// No asNumber: the AS of the node at peerIP, else the global AS
+		// (as in Calico, where it is optional).
 	}
 	if s.NextHopMode != nil {
 		v.enum("spec.nextHopMode", *s.NextHopMode, NextHopAuto, NextHopSelf, NextHopKeep)

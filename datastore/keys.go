@@ -41,7 +41,9 @@ var plurals = map[string]string{
 	api.KindBGPFilter:        "bgpfilters",
 	api.KindWorkloadEndpoint: "workloadendpoints",
 	api.KindCalicoNodeStatus: "caliconodestatuses",
-	api.KindProfile:          "profiles",
+	// The key Calico uses: /calico/resources/v3/projectcalico.org/clusterinformations/default.
+	api.KindClusterInformation: "clusterinformations",
+	api.KindProfile:            "profiles",
 }
 
 // roostPlurals are the plurals of Roost's kinds, under RoostResourcePrefix.
@@ -262,10 +264,8 @@ func EncodeValue(obj api.Resource) ([]byte, error) {
 			state = api.AffinityConfirmed
 		}
 		return json.Marshal(affinityValue{State: state, Deleted: o.Spec.Deleted})
-	case *api.IPAMBlock:
-		return json.Marshal(&o.Spec)
-	case *api.IPAMHandle:
-		return json.Marshal(&o.Spec)
+	case *api.IPAMBlock, *api.IPAMHandle:
+		return api.MarshalSpec(o) // with fields a newer Calico wrote
 	case *api.IPAMConfiguration:
 		return json.Marshal(o.Spec.Backend())
 	case *api.StatusReport:
@@ -328,6 +328,7 @@ func DecodeValue(key string, data []byte, revision int64) (api.Resource, error) 
 	if err := api.Validate(obj); err != nil {
 		return nil, err
 	}
+	ReportUnknown(nil, key, obj)
 	if revision > 0 {
 		obj.Meta().ResourceVersion = fmt.Sprint(revision)
 	}

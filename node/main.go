@@ -129,6 +129,7 @@ func runCmd() *cobra.Command {
 				return err
 			}
 			cfg.Startup.Pool = pool
+			cfg.Startup.ClusterType = os.Getenv("CLUSTER_TYPE") // as calico-node
 			cfg.Startup.NodeName = cfg.NodeName
 			log, err := newLogger(&cfg.Common)
 			if err != nil {

@@ -6,7 +6,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/roostnet/roost/datastore"
 
 	"github.com/roostnet/roost/internal/version"
 )
@@ -59,25 +60,13 @@ func (e *Env) fill() {
 		e.Now = time.Now
 	}
 	if e.NewUID == nil {
-		e.NewUID = randomUID
+		e.NewUID = datastore.NewUID
 	}
 }
 
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
-
-// randomUID returns a random (version 4) UUID, as Kubernetes and Calico
-// give new resources.
-func randomUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
 
 // exitError ends the program with a code; a nil err means the message was
 // already printed.
@@ -109,6 +98,9 @@ func Run(ctx context.Context, args []string, env Env) int {
 	env.fill()
 	root := NewRoot(env)
 	root.SetArgs(args)
+	// The datastore stamps created objects' UID and creationTimestamp
+	// (datastore.StampMetadata) from env.
+	ctx = datastore.WithStamp(ctx, datastore.Stamp{Now: env.Now, NewUID: env.NewUID})
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -197,10 +197,7 @@ func (a *app) requestStatuses(ctx context.Context, ds datastore.Datastore, nodes
 			rev, _ := parseRevision(old.Metadata.ResourceVersion)
 			_, err = ds.Update(ctx, &datastore.KV{Key: datastore.ResourceKey(api.KindCalicoNodeStatus, "", req.Metadata.Name), Value: req, Revision: rev})
 		} else {
-			req.Metadata.UID = a.env.NewUID()
-			t := a.env.Now().UTC().Truncate(time.Second)
-			req.Metadata.CreationTimestamp = &t
-			_, err = ds.Create(ctx, req)
+			_, err = ds.Create(ctx, req) // stamped by the datastore
 		}
 		if err != nil {
 			return nil, fmt.Errorf("requesting the status of node %s: %w", node, err)

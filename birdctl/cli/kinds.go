@@ -11,19 +11,20 @@ import (
 // kindAliases maps the lower-cased names users type to kinds, like
 // calicoctl: singular, plural and short forms.
 var kindAliases = map[string][]string{
-	api.KindBGPConfiguration:  {"bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"},
-	api.KindBGPPeer:           {"bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"},
-	api.KindNode:              {"node", "nodes", "no", "nos"},
-	api.KindIPPool:            {"ippool", "ippools", "ipp", "ipps", "pool", "pools"},
-	api.KindBGPFilter:         {"bgpfilter", "bgpfilters"},
-	api.KindWorkloadEndpoint:  {"workloadendpoint", "workloadendpoints", "wep", "weps"},
-	api.KindCalicoNodeStatus:  {"caliconodestatus", "caliconodestatuses", "nodestatus", "nodestatuses"},
-	api.KindProfile:           {"profile", "profiles", "pro", "pros"},
-	api.KindBFDProfile:        {"bfdprofile", "bfdprofiles", "bfd", "bfds"},
-	api.KindBlockAffinity:     {"blockaffinity", "blockaffinities", "affinity", "affinities"},
-	api.KindIPAMBlock:         {"ipamblock", "ipamblocks", "block", "blocks"},
-	api.KindIPAMHandle:        {"ipamhandle", "ipamhandles", "handle", "handles"},
-	api.KindIPAMConfiguration: {"ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"},
+	api.KindBGPConfiguration:   {"bgpconfiguration", "bgpconfigurations", "bgpconfig", "bgpconfigs"},
+	api.KindBGPPeer:            {"bgppeer", "bgppeers", "bgpp", "bgpps", "bp", "bps"},
+	api.KindNode:               {"node", "nodes", "no", "nos"},
+	api.KindIPPool:             {"ippool", "ippools", "ipp", "ipps", "pool", "pools"},
+	api.KindBGPFilter:          {"bgpfilter", "bgpfilters"},
+	api.KindWorkloadEndpoint:   {"workloadendpoint", "workloadendpoints", "wep", "weps"},
+	api.KindCalicoNodeStatus:   {"caliconodestatus", "caliconodestatuses", "nodestatus", "nodestatuses"},
+	api.KindClusterInformation: {"clusterinformation", "clusterinformations", "clusterinfo", "clusterinfos"},
+	api.KindProfile:            {"profile", "profiles", "pro", "pros"},
+	api.KindBFDProfile:         {"bfdprofile", "bfdprofiles", "bfd", "bfds"},
+	api.KindBlockAffinity:      {"blockaffinity", "blockaffinities", "affinity", "affinities"},
+	api.KindIPAMBlock:          {"ipamblock", "ipamblocks", "block", "blocks"},
+	api.KindIPAMHandle:         {"ipamhandle", "ipamhandles", "handle", "handles"},
+	api.KindIPAMConfiguration:  {"ipamconfiguration", "ipamconfigurations", "ipamconfig", "ipamconfigs"},
 }
 
 var aliasToKind = func() map[string]string {

@@ -165,6 +165,12 @@ func (a *app) readInputs(files []string) ([]api.Resource, error) {
 				errs = append(errs, err)
 				continue
 			}
+			for _, o := range got {
+				if u := api.UnknownFields(o); len(u) > 0 {
+					fmt.Fprintf(a.env.Stderr, "warning: %s %q: fields Roost does not know are kept as they are and have no effect: %s\n",
+						o.ResourceKind(), o.Meta().Name, strings.Join(u, ", "))
+				}
+			}
 			objs = append(objs, got...)
 		}
 	}
@@ -364,29 +370,11 @@ func (a *app) buildOp(op mutation, it item) (datastore.Op, error) {
 		}
 		return datastore.Op{Type: datastore.OpDelete, Key: it.key, Revision: rev}, nil
 	case it.current == nil: // create, or apply of a new resource
-		md.ResourceVersion = ""
-		if !isIPAMKind(it.obj.ResourceKind()) {
-			if md.UID == "" {
-				md.UID = a.env.NewUID()
-			}
-			if md.CreationTimestamp == nil {
-				t := a.env.Now().UTC().Truncate(1e9)
-				md.CreationTimestamp = &t
-			}
-		}
+		md.ResourceVersion = "" // UID and creationTimestamp: datastore.StampMetadata
 		return datastore.Op{Type: datastore.OpCreate, Key: it.key, Value: it.obj}, nil
 	default: // replace, or apply of an existing resource
 		if rev == 0 {
 			rev = it.current.Revision
-		}
-		if it.current.Value != nil { // nil: the stored value is broken
-			old := it.current.Value.Meta()
-			if md.UID == "" {
-				md.UID = old.UID
-			}
-			if md.CreationTimestamp == nil {
-				md.CreationTimestamp = old.CreationTimestamp
-			}
 		}
 		keepNodeStatusAnswer(it.obj, it.current.Value)
 		md.ResourceVersion = ""

@@ -190,6 +190,19 @@ func (a *app) table(ctx context.Context, ds datastore.Datastore, kind string, wi
 			}
 			t.rows = append(t.rows, row)
 		}
+	case api.KindClusterInformation:
+		t.header = []string{"NAME", "CLUSTERGUID", "CLUSTERTYPE", "DATASTOREREADY"}
+		if wide {
+			t.header = append(t.header, "CALICOVERSION")
+		}
+		for _, o := range objs {
+			c := o.(*api.ClusterInformation)
+			row := []string{c.Metadata.Name, c.Spec.ClusterGUID, c.Spec.ClusterType, strconv.FormatBool(c.Spec.Ready())}
+			if wide {
+				row = append(row, c.Spec.CalicoVersion)
+			}
+			t.rows = append(t.rows, row)
+		}
 	case api.KindProfile:
 		t.header = []string{"NAME"}
 		if wide {

@@ -179,6 +179,19 @@ func (c *Cache) globalAS() uint32 {
 	return uint32(api.DefaultASNumber)
 }
 
+// peerIPAS is the remote AS of a peerIP BGPPeer: its asNumber, else (it
+// is optional in Calico) the AS of the node at that address, else the
+// global AS.
+func (c *Cache) peerIPAS(pi *peerInfo, peerNode *nodeInfo) uint32 {
+	if as := uint32(pi.peer.Spec.ASNumber); as != 0 {
+		return as
+	}
+	if peerNode != nil {
+		return c.nodeAS(peerNode)
+	}
+	return c.globalAS()
+}
+
 // nodeAS is a node's effective AS: its own, else the global one.
 func (c *Cache) nodeAS(n *nodeInfo) uint32 {
 	if n.as != 0 {
@@ -422,7 +435,7 @@ func (cx *computeCtx) peers(fam int) ([]*Peer, []*SessionTemplate) {
 					port = c.listenPort(peerNode.name)
 				}
 			}
-			add(candidate{prio: prio, addr: pi.ip, port: port, typ: typ, as: uint32(pi.peer.Spec.ASNumber), src: pi, node: peerNode})
+			add(candidate{prio: prio, addr: pi.ip, port: port, typ: typ, as: c.peerIPAS(pi, peerNode), src: pi, node: peerNode})
 		case pi.peerSel != nil:
 			for _, n := range pi.peerSel.matches {
 				if n == me || !n.addrs[fam].addr.IsValid() {
@@ -907,6 +920,12 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 		pool Pool
 	}
 	var tmp []pp
+	policy := api.ClusterRoutes(cx.global)
+	if policy.IPIP {
+		cx.warnOnce("programClusterRoutes", api.KindBGPConfiguration, api.DefaultBGPConfigName, "spec.programClusterRoutes",
+			"%s asks BIRD to program IPIP routes, which BIRD 2 cannot (Calico deprecates it too): roost-node keeps programming them",
+			*cx.global.Spec.ProgramClusterRoutes)
+	}
 	for name, pool := range cx.c.pools {
 		p, err := api.ParseCIDR(pool.Spec.CIDR)
 		if err != nil {
@@ -926,6 +945,7 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 			Disabled:         s.Disabled,
 			DisableBGPExport: s.DisableBGPExport,
 			Export:           !s.Disabled && !s.DisableBGPExport,
+			BIRDPrograms:     policy.BIRDPrograms(ipip, vxlan, fam == 6),
 		}})
 	}
 	slices.SortFunc(tmp, func(a, b pp) int { return cmpPrefix(a.p, b.p) })
@@ -942,6 +962,9 @@ func (cx *computeCtx) pools(fam int, f *Family) {
 		}
 		if t.pool.Encapsulated {
 			f.EncapPools = append(f.EncapPools, t.pool.CIDR)
+		}
+		if !t.pool.BIRDPrograms {
+			f.NodeAgentPools = append(f.NodeAgentPools, t.pool.CIDR)
 		}
 	}
 }

@@ -113,6 +113,11 @@ type Family struct {
 	ExportPools   []string
 	NoExportPools []string
 	EncapPools    []string
+	// NodeAgentPools are the CIDRs of the pools whose routes to other
+	// nodes' blocks roost-node programs, not BIRD (rejected by the kernel
+	// export): IPIP and VXLAN pools, and unencapsulated ones unless
+	// programClusterRoutes leaves those to BIRD (api.ClusterRoutePolicy).
+	NodeAgentPools []string
 	// Services are the distinct CIDRs of serviceClusterIPs/
 	// serviceExternalIPs/serviceLoadBalancerIPs of this family, sorted:
 	// blackhole statics, exported to peers, never programmed into the
@@ -334,6 +339,9 @@ type Pool struct {
 	Disabled         bool
 	DisableBGPExport bool
 	Export           bool // !Disabled && !DisableBGPExport
+	// BIRDPrograms: BIRD programs the routes to other nodes' blocks of
+	// this pool into the kernel; else roost-node does (NodeAgentPools).
+	BIRDPrograms bool
 }
 
 // Service is one service CIDR. Kinds lists where it is configured:

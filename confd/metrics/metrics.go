@@ -69,7 +69,7 @@ func New() *Metrics {
 	m.disabled = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "roost_confd_bgp_sessions_disabled",
 		Help: "BGP sessions rendered disabled because their password cannot be used, by the resource holding the secretKeyRef (kind, name), the secret (<name>/<key>) and the reason (missing, unreadable, empty, too-long, unquotable)."},
 		[]string{"kind", "name", "secret", "reason"})
-	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload, m.templateErrors, m.disabled, m.broken,
+	m.Registry.MustRegister(m.renders, m.renderDuration, m.stageDuration, m.filesWritten, m.checksFailed, m.reloads, m.inSync, m.events, m.lastReload, m.templateErrors, m.disabled, m.broken, datastore.UnknownFields,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.model = newModelMetrics(m.Registry)
 	return m

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ import (
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
 )
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 // Harness tells the suite how to drive one backend.
 type Harness struct {
@@ -102,6 +105,23 @@ func sameBytes(a, b api.Resource) bool {
 
 func mustSame(t *testing.T, what string, want, got api.Resource) {
 	t.Helper()
+	// A value written without a UID or creation time comes back with
+	// those the datastore stamped (checked by testCRUD): compare the rest.
+	if want != nil && got != nil && datastore.StoresMetadata(want.ResourceKind()) {
+		wm := want.Meta()
+		if wm.UID == "" || wm.CreationTimestamp == nil {
+			if got.Meta().UID == "" || got.Meta().CreationTimestamp == nil {
+				t.Fatalf("%s: no uid or creationTimestamp stamped: %+v", what, got.Meta())
+			}
+			got = api.Clone(got)
+			if wm.UID == "" {
+				got.Meta().UID = ""
+			}
+			if wm.CreationTimestamp == nil {
+				got.Meta().CreationTimestamp = nil
+			}
+		}
+	}
 	if !sameBytes(want, got) {
 		wb, _ := datastore.EncodeValue(want)
 		gb, _ := datastore.EncodeValue(got)
@@ -158,6 +178,11 @@ func (s *suite) testCRUD(t *testing.T) {
 				t.Fatalf("create returned key %q revision %d, want key %q and a revision", created.Key, created.Revision, key)
 			}
 			mustSame(t, "create result", f.Object(), created.Value)
+			cm := created.Value.Meta()
+			if datastore.StoresMetadata(obj.ResourceKind()) && (!uuidRE.MatchString(cm.UID) || cm.CreationTimestamp == nil ||
+				cm.CreationTimestamp.Location() != time.UTC || cm.CreationTimestamp.Nanosecond() != 0) {
+				t.Fatalf("create: uid %q creationTimestamp %v, want a UUID and a UTC time in whole seconds", cm.UID, cm.CreationTimestamp)
+			}
 
 			got := s.mustGet(t, ds, key)
 			if got.Key != key || got.Revision != created.Revision {
@@ -200,7 +225,14 @@ func (s *suite) testCRUD(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unconditional update: %v", err)
 			}
-			mustSame(t, "unconditional update", f.Object(), s.mustGet(t, ds, key).Value)
+			after := s.mustGet(t, ds, key).Value
+			mustSame(t, "unconditional update", f.Object(), after)
+			// The fresh object had no UID or creation time: the stored
+			// ones are kept.
+			if am := after.Meta(); datastore.StoresMetadata(obj.ResourceKind()) &&
+				(am.UID != cm.UID || am.CreationTimestamp == nil || !am.CreationTimestamp.Equal(*cm.CreationTimestamp)) {
+				t.Fatalf("update without metadata: uid %q created %v, want those of the creation (%q, %v)", am.UID, am.CreationTimestamp, cm.UID, cm.CreationTimestamp)
+			}
 
 			err = ds.Delete(ctx, key, updated.Revision)
 			wantKeyErr(t, "delete with stale revision", err, datastore.ErrConflict, key)

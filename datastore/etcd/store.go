@@ -308,6 +308,34 @@ func prepare(obj api.Resource, key string) (string, []byte, api.Resource, error)
 	return key, data, dec, nil
 }
 
+// stamped is obj, or a copy of it with the UID and creationTimestamp
+// that datastore.StampMetadata gives it; for an update that lacks them,
+// the stored object (read first) supplies them. A stored object that is
+// broken or gone is none: a new UID and time are given.
+func (s *Store) stamped(ctx context.Context, obj api.Resource, key string, create bool) (api.Resource, error) {
+	if !datastore.NeedsStamp(obj) {
+		return obj, nil
+	}
+	c := api.Clone(obj)
+	var old api.Resource
+	if !create {
+		if key == "" {
+			key, _ = datastore.KeyFor(obj) // a bad key fails in prepare
+		}
+		kv, err := s.Get(ctx, key)
+		var de *datastore.DecodeError
+		switch {
+		case err == nil:
+			old = kv.Value
+		case errors.Is(err, datastore.ErrNotFound), errors.As(err, &de):
+		default:
+			return nil, err
+		}
+	}
+	datastore.StampMetadata(ctx, c, old)
+	return c, nil
+}
+
 func setRevision(obj api.Resource, rev int64) {
 	obj.Meta().ResourceVersion = strconv.FormatInt(rev, 10)
 }
@@ -423,6 +451,10 @@ func (s *Store) list(ctx context.Context, prefix string) (*datastore.ListResult,
 
 // Create implements datastore.Datastore.
 func (s *Store) Create(ctx context.Context, obj api.Resource) (*datastore.KV, error) {
+	obj, err := s.stamped(ctx, obj, "", true)
+	if err != nil {
+		return nil, err
+	}
 	key, data, val, err := prepare(obj, "")
 	if err != nil {
 		return nil, err
@@ -466,7 +498,11 @@ func (s *Store) Update(ctx context.Context, kv *datastore.KV) (*datastore.KV, er
 	if kv == nil {
 		return nil, errors.New("etcd: update of a nil KV")
 	}
-	key, data, val, err := prepare(kv.Value, kv.Key)
+	obj, err := s.stamped(ctx, kv.Value, kv.Key, false)
+	if err != nil {
+		return nil, err
+	}
+	key, data, val, err := prepare(obj, kv.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -528,7 +564,11 @@ func (s *Store) Txn(ctx context.Context, ops ...datastore.Op) (int64, error) {
 		)
 		switch op.Type {
 		case datastore.OpCreate, datastore.OpUpdate, datastore.OpPut:
-			key, data, _, err = prepare(op.Value, op.Key)
+			obj, serr := s.stamped(ctx, op.Value, op.Key, op.Type == datastore.OpCreate)
+			if serr != nil {
+				return 0, fmt.Errorf("transaction op %d: %w", i+1, serr)
+			}
+			key, data, _, err = prepare(obj, op.Key)
 			if err != nil {
 				return 0, fmt.Errorf("transaction op %d: %w", i+1, err)
 			}

@@ -204,6 +204,9 @@ func (s *Store) decodeDocs(path string, raw []byte, quiet bool) (docs []*doc, br
 			}
 			if err == nil {
 				it.key, it.obj, it.enc = key, obj, enc
+				if !quiet {
+					datastore.ReportUnknown(s.log.WithFields(logrus.Fields{"file": path, "line": d.Line}), key, obj)
+				}
 				continue
 			}
 			it.err = &api.DocumentError{Where: it.where, Err: err}

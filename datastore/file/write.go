@@ -157,6 +157,18 @@ func (s *Store) apply(ctx context.Context, ops []datastore.Op) (int64, []*datast
 	if s.changedOnDisk() || s.staleLocked(preps) {
 		s.reloadLocked()
 	}
+	// Metadata Calico's writers set (datastore.StampMetadata), kept from
+	// the stored object on an update.
+	for _, p := range preps {
+		if p.obj == nil || !datastore.NeedsStamp(p.obj) {
+			continue
+		}
+		var old api.Resource
+		if e := s.objs[p.key]; e != nil && p.op.Type != datastore.OpCreate {
+			old = e.obj
+		}
+		datastore.StampMetadata(ctx, p.obj, old)
+	}
 	edits, err := s.plan(preps)
 	if err != nil {
 		return 0, nil, err

@@ -107,6 +107,7 @@ const (
 	resPools     = "ippools"
 	resBlocks    = "blocks"
 	resWorkloads = "workloadendpoints"
+	resBGPConfig = "bgpconfigurations"
 )
 
 // New prepares an agent; Start runs it.
@@ -121,7 +122,7 @@ func New(o Options) *Agent {
 		o.AutodetectInterval = 30 * time.Second
 	}
 	return &Agent{opts: o, ds: o.DS, log: o.Log, metrics: o.Metrics, outOfSync: time.Now(),
-		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false},
+		synced:     map[string]bool{resNodes: false, resPools: false, resBlocks: false, resWorkloads: false, resBGPConfig: false},
 		broken:     map[string]brokenObj{},
 		tunnelKick: make(chan struct{}, 1), redetectKick: make(chan struct{}, 1), gc: newBlockGC()}
 }
@@ -173,6 +174,13 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.log.WithFields(fields).Info("node addresses")
 	if _, err := startup.EnsureDefaultPools(ctx, a.ds, a.opts.Startup.Pool, addrs.V6.IsValid(), a.log); err != nil {
 		return fmt.Errorf("startup: %w", err)
+	}
+	ci, err := startup.EnsureClusterInformation(ctx, a.ds, a.opts.Startup.ClusterType, a.log)
+	if err != nil {
+		return fmt.Errorf("startup: %w", err)
+	}
+	if !ci.Spec.Ready() {
+		a.log.Warn("ClusterInformation default says datastoreReady: false (a datastore migration?); Calico's components stay idle, roost-node carries on")
 	}
 	if a.opts.IPForward {
 		if err := a.inHost(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
@@ -540,6 +548,21 @@ func (a *Agent) watches() []watch {
 				if cidr, err := api.ParseCIDR(info.CIDR); err == nil {
 					a.dp.DeleteBlock(cidr)
 					a.gc.update(cidr, nil)
+				}
+			}},
+		// programClusterRoutes of the default BGPConfiguration: which
+		// pools' routes to other nodes this agent programs (confd has
+		// BIRD program the others).
+		// Only the default one (node.<name> overrides are confd's).
+		{name: resBGPConfig, prefix: datastore.KindPrefix(api.KindBGPConfiguration) + api.DefaultBGPConfigName,
+			set: func(key string, v api.Resource) {
+				if c, ok := v.(*api.BGPConfiguration); ok && c.Metadata.Name == api.DefaultBGPConfigName {
+					a.dp.SetClusterRoutes(api.ClusterRoutes(c))
+				}
+			},
+			del: func(key string) {
+				if info, err := datastore.ParseKey(key); err == nil && info.Name == api.DefaultBGPConfigName {
+					a.dp.SetClusterRoutes(api.ClusterRoutes(nil))
 				}
 			}},
 		{name: resWorkloads, prefix: datastore.KindPrefix(api.KindWorkloadEndpoint),

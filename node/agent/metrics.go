@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/roostnet/roost/datastore"
 	"github.com/roostnet/roost/internal/health"
 )
 
@@ -54,7 +55,7 @@ func NewMetrics() *Metrics {
 			Help: "1 per datastore object that is present but broken, by resource, key, field and value: while there is any, nothing is removed from the kernel and IPAM is not cleaned up."},
 			[]string{"resource", "key", "field", "value"}),
 	}
-	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady, m.natReady, m.broken,
+	m.Registry.MustRegister(m.routesProgrammed, m.routeOps, m.reconcile, m.drift, m.errors, m.events, m.inSync, m.tunnelReady, m.natReady, m.broken, datastore.UnknownFields,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

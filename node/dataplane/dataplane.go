@@ -304,9 +304,12 @@ type Dataplane struct {
 	haveLocal bool
 	nodes     map[string]*Node
 	pools     map[netip.Prefix]*Pool
-	blocks    map[netip.Prefix]string // block -> affine node
-	byNode    map[string]set[netip.Prefix]
-	workloads map[string]*Workload
+	// clusterRoutes: which pools' routes to other nodes BIRD programs
+	// (BGPConfiguration programClusterRoutes); the agent programs the rest.
+	clusterRoutes api.ClusterRoutePolicy
+	blocks        map[netip.Prefix]string // block -> affine node
+	byNode        map[string]set[netip.Prefix]
+	workloads     map[string]*Workload
 	// Addresses borrowed from blocks: host prefix -> the node holding it,
 	// indexed by block and by node.
 	borrowed      map[netip.Prefix]string
@@ -379,7 +382,8 @@ func New(cfg Config, nl Netlink, log logrus.FieldLogger, obs Observer) *Dataplan
 	return &Dataplane{
 		cfg: cfg, nl: complete{nl}, log: log.WithField("component", "dataplane"), obs: obs,
 		local: Node{Name: cfg.NodeName}, nodes: map[string]*Node{}, pools: map[netip.Prefix]*Pool{},
-		blocks: map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
+		clusterRoutes: api.ClusterRoutes(nil),
+		blocks:        map[netip.Prefix]string{}, byNode: map[string]set[netip.Prefix]{}, workloads: map[string]*Workload{},
 		blockRoutes: map[netip.Prefix]*route{}, wlRoutes: map[netip.Prefix]*route{}, wlOwner: map[netip.Prefix]string{},
 		byDev: map[string]set[netip.Prefix]{}, vx: [2]*vxlanFam{newVXLANFam(4), newVXLANFam(6)},
 		borrowed: map[netip.Prefix]string{}, borrowedIn: map[netip.Prefix][]netip.Prefix{}, borrowedBy: map[string]set[netip.Prefix]{},
@@ -499,6 +503,22 @@ func (d *Dataplane) SetPool(p Pool) {
 	c := p
 	d.pools[p.CIDR] = &c
 	d.markPool(p.CIDR)
+}
+
+// SetClusterRoutes sets who programs the routes to other nodes' blocks of
+// unencapsulated pools (api.ClusterRoutes of the default BGPConfiguration):
+// BIRD (the default), or this agent, straight to nodes in this node's
+// subnet as for CrossSubnet pools.
+func (d *Dataplane) SetClusterRoutes(p api.ClusterRoutePolicy) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.clusterRoutes == p {
+		return
+	}
+	d.clusterRoutes = p
+	for cidr := range d.pools {
+		d.markPool(cidr)
+	}
 }
 
 // DeletePool forgets a pool.
@@ -780,15 +800,17 @@ func (d *Dataplane) routeToNode(dst netip.Prefix, owner string) *route {
 			return nil
 		}
 		return &route{dev: names.IPIPDevice, gw: raddr, onlink: true}
-	case pool.VXLANMode == api.EncapCrossSubnet || (fam == 4 && pool.IPIPMode == api.EncapCrossSubnet):
-		// Same subnet: straight to the node over the host interface.
+	case pool.VXLANMode == api.EncapCrossSubnet || (fam == 4 && pool.IPIPMode == api.EncapCrossSubnet) ||
+		(same && !d.clusterRoutes.BIRDPrograms(pool.IPIPMode, pool.VXLANMode, fam == 6)):
+		// Same subnet: straight to the node over the host interface (also
+		// for unencapsulated pools that programClusterRoutes leaves here).
 		parent, _ := d.parentOf(fam)
 		if parent == "" {
 			return nil
 		}
 		return &route{dev: parent, gw: raddr, onlink: true}
 	}
-	return nil // no encapsulation: BIRD programs these routes
+	return nil // no encapsulation: BIRD programs these routes (or none can reach the node)
 }
 
 // Status is a snapshot for health output and tests.

@@ -330,3 +330,47 @@ func TestWorkloadRoutesWaitForInterface(t *testing.T) {
 	}
 	expectRoutes(t, k)
 }
+
+// TestProgramClusterRoutes: unencapsulated pools' routes are BIRD's by
+// default (EnabledNoEncapOnly); with Disabled or EnabledIPIPOnly the agent
+// programs them, straight to nodes in its subnet (none beyond it), and
+// gives them back when the setting returns. IPIP routes stay the agent's
+// under every setting.
+func TestProgramClusterRoutes(t *testing.T) {
+	k := fakeHost(t)
+	d := New(Config{NodeName: "n1"}, k, quiet(), nil)
+	ipipCluster(d, api.EncapNever)
+	steps := []struct {
+		name   string
+		policy string
+		ipip   string
+		want   []string
+	}{
+		{"default: BIRD's", "", api.EncapNever, []string{"blackhole 10.244.0.0/26 proto 80"}},
+		{"Disabled: the agent's", api.ClusterRoutesDisabled, api.EncapNever, []string{
+			"blackhole 10.244.0.0/26 proto 80",
+			"10.244.1.0/26 via 10.0.0.2 dev eth0 onlink proto 80"}},
+		{"EnabledIPIPOnly: the agent's", api.ClusterRoutesEnabledIPIPOnly, api.EncapNever, []string{
+			"blackhole 10.244.0.0/26 proto 80",
+			"10.244.1.0/26 via 10.0.0.2 dev eth0 onlink proto 80"}},
+		{"Enabled: BIRD's again", api.ClusterRoutesEnabled, api.EncapNever, []string{"blackhole 10.244.0.0/26 proto 80"}},
+		{"Enabled, IPIP pool: still the agent's", api.ClusterRoutesEnabled, api.EncapAlways, []string{
+			"blackhole 10.244.0.0/26 proto 80",
+			"10.244.1.0/26 via 10.0.0.2 dev tunl0 onlink proto 80",
+			"10.244.2.0/26 via 10.1.0.3 dev tunl0 onlink proto 80"}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			var cfg *api.BGPConfiguration
+			if s.policy != "" {
+				cfg = &api.BGPConfiguration{Spec: api.BGPConfigurationSpec{ProgramClusterRoutes: &s.policy}}
+			}
+			d.SetClusterRoutes(api.ClusterRoutes(cfg))
+			d.SetPool(Pool{CIDR: pfx("10.244.0.0/16"), IPIPMode: s.ipip, VXLANMode: api.EncapNever})
+			if err := d.Apply(); err != nil {
+				t.Fatal(err)
+			}
+			expectRoutes(t, k, s.want...)
+		})
+	}
+}

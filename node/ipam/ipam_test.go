@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -161,13 +162,15 @@ func TestClaimAssignNextBlockRelease(t *testing.T) {
 			StrictAffinity bool   `json:"strictAffinity"`
 			Deleted        *bool  `json:"deleted"`
 			Seq            uint64 `json:"sequenceNumber"`
+			ClaimTime      string `json:"affinity_claim_time"`
 		}
 		b := raw(datastore.BlockKey(first))
 		if err := json.Unmarshal(b, &blk); err != nil {
 			t.Fatalf("block JSON %s: %v", b, err)
 		}
 		if blk.CIDR != first.String() || blk.Affinity == nil || *blk.Affinity != "host:n1" || len(blk.Allocations) != 4 ||
-			len(blk.Unallocated) != 0 || len(blk.Attributes) != 4 || blk.Deleted == nil || *blk.Deleted || blk.Seq == 0 {
+			len(blk.Unallocated) != 0 || len(blk.Attributes) != 4 || blk.Deleted == nil || *blk.Deleted || blk.Seq == 0 ||
+			!regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`).MatchString(blk.ClaimTime) {
 			t.Fatalf("block JSON not in Calico's shape: %s", b)
 		}
 		for i, a := range blk.Allocations {

@@ -30,7 +30,10 @@ type Config struct {
 	IPMethod  string // IP_AUTODETECTION_METHOD
 	IP6Method string // IP6_AUTODETECTION_METHOD
 	AS        string // AS: plain or asdot; "" keeps the node's (or the global) AS
-	Pool      PoolConfig
+	// ClusterType (CLUSTER_TYPE) is merged into ClusterInformation
+	// default's clusterType ("": DefaultClusterType).
+	ClusterType string
+	Pool        PoolConfig
 }
 
 // PoolConfig is the default IPv4 pool (CALICO_IPV4POOL_*) and, in V6,
