@@ -65,8 +65,3 @@ func kindNames() []string {
 	slices.Sort(out)
 	return out
 }
-
-// isIPAMKind reports whether kind is one of the IPAM records.
-func isIPAMKind(kind string) bool {
-	return kind == api.KindBlockAffinity || kind == api.KindIPAMBlock || kind == api.KindIPAMHandle || kind == api.KindIPAMConfiguration
-}
