@@ -42,6 +42,16 @@ type Call struct {
 // Begin parses the call and, with connect, opens the datastore within
 // the configured timeout.
 func Begin(args *skel.CmdArgs, connect bool) (*Call, error) {
+	return begin(args, true, connect)
+}
+
+// BeginNode is Begin for a call about the node rather than one container
+// (GC): no container identity (ID and Args stay nil), always connected.
+func BeginNode(args *skel.CmdArgs) (*Call, error) {
+	return begin(args, false, true)
+}
+
+func begin(args *skel.CmdArgs, identify, connect bool) (*Call, error) {
 	conf, err := config.Parse(args.StdinData)
 	if err != nil {
 		return nil, err
@@ -51,9 +61,11 @@ func Begin(args *skel.CmdArgs, connect bool) (*Call, error) {
 		return nil, err
 	}
 	c := &Call{Conf: conf, Log: log, closeLog: closeLog}
-	if c.ID, c.Args, err = config.Identify(args.ContainerID, args.IfName, args.Args); err != nil {
-		c.Close()
-		return nil, err
+	if identify {
+		if c.ID, c.Args, err = config.Identify(args.ContainerID, args.IfName, args.Args); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	if c.Node, err = conf.Node(); err != nil {
 		c.Close()
@@ -82,6 +94,9 @@ func (c *Call) Close() {
 
 // Fields are the call's log fields.
 func (c *Call) Fields() logrus.Fields {
+	if c.ID == nil {
+		return logrus.Fields{"node": c.Node}
+	}
 	f := logrus.Fields{"container": c.ID.ContainerID, "node": c.Node, "iface": c.ID.IfName, "handle": c.ID.Handle}
 	if c.ID.Pod != "" {
 		f["pod"] = c.ID.Namespace + "/" + c.ID.Pod
@@ -305,26 +320,12 @@ func Status(args *skel.CmdArgs) error {
 // GC releases this node's container addresses (handles
 // "k8s-pod-network.<id>") whose attachment the runtime no longer lists.
 func GC(args *skel.CmdArgs) error {
-	conf, err := config.Parse(args.StdinData)
+	c, err := BeginNode(args)
 	if err != nil {
 		return err
 	}
-	log, done, err := conf.Logger("")
-	if err != nil {
-		return err
-	}
-	defer done()
-	node, err := conf.Node()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), conf.Timeout())
-	defer cancel()
-	ds, err := conf.OpenDatastore(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer ds.Close()
+	defer c.Close()
+	conf, log, node, ctx, ds := c.Conf, c.Log, c.Node, c.Ctx, c.DS
 	valid := map[string]bool{}
 	for _, a := range conf.ValidAttachments {
 		valid[names.PodHandle(a.ContainerID)] = true

@@ -6,7 +6,6 @@
 package plugin
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -365,26 +364,12 @@ func Status(args *skel.CmdArgs) error {
 // runtime no longer lists, then lets the IPAM plugin release their
 // addresses.
 func GC(args *skel.CmdArgs) error {
-	conf, err := config.Parse(args.StdinData)
+	c, err := ipamplugin.BeginNode(args)
 	if err != nil {
 		return err
 	}
-	log, done, err := conf.Logger("")
-	if err != nil {
-		return err
-	}
-	defer done()
-	node, err := conf.Node()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), conf.Timeout())
-	defer cancel()
-	ds, err := conf.OpenDatastore(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer ds.Close()
+	defer c.Close()
+	conf, log, node, ctx, ds := c.Conf, c.Log, c.Node, c.Ctx, c.DS
 	valid := map[types.GCAttachment]bool{}
 	for _, a := range conf.ValidAttachments {
 		valid[a] = true
