@@ -150,6 +150,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.name = name
 	a.log = a.log.WithField("node", name)
+	if f := a.opts.Startup.NodenameFile; f != "" {
+		if err := startup.WriteNodenameFile(f, name); err != nil {
+			return fmt.Errorf("startup: %w", err)
+		}
+	}
 	as, err := startup.ParseAS(a.opts.Startup.AS)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -177,12 +179,21 @@ func agentEndToEnd(t *testing.T, ds datastore.Datastore) {
 	pool := startup.PoolConfig{CIDR: "10.244.0.0/16", IPIP: api.EncapNever, VXLAN: api.EncapAlways, BlockSize: 26, NATOutgoing: true}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
+	nameFiles := map[string]string{}
 	for _, n := range []*node{a, b} {
-		if err := startAgent(t, ctx, ds, n, "autodetect", pool); err != nil {
+		nameFiles[n.name] = filepath.Join(t.TempDir(), "calico", "nodename")
+		if err := startAgent(t, ctx, ds, n, "autodetect", pool, func(o *Options) { o.Startup.NodenameFile = nameFiles[n.name] }); err != nil {
 			t.Fatalf("%s: %v", n.name, err)
 		}
 		wg.Add(1)
 		go func(n *node) { defer wg.Done(); <-n.errc }(n)
+	}
+	// The node name file, for CNI plugin configurations without a node
+	// name, as calico-node writes it.
+	for name, f := range nameFiles {
+		if b, err := os.ReadFile(f); err != nil || string(b) != name {
+			t.Fatalf("node name file %s: %q %v, want %q", f, b, err, name)
+		}
 	}
 	// Registration with the detected address and prefix; the default pool.
 	if got := getNode(t, ds, "a").Spec.BGP.IPv4Address; got != "10.0.0.1/24" {

@@ -16,15 +16,14 @@
 package cniinstall
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/atomicfile"
 	"github.com/roostnet/roost/node/mtu"
 )
 
@@ -253,7 +252,7 @@ func Install(o Options) (Result, error) {
 	for _, name := range []string{PluginType, IPAMType} {
 		path := filepath.Join(o.BinDir, name)
 		res.Binaries = append(res.Binaries, path)
-		wrote, err := writeIfChanged(path, bin, 0o755)
+		wrote, err := atomicfile.WriteIfChanged(path, bin, 0o755)
 		if err != nil {
 			return res, fmt.Errorf("cni: installing %s: %w", path, err)
 		}
@@ -277,7 +276,7 @@ func Install(o Options) (Result, error) {
 				return res, fmt.Errorf("cni: %w", err)
 			}
 			path := filepath.Join(o.TLSDir, f.name)
-			wrote, err := writeIfChanged(path, data, f.perm)
+			wrote, err := atomicfile.WriteIfChanged(path, data, f.perm)
 			if err != nil {
 				return res, fmt.Errorf("cni: copying %s: %w", f.src, err)
 			}
@@ -288,58 +287,8 @@ func Install(o Options) (Result, error) {
 	}
 	res.Conf = filepath.Join(o.ConfDir, ConfName)
 	// 0644: runtimes read it as any user may; it holds no secret.
-	if res.ConfWritten, err = writeIfChanged(res.Conf, conf, 0o644); err != nil {
+	if res.ConfWritten, err = atomicfile.WriteIfChanged(res.Conf, conf, 0o644); err != nil {
 		return res, fmt.Errorf("cni: writing %s: %w", res.Conf, err)
 	}
 	return res, nil
-}
-
-// writeIfChanged replaces path with data (mode perm) through a temporary
-// file in the same directory and a rename, unless path already holds
-// data with that mode. It reports whether it wrote.
-func writeIfChanged(path string, data []byte, perm os.FileMode) (bool, error) {
-	if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == perm && st.Size() == int64(len(data)) {
-		if same, err := sameContent(path, data); err == nil && same {
-			return false, nil
-		}
-	}
-	dir, base := filepath.Split(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return false, err
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-func sameContent(path string, data []byte) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	got, err := io.ReadAll(io.LimitReader(f, int64(len(data))+1))
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(got, data), nil
 }

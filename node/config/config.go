@@ -96,6 +96,7 @@ func (r *Run) Settings() []*Setting {
 		&Setting{Flag: "ip6", Env: "IP6", Default: "none", Help: `IPv6 address: "autodetect", "none", an address or a CIDR`, Parse: settings.String(&s.IP6)},
 		&Setting{Flag: "ip-autodetection-method", Env: "IP_AUTODETECTION_METHOD", Default: "first-found", Help: "first-found, interface=<regex,...>, skip-interface=<regex,...>, cidr=<cidr,...> or can-reach=<ip|host>", Parse: settings.String(&s.IPMethod)},
 		&Setting{Flag: "ip6-autodetection-method", Env: "IP6_AUTODETECTION_METHOD", Default: "first-found", Help: "as --ip-autodetection-method, for IPv6", Parse: settings.String(&s.IP6Method)},
+		&Setting{Flag: "nodename-file", Env: "ROOST_NODENAME_FILE", Default: startup.DefaultNodenameFile, Help: "where the node's name is written for the CNI plugin, as calico-node does (--nodename-file= writes none)", Parse: settings.String(&s.NodenameFile)},
 		&Setting{Flag: "as", Env: "AS", Help: "this node's AS number (default: keep the Node's, else the global AS)", Parse: settings.String(&s.AS)},
 		&Setting{Flag: "ipip-mtu", Env: "FELIX_IPINIPMTU", Help: "tunl0 MTU (default: host MTU - 20)", Parse: mtuValue(&dp.IPIPMTU)},
 		&Setting{Flag: "vxlan-mtu", Env: "FELIX_VXLANMTU", Help: "vxlan.calico MTU (default: host MTU - 50)", Parse: mtuValue(&dp.VXLANMTU)},

@@ -12,13 +12,14 @@
 package mtu
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/roostnet/roost/internal/atomicfile"
 )
 
 // Encapsulation overheads (outer headers) in bytes, as Felix uses them.
@@ -149,23 +150,12 @@ func WriteFile(path string, mtu int) (bool, error) {
 	if have, err := ReadFile(path); err == nil && have == mtu {
 		return false, nil
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return false, fmt.Errorf("MTU file: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".mtu-*")
+	wrote, err := atomicfile.WriteIfChanged(path, []byte(strconv.Itoa(mtu)), 0o644)
 	if err != nil {
-		return false, fmt.Errorf("MTU file: %w", err)
-	}
-	_, werr := f.WriteString(strconv.Itoa(mtu))
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o644)); err != nil {
-		os.Remove(f.Name())
 		return false, fmt.Errorf("MTU file %s: %w", path, err)
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return false, fmt.Errorf("MTU file %s: %w", path, err)
-	}
-	return true, nil
+	return wrote, nil
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/roostnet/roost/api"
 	"github.com/roostnet/roost/datastore"
+	"github.com/roostnet/roost/internal/atomicfile"
 	"github.com/roostnet/roost/internal/backoff"
 )
 
@@ -34,6 +36,26 @@ type Config struct {
 	// default's clusterType ("": DefaultClusterType).
 	ClusterType string
 	Pool        PoolConfig
+	// NodenameFile (ROOST_NODENAME_FILE) is where the node's name is
+	// written for the CNI plugin, as calico-node writes
+	// /var/lib/calico/nodename; "" writes none.
+	NodenameFile string
+}
+
+// DefaultNodenameFile is calico-node's node name file, which Calico's and
+// Roost's CNI plugins read when their configuration names no node.
+const DefaultNodenameFile = "/var/lib/calico/nodename"
+
+// WriteNodenameFile makes path hold name (no newline, as calico-node
+// writes it), atomically and only when it changed.
+func WriteNodenameFile(path, name string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("node name file: %w", err)
+	}
+	if _, err := atomicfile.WriteIfChanged(path, []byte(name), 0o644); err != nil {
+		return fmt.Errorf("node name file %s: %w", path, err)
+	}
+	return nil
 }
 
 // PoolConfig is the default IPv4 pool (CALICO_IPV4POOL_*) and, in V6,

@@ -122,6 +122,8 @@ func (e *entryEnv) env(extra ...string) []string {
 	return append([]string{
 		"DATASTORE_TYPE=file", "DATASTORE_FILE=" + e.dsDir, "NODENAME=node1", "IP=" + nodeIP + "/24",
 		"ROOST_LOG_FORMAT=json", "ROOST_NODE_LISTEN=" + listen,
+		// Not the machine's /var/lib/calico files.
+		"ROOST_MTU_FILE=" + filepath.Join(e.dir, "mtu"), "ROOST_NODENAME_FILE=" + filepath.Join(e.dir, "nodename"),
 		"ROOST_BIRD_CONFIG=" + e.birdCfg, "BIRD_SOCKET=" + e.socket,
 		"ROOST_CONFD_PATH=" + filepath.Join(e.bins, "confd"),
 		"ROOST_RESTART_BACKOFF_MIN=200ms", "ROOST_RESTART_BACKOFF_MAX=1s",

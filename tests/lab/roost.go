@@ -22,9 +22,13 @@ func (l *Lab) DatastoreEnv() []string {
 // /var/lib/calico/mtu, which every lab host would share).
 func (h *Host) MTUFile() string { return filepath.Join(h.Dir, "mtu") }
 
+// NodenameFile is where the host's roost-node writes its name
+// (ROOST_NODENAME_FILE; not the machine's /var/lib/calico/nodename).
+func (h *Host) NodenameFile() string { return filepath.Join(h.Dir, "nodename") }
+
 // NodeEnv is the environment of the host's roost-node commands.
 func (l *Lab) NodeEnv(h *Host) []string {
-	return append(l.DatastoreEnv(), "NODENAME="+h.Name, "ROOST_MTU_FILE="+h.MTUFile())
+	return append(l.DatastoreEnv(), "NODENAME="+h.Name, "ROOST_MTU_FILE="+h.MTUFile(), "ROOST_NODENAME_FILE="+h.NodenameFile())
 }
 
 // Bin is the path of a Roost binary.
