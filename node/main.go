@@ -281,7 +281,7 @@ func cleanupCmd() *cobra.Command {
 	list := run.Settings()
 	cmd := &cobra.Command{
 		Use:   "cleanup",
-		Short: "remove every route (protocol 80), vxlan.calico, the tunl0 address, the MTU file and the NAT table the agent programmed",
+		Short: "remove every route (protocol 80), vxlan.calico, the tunl0 address, the MTU and node name files and the NAT table the agent programmed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := settings.Resolve(cmd.Flags(), list, os.Getenv, nil); err != nil {
@@ -299,6 +299,11 @@ func cleanupCmd() *cobra.Command {
 			defer h.Close()
 			dp := dataplane.New(run.Dataplane, dataplane.Kernel(h), log, nil)
 			err = errors.Join(dp.Cleanup(), natoutgoing.New(natoutgoing.Config{}, log, nil).Cleanup())
+			if f := run.Startup.NodenameFile; f != "" {
+				if rerr := os.Remove(f); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+					err = errors.Join(err, fmt.Errorf("removing the node name file: %w", rerr))
+				}
+			}
 			if err != nil {
 				return errors.New("cleanup incomplete: " + err.Error())
 			}
