@@ -10,13 +10,15 @@ import (
 	"github.com/roostnet/roost/api"
 )
 
-// UnknownFields is 1 per stored object holding fields Roost does not know
-// (a newer Calico's): they are kept and written back, and otherwise have
-// no effect. confd and roost-node register it with their metrics.
+// UnknownFields counts, per kind, the stored objects holding fields Roost
+// does not know (a newer Calico's): they are kept and written back, and
+// otherwise have no effect. Which objects and fields is in the log (one
+// line per object and set of fields): a label per object would grow with
+// the cluster. confd and roost-node register it with their metrics.
 var UnknownFields = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "roost_datastore_unknown_fields",
-	Help: "1 per stored object holding fields Roost does not know (kept and written back, otherwise ignored), by key and fields.",
-}, []string{"key", "fields"})
+	Help: "Stored objects holding fields Roost does not know (kept and written back, otherwise ignored), by kind; the log names them.",
+}, []string{"kind"})
 
 var reported sync.Map // key -> the fields last reported for it
 
@@ -29,15 +31,16 @@ func ReportUnknown(log logrus.FieldLogger, key string, obj api.Resource) {
 	if (!had && fields == "") || (had && prev.(string) == fields) {
 		return
 	}
+	kind := obj.ResourceKind()
 	if had {
-		UnknownFields.DeleteLabelValues(key, prev.(string))
+		UnknownFields.WithLabelValues(kind).Dec()
 	}
 	if fields == "" {
 		reported.Delete(key)
 		return
 	}
 	reported.Store(key, fields)
-	UnknownFields.WithLabelValues(key, fields).Set(1)
+	UnknownFields.WithLabelValues(kind).Inc()
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
