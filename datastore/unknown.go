@@ -20,7 +20,10 @@ var UnknownFields = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Stored objects holding fields Roost does not know (kept and written back, otherwise ignored), by kind; the log names them.",
 }, []string{"kind"})
 
-var reported sync.Map // key -> the fields last reported for it
+// reported maps a key to what was last reported for it.
+var reported sync.Map // key -> unknownReport
+
+type unknownReport struct{ kind, fields string }
 
 // ReportUnknown logs, once per key and set of fields, the fields of obj
 // (read at key) that Roost does not know, and keeps the UnknownFields
@@ -28,22 +31,29 @@ var reported sync.Map // key -> the fields last reported for it
 func ReportUnknown(log logrus.FieldLogger, key string, obj api.Resource) {
 	fields := strings.Join(api.UnknownFields(obj), ", ")
 	prev, had := reported.Load(key)
-	if (!had && fields == "") || (had && prev.(string) == fields) {
+	if (!had && fields == "") || (had && prev.(unknownReport).fields == fields) {
 		return
 	}
-	kind := obj.ResourceKind()
 	if had {
-		UnknownFields.WithLabelValues(kind).Dec()
+		UnknownFields.WithLabelValues(prev.(unknownReport).kind).Dec()
 	}
 	if fields == "" {
 		reported.Delete(key)
 		return
 	}
-	reported.Store(key, fields)
+	kind := obj.ResourceKind()
+	reported.Store(key, unknownReport{kind, fields})
 	UnknownFields.WithLabelValues(kind).Inc()
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
 	log.WithFields(logrus.Fields{"key": key, "fields": fields}).
 		Warn("fields Roost does not know (a newer Calico's?): kept and written back, otherwise ignored")
+}
+
+// ForgetUnknown is ReportUnknown for a deleted key: it no longer counts.
+func ForgetUnknown(key string) {
+	if prev, had := reported.LoadAndDelete(key); had {
+		UnknownFields.WithLabelValues(prev.(unknownReport).kind).Dec()
+	}
 }

@@ -34,12 +34,13 @@ func TestReportUnknown(t *testing.T) {
 		{v1, 1, 1}, // again: not logged again, not counted twice
 		{v2, 1, 0},
 		{v1, 2, 1},
+		{"", 2, 0}, // deleted
 	} {
-		obj, err := DecodeValue(key, []byte(step.value), 1)
-		if err != nil {
+		if step.value == "" {
+			ForgetUnknown(key)
+		} else if _, err := DecodeValue(key, []byte(step.value), 1); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
-		_ = obj
 		n := 0
 		for _, e := range hook.AllEntries() {
 			if e.Level == logrus.WarnLevel && e.Data["key"] == key {

@@ -307,6 +307,7 @@ func (w *watcher) deliver(ctx context.Context, ev *clientv3.Event) bool {
 		return true
 	}
 	if ev.Type == mvccpb.DELETE {
+		datastore.ForgetUnknown(key)
 		return w.send(ctx, datastore.Event{Type: datastore.Deleted, Key: key, Revision: rev})
 	}
 	val, err := decodeKV(kv)

@@ -127,6 +127,7 @@ func (s *Store) publish(changes []change, shared bool, update func()) {
 		ev := histEvent{typ: c.typ, key: c.key, rev: s.rev}
 		switch c.typ {
 		case datastore.Deleted:
+			datastore.ForgetUnknown(c.key)
 			delete(s.objs, c.key)
 			removed = append(removed, c.key)
 		default:
