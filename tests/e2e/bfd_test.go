@@ -417,17 +417,3 @@ func (w *routeWatcher) waitGone(start time.Time, timeout time.Duration) (time.Du
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-// sameInstant reports whether two BIRD "since" times (hh:mm:ss.mmm) are
-// within a few milliseconds of each other.
-func sameInstant(a, b string) bool {
-	if a == b {
-		return true
-	}
-	ta, errA := time.Parse("15:04:05.000", a)
-	tb, errB := time.Parse("15:04:05.000", b)
-	if errA != nil || errB != nil {
-		return false
-	}
-	return (ta.Sub(tb)).Abs() <= 5*time.Millisecond
-}

@@ -261,3 +261,19 @@ func (c *cluster) dumpState() {
 	c.DumpLogs(&b, 25)
 	c.t.Log("state at failure:\n" + b.String())
 }
+
+// sameInstant reports whether two BIRD "since" times (hh:mm:ss.mmm) are
+// within a few milliseconds of each other: BIRD converts its monotonic
+// timestamps to wall-clock time at every query, so one unchanged state
+// change can print a millisecond apart in two replies.
+func sameInstant(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ta, errA := time.Parse("15:04:05.000", a)
+	tb, errB := time.Parse("15:04:05.000", b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return (ta.Sub(tb)).Abs() <= 5*time.Millisecond
+}

@@ -206,7 +206,7 @@ func TestPoolVXLANToNoEncap(t *testing.T) {
 	}
 	for _, h := range c.Hosts {
 		for addr, p := range before[h] {
-			if q := after[h][addr]; q.Since != p.Since {
+			if q := after[h][addr]; !sameInstant(q.Since, p.Since) {
 				t.Errorf("%s: session %s flapped: up since %s before the switch, since %s after (%s)", h.Name, p.Protocol, p.Since, q.Since, q.Info)
 			}
 		}
