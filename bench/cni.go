@@ -72,16 +72,7 @@ func (r *cniResult) run(ctx context.Context, work string, logf func(string, ...a
 	}
 	defer l.Close()
 	h := l.Hosts[0]
-	if err := l.Apply(ctx, `apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, logSeverityScreen: Info}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: bench-pool}
-spec: {cidr: 10.210.0.0/16, blockSize: 26, vxlanMode: Never, ipipMode: Never, natOutgoing: false}
-`); err != nil {
+	if err := l.Apply(ctx, lab.ClusterYAML(lab.Pool{Name: "bench-pool", CIDR: "10.210.0.0/16"})); err != nil {
 		return err
 	}
 	if err := l.StartHosts(ctx, l.Hosts); err != nil {

@@ -205,16 +205,7 @@ func firstLine(s string) string {
 }
 
 func dpPoolYAML(vxlanMode string) string {
-	return fmt.Sprintf(`apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: true}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: bench-pool}
-spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOutgoing: false}
-`, vxlanMode)
+	return lab.ClusterYAML(lab.Pool{Name: "bench-pool", VXLANMode: vxlanMode})
 }
 
 // waitMTU waits until every host's MTU file holds want.

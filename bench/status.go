@@ -55,16 +55,7 @@ func statusCost(ctx context.Context, work string, routes int, period, window tim
 	}
 	defer l.Close()
 	h1, h2 := l.Hosts[0], l.Hosts[1]
-	if err := l.Apply(ctx, `apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, logSeverityScreen: Info}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: bench-pool}
-spec: {cidr: 10.200.0.0/16, blockSize: 29, vxlanMode: Never, ipipMode: Never, natOutgoing: false}
-`); err != nil {
+	if err := l.Apply(ctx, lab.ClusterYAML(lab.Pool{Name: "bench-pool", CIDR: "10.200.0.0/16", BlockSize: 29})); err != nil {
 		return nil, err
 	}
 	// host2's blocks: host1 learns one BGP route per block.

@@ -33,16 +33,7 @@ const (
 // poolYAML is the lab's BGP configuration (mesh on or off) and one IPv4
 // pool with the given vxlanMode.
 func poolYAML(mesh bool, vxlanMode string) string {
-	return fmt.Sprintf(`apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: %t, logSeverityScreen: Info}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: e2e-pool}
-spec: {cidr: 10.244.0.0/16, blockSize: 26, vxlanMode: %s, ipipMode: Never, natOutgoing: false}
-`, mesh, vxlanMode)
+	return lab.ClusterYAML(lab.Pool{Name: "e2e-pool", VXLANMode: vxlanMode, NoMesh: !mesh})
 }
 
 func (c *cluster) apply(yaml string) {

@@ -120,7 +120,7 @@ var tagNAT = tag("nat")
 
 // natPoolYAML is poolYAML's pool with natOutgoing set.
 func natPoolYAML(vxlanMode string, nat bool) string {
-	return strings.Replace(poolYAML(true, vxlanMode), "natOutgoing: false", fmt.Sprintf("natOutgoing: %t", nat), 1)
+	return lab.ClusterYAML(lab.Pool{Name: "e2e-pool", VXLANMode: vxlanMode, NATOutgoing: nat})
 }
 
 // udpEcho listens in a namespace, reports where each datagram came from

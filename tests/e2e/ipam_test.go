@@ -35,16 +35,7 @@ func TestIPAMGrowthVXLAN(t *testing.T) {
 
 func ipamGrowth(t *testing.T, tag, vxlanMode string) {
 	c := newLab(t, tag, lab.Options{Hosts: 3})
-	c.apply(fmt.Sprintf(`apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {asNumber: 64512, nodeToNodeMeshEnabled: true, logSeverityScreen: Info}
----
-apiVersion: projectcalico.org/v3
-kind: IPPool
-metadata: {name: e2e-small}
-spec: {cidr: 10.244.0.0/28, blockSize: 30, vxlanMode: %s, ipipMode: Never, natOutgoing: false}
-`, vxlanMode))
+	c.apply(lab.ClusterYAML(lab.Pool{Name: "e2e-small", CIDR: "10.244.0.0/28", BlockSize: 30, VXLANMode: vxlanMode}))
 	h1, h2, h3 := c.Hosts[0], c.Hosts[1], c.Hosts[2]
 	start := time.Now()
 	c.start(c.Hosts)
