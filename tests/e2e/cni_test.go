@@ -74,6 +74,14 @@ func TestCNIPodman(t *testing.T) {
 	}
 	c.waitSessions(mesh(c.Hosts))
 	c.waitMTUFiles(c.Hosts, 1500)
+	// roost-node run wrote the node name file (ROOST_NODENAME_FILE), as
+	// calico-node writes /var/lib/calico/nodename for CNI configurations
+	// that name no node.
+	for _, h := range c.Hosts {
+		if b, err := os.ReadFile(h.NodenameFile()); err != nil || string(b) != h.Name {
+			t.Fatalf("%s: node name file %s: %q %v", h.Name, h.NodenameFile(), b, err)
+		}
+	}
 
 	p1, p2 := c.podman(h1), c.podman(h2)
 	// install-cni wrote host1's files; on host2 it found what run

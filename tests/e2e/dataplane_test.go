@@ -297,7 +297,7 @@ func TestNATOutgoing(t *testing.T) {
 		return nil
 	})
 
-	// Uninstall host 1: cleanup takes the table and the MTU file.
+	// Uninstall host 1: cleanup takes the table, the MTU and node name files.
 	c.apply(natPoolYAML("Always", true))
 	c.eventually(convergeTimeout, "NAT table back", func() error {
 		if ok, err := natTable(h1); err != nil || !ok {
@@ -314,6 +314,9 @@ func TestNATOutgoing(t *testing.T) {
 	}
 	if _, err := os.Stat(h1.MTUFile()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("MTU file after cleanup: %v", err)
+	}
+	if _, err := os.Stat(h1.NodenameFile()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("node name file after cleanup: %v", err)
 	}
 	if ok, err := natTable(h2); err != nil || !ok {
 		t.Fatalf("host2's NAT table: %v %v", ok, err)
